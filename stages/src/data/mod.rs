@@ -1,0 +1,31 @@
+//! Data-processing cores of the pipeline stages: pure functions from rows to rows.
+//!
+//! Nothing here touches a model, the file system or the cache; the engine adapters
+//! read JSONL into [`Row`]s, call these functions and write the result. Keeping the
+//! cores pure is what lets them be tested exhaustively and cached by content.
+//!
+//! - [`countdown`]: solvable Countdown instances (METHODS §0.1).
+//! - [`verify`]: the exact-rational Countdown verifier / reward (METHODS §0.1).
+//! - [`compose`]: SkillFactory silver traces (METHODS §1, S4–S5).
+//! - [`cascade`]: CasCoD rationale/answer split (METHODS §3, C1–C2).
+//! - [`arithmetic`]: a tiny arithmetic task for smoke tests.
+
+pub mod arithmetic;
+pub mod cascade;
+pub mod compose;
+pub mod countdown;
+mod error;
+mod rng;
+pub mod verify;
+
+/// One JSONL record. `serde_json` is built with `preserve_order`, so key order is
+/// the insertion order and output files are byte-stable.
+pub type Row = serde_json::Map<String, serde_json::Value>;
+
+pub use arithmetic::{generate_arithmetic, verify_numeric};
+pub use cascade::{cascade_split, CascadeSpec, CascadeStats};
+pub use compose::{compose, ComposeSpec, Reflect};
+pub use countdown::{generate, prompt_text, solve, CountdownSpec, Split};
+pub use error::DataError;
+pub use rng::Rng;
+pub use verify::{verify_countdown, verify_rows, Verdict};
