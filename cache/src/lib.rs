@@ -1,0 +1,25 @@
+//! The content-addressed store behind retort.
+//!
+//! This crate knows keys, bytes and paths, never pipelines (the same split as
+//! turborepo's cache crate): the engine decides *what* to hash, this crate
+//! decides *how* bytes are hashed, named, written atomically, verified and
+//! collected.
+#![warn(missing_docs)]
+
+mod canonical;
+mod error;
+mod fsutil;
+mod hash;
+mod lockfile;
+mod runs;
+mod stat;
+mod store;
+
+pub use canonical::{canonical_json, fingerprint, try_fingerprint};
+pub use error::CacheError;
+pub use hash::{hash_bytes, hash_dir, hash_file, hash_path, Hash, ParseHashError};
+pub use lockfile::{LockEntry, LockFile, LOCK_FORMAT_VERSION};
+pub use stat::StatCache;
+pub use store::{
+    Artifact, ArtifactKind, GcStats, ObjectState, OutputRecord, RunRecord, Store, StoreLock, Usage,
+};

@@ -1,0 +1,241 @@
+//! A stat cache: remembers which hash a file had at a given (device, inode,
+//! size, mtime), so an unchanged multi-gigabyte checkpoint is not re-read on
+//! every run (DVC's state db does the same).
+//!
+//! An entry is trusted only if the file's mtime was at least [`RACY_NS`]
+//! older than the moment the entry was recorded. Otherwise a write landing in
+//! the same timestamp tick as the one we saw could change the bytes without
+//! changing the stat (git's "racy clean" problem); such entries are rehashed.
+//!
+//! On disk it is a small text file, one entry per line:
+//! `hash \t dev \t ino \t size \t mtime_ns \t recorded_ns \t path`. Anything
+//! unreadable is simply not cached: losing the stat cache costs time, never
+//! correctness.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::{io_err, CacheError};
+use crate::hash::{self, Hash};
+use crate::store::ArtifactKind;
+
+/// First line of the file; another header means another format, and the file
+/// is ignored.
+const HEADER: &[u8] = b"retort-stat-cache 1\n";
+
+/// How much older than its recording time a file's mtime must be for the
+/// entry to be trusted.
+pub(crate) const RACY_NS: i64 = 2_000_000_000;
+
+/// The stat key of a file plus its hash and when that was observed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i64,
+    recorded_ns: i64,
+    hash: Hash,
+}
+
+impl Entry {
+    fn matches(&self, meta: &fs::Metadata) -> bool {
+        self.dev == meta.dev()
+            && self.ino == meta.ino()
+            && self.size == meta.len()
+            && self.mtime_ns == mtime_ns(meta)
+            && self.recorded_ns.saturating_sub(self.mtime_ns) >= RACY_NS
+    }
+}
+
+/// Remembers file hashes by stat so unchanged files are not re-hashed.
+#[derive(Debug)]
+pub struct StatCache {
+    file: PathBuf,
+    entries: HashMap<PathBuf, Entry>,
+    /// Paths changed or forgotten since load; only these override what
+    /// another process may have saved meanwhile.
+    changed: HashSet<PathBuf>,
+}
+
+impl StatCache {
+    /// Loads the cache stored at `file`. A missing, unreadable or corrupt
+    /// file gives an empty cache, never an error.
+    pub fn load(file: &Path) -> StatCache {
+        StatCache {
+            file: file.to_path_buf(),
+            entries: read_entries(file),
+            changed: HashSet::new(),
+        }
+    }
+
+    /// The hash of the file at `path`, read from the cache if its stat is
+    /// unchanged, otherwise computed and remembered.
+    pub fn hash_file(&mut self, path: &Path) -> io::Result<Hash> {
+        let key = std::path::absolute(path)?;
+        let meta = fs::metadata(&key)?;
+        if let Some(e) = self.entries.get(&key) {
+            if e.matches(&meta) {
+                return Ok(e.hash);
+            }
+        }
+        let hash = hash::hash_file(&key)?;
+        // Stat again: if the file changed while we read it, the hash may
+        // describe neither version, so it must not be remembered.
+        if same_stat(&meta, &fs::metadata(&key)?) {
+            self.insert(key, &meta, hash);
+        }
+        Ok(hash)
+    }
+
+    /// The hash of a file or directory; a directory's files each go through
+    /// the cache, then its manifest is hashed (cheap).
+    pub fn hash_path(&mut self, path: &Path) -> io::Result<(Hash, ArtifactKind)> {
+        if !fs::metadata(path)?.is_dir() {
+            return Ok((self.hash_file(path)?, ArtifactKind::File));
+        }
+        let entries = hash::dir_manifest(path, &mut |p| self.hash_file(p))?;
+        Ok((hash::manifest_hash(&entries), ArtifactKind::Dir))
+    }
+
+    /// Remembers that `path` has `hash` as of its current stat, without
+    /// reading it: for callers that just wrote or hashed the bytes themselves.
+    pub(crate) fn record(&mut self, path: &Path, hash: Hash) -> io::Result<()> {
+        let key = std::path::absolute(path)?;
+        let meta = fs::metadata(&key)?;
+        self.insert(key, &meta, hash);
+        Ok(())
+    }
+
+    /// Drops what is known about `path` (and, for a directory, every path
+    /// under it), e.g. because it was deleted.
+    pub fn forget(&mut self, path: &Path) {
+        let Ok(key) = std::path::absolute(path) else {
+            return;
+        };
+        let gone: Vec<PathBuf> = self
+            .entries
+            .keys()
+            .filter(|p| p.starts_with(&key))
+            .cloned()
+            .collect();
+        for p in gone {
+            self.entries.remove(&p);
+            self.changed.insert(p);
+        }
+    }
+
+    /// Writes the cache back if anything changed: merged over what is on
+    /// disk now (another process may have saved meanwhile), to a temp file
+    /// that is renamed into place, so readers never see half a file.
+    pub fn save(&self) -> Result<(), CacheError> {
+        if self.changed.is_empty() {
+            return Ok(());
+        }
+        let mut merged = read_entries(&self.file);
+        for p in &self.changed {
+            match self.entries.get(p) {
+                Some(e) => merged.insert(p.clone(), *e),
+                None => merged.remove(p),
+            };
+        }
+        let dir = match self.file.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err("create temp file in", dir))?;
+        tmp.write_all(&encode(&merged)).map_err(io_err("write", tmp.path()))?;
+        tmp.persist(&self.file)
+            .map_err(|e| io_err("replace", &self.file)(e.error))?;
+        Ok(())
+    }
+
+    fn insert(&mut self, key: PathBuf, meta: &fs::Metadata, hash: Hash) {
+        let entry = Entry {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            mtime_ns: mtime_ns(meta),
+            recorded_ns: now_ns(),
+            hash,
+        };
+        // A newline in a path would break the line format; such files are
+        // just never cached.
+        if key.as_os_str().as_bytes().contains(&b'\n') {
+            return;
+        }
+        if self.entries.get(&key) != Some(&entry) {
+            self.entries.insert(key.clone(), entry);
+            self.changed.insert(key);
+        }
+    }
+
+    /// How many files are remembered.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+fn same_stat(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    (a.dev(), a.ino(), a.len(), mtime_ns(a)) == (b.dev(), b.ino(), b.len(), mtime_ns(b))
+}
+
+pub(crate) fn mtime_ns(meta: &fs::Metadata) -> i64 {
+    meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec())
+}
+
+fn now_ns() -> i64 {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+fn encode(entries: &HashMap<PathBuf, Entry>) -> Vec<u8> {
+    let mut sorted: Vec<_> = entries.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut out = HEADER.to_vec();
+    for (path, e) in sorted {
+        let line = format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t",
+            e.hash, e.dev, e.ino, e.size, e.mtime_ns, e.recorded_ns
+        );
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(path.as_os_str().as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+fn read_entries(file: &Path) -> HashMap<PathBuf, Entry> {
+    let Ok(bytes) = fs::read(file) else {
+        return HashMap::new();
+    };
+    let Some(body) = bytes.strip_prefix(HEADER) else {
+        return HashMap::new();
+    };
+    body.split(|&b| b == b'\n')
+        .filter_map(parse_line)
+        .collect()
+}
+
+/// One line, or `None` if it is damaged in any way (the entry is dropped).
+fn parse_line(line: &[u8]) -> Option<(PathBuf, Entry)> {
+    let mut fields = line.splitn(7, |&b| b == b'\t');
+    let mut next = || std::str::from_utf8(fields.next()?).ok();
+    let hash = next()?.parse().ok()?;
+    let dev = next()?.parse().ok()?;
+    let ino = next()?.parse().ok()?;
+    let size = next()?.parse().ok()?;
+    let mtime_ns = next()?.parse().ok()?;
+    let recorded_ns = next()?.parse().ok()?;
+    let path = fields.next().filter(|p| !p.is_empty())?;
+    let path = PathBuf::from(std::ffi::OsString::from_vec(path.to_vec()));
+    let entry = Entry { dev, ino, size, mtime_ns, recorded_ns, hash };
+    Some((path, entry))
+}
