@@ -313,7 +313,7 @@ mod tests {
         // Pinned: changing the manifest encoding renames every model in every cache.
         assert_eq!(
             hash_dir(d.path()).unwrap().to_hex(),
-            "PLACEHOLDER"
+            "31e6ed780be52c6f4b7bbb0a5e1fe4ad20bd2cb83b15e8a05bc7bd1ec9e26a0e"
         );
     }
 

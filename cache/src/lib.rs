@@ -11,6 +11,7 @@ mod error;
 mod fsutil;
 mod hash;
 mod lockfile;
+mod records;
 mod runs;
 mod stat;
 mod store;

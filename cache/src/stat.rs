@@ -239,3 +239,169 @@ fn parse_line(line: &[u8]) -> Option<(PathBuf, Entry)> {
     let entry = Entry { dev, ino, size, mtime_ns, recorded_ns, hash };
     Some((path, entry))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::{hash_bytes, FILES_HASHED};
+    use std::time::{Duration, Instant};
+
+    fn hashes() -> u64 {
+        FILES_HASHED.with(|c| c.get())
+    }
+
+    /// Writes `bytes` with an mtime well outside the racy window.
+    fn write_old(path: &Path, bytes: &[u8], mtime: SystemTime) {
+        fs::write(path, bytes).unwrap();
+        fs::File::options().write(true).open(path).unwrap().set_modified(mtime).unwrap();
+    }
+
+    fn long_ago() -> SystemTime {
+        SystemTime::now() - Duration::from_secs(3600)
+    }
+
+    #[test]
+    fn unchanged_file_is_not_rehashed() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("data.jsonl");
+        let t = long_ago();
+        write_old(&f, b"one\n", t);
+        let mut sc = StatCache::load(&d.path().join("stat"));
+        let before = hashes();
+        assert_eq!(sc.hash_file(&f).unwrap(), hash_bytes(b"one\n"));
+        assert_eq!(sc.hash_file(&f).unwrap(), hash_bytes(b"one\n"));
+        assert_eq!(hashes() - before, 1, "second lookup must come from the cache");
+
+        // Same size, same mtime, other bytes: the cache (by design) trusts
+        // the stat. This is what proves the bytes were not read again.
+        write_old(&f, b"two\n", t);
+        assert_eq!(sc.hash_file(&f).unwrap(), hash_bytes(b"one\n"));
+        assert_eq!(hashes() - before, 1);
+
+        // Any stat change (here: size) is noticed.
+        write_old(&f, b"three\n", t);
+        assert_eq!(sc.hash_file(&f).unwrap(), hash_bytes(b"three\n"));
+        assert_eq!(hashes() - before, 2);
+    }
+
+    #[test]
+    fn recently_modified_file_is_always_rehashed() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("fresh");
+        fs::write(&f, b"abc").unwrap();
+        let mut sc = StatCache::load(&d.path().join("stat"));
+        let before = hashes();
+        sc.hash_file(&f).unwrap();
+        // Rewritten within the same timestamp tick: same size, maybe same
+        // mtime. The racy rule must make us read it again.
+        fs::write(&f, b"xyz").unwrap();
+        assert_eq!(sc.hash_file(&f).unwrap(), hash_bytes(b"xyz"));
+        assert_eq!(hashes() - before, 2);
+    }
+
+    #[test]
+    fn save_and_load_round_trip_and_skip_unchanged_saves() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("state/stat");
+        let f = d.path().join("a b\tc"); // spaces and tabs in paths survive
+        write_old(&f, b"content", long_ago());
+        let mut sc = StatCache::load(&file);
+        let h = sc.hash_file(&f).unwrap();
+        sc.save().unwrap();
+        let ino = fs::metadata(&file).unwrap().ino();
+
+        let mut again = StatCache::load(&file);
+        assert_eq!(again.len(), 1);
+        let before = hashes();
+        assert_eq!(again.hash_file(&f).unwrap(), h);
+        assert_eq!(hashes(), before);
+        again.save().unwrap();
+        assert_eq!(fs::metadata(&file).unwrap().ino(), ino, "nothing changed, nothing written");
+    }
+
+    #[test]
+    fn missing_or_corrupt_file_loads_empty() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(StatCache::load(&d.path().join("absent")).len(), 0);
+        let bad = d.path().join("bad");
+        fs::write(&bad, b"\xff\xfe garbage").unwrap();
+        assert_eq!(StatCache::load(&bad).len(), 0);
+        // Right header, damaged lines: the damaged entries are dropped.
+        let mut text = HEADER.to_vec();
+        text.extend_from_slice(b"nothex\t1\t2\t3\t4\t5\t/x\n");
+        text.extend_from_slice(format!("{}\t1\t2\t3\t4\t5\t/ok\n", hash_bytes(b"")).as_bytes());
+        text.extend_from_slice(format!("{}\t1\t2\n", hash_bytes(b"")).as_bytes());
+        fs::write(&bad, text).unwrap();
+        assert_eq!(StatCache::load(&bad).len(), 1);
+    }
+
+    #[test]
+    fn forget_forces_a_rehash_and_survives_merge() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("stat");
+        let f = d.path().join("f");
+        write_old(&f, b"x", long_ago());
+        let mut sc = StatCache::load(&file);
+        sc.hash_file(&f).unwrap();
+        sc.save().unwrap();
+        sc.forget(d.path());
+        sc.save().unwrap();
+        assert_eq!(StatCache::load(&file).len(), 0, "merge must not resurrect it");
+        let before = hashes();
+        sc.hash_file(&f).unwrap();
+        assert_eq!(hashes() - before, 1);
+    }
+
+    #[test]
+    fn concurrent_savers_merge() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("stat");
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        write_old(&a, b"a", long_ago());
+        write_old(&b, b"b", long_ago());
+        let mut one = StatCache::load(&file);
+        let mut two = StatCache::load(&file);
+        one.hash_file(&a).unwrap();
+        two.hash_file(&b).unwrap();
+        one.save().unwrap();
+        two.save().unwrap();
+        assert_eq!(StatCache::load(&file).len(), 2);
+    }
+
+    #[test]
+    fn directory_files_go_through_the_cache() {
+        let d = tempfile::tempdir().unwrap();
+        let model = d.path().join("model");
+        fs::create_dir_all(model.join("sub")).unwrap();
+        write_old(&model.join("config.json"), b"{}", long_ago());
+        write_old(&model.join("sub/w.bin"), b"weights", long_ago());
+        let mut sc = StatCache::load(&d.path().join("stat"));
+        let got = sc.hash_path(&model).unwrap();
+        assert_eq!(got, (hash::hash_dir(&model).unwrap(), ArtifactKind::Dir));
+        let before = hashes();
+        assert_eq!(sc.hash_path(&model).unwrap(), got);
+        assert_eq!(hashes(), before);
+    }
+
+    #[test]
+    fn two_hundred_entries_load_fast() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("stat");
+        let mut sc = StatCache::load(&file);
+        let mut meta_src = d.path().join("f");
+        write_old(&meta_src, b"x", long_ago());
+        let meta = fs::metadata(&meta_src).unwrap();
+        for i in 0..200 {
+            meta_src = d.path().join(format!("objects/ab/{i:062}"));
+            sc.insert(meta_src.clone(), &meta, hash_bytes(&[i as u8]));
+        }
+        sc.save().unwrap();
+        let start = Instant::now();
+        let loaded = StatCache::load(&file);
+        let took = start.elapsed();
+        assert_eq!(loaded.len(), 200);
+        // The real bound is well under 1 ms in an optimized build; this
+        // unoptimized test only guards against a pathological format.
+        assert!(took < Duration::from_millis(20), "took {took:?}");
+    }
+}

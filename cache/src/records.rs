@@ -1,0 +1,93 @@
+//! The plain data types of the store: what an object is, what a run
+//! produced, and the reports of `du` and `gc`.
+//!
+//! They are serde types because run records and the lock file persist them;
+//! field names are part of the on-disk formats, so renaming one needs a
+//! format version bump.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hash::Hash;
+
+/// Whether an artifact is a single file or a directory of files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactKind {
+    /// A single file (a JSON Lines dataset).
+    File,
+    /// A directory (a model checkpoint).
+    Dir,
+}
+
+/// An object just put into the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Artifact {
+    /// Its name in the store.
+    pub hash: Hash,
+    /// File or directory.
+    pub kind: ArtifactKind,
+    /// Size in bytes (for a directory, of all its files).
+    pub bytes: u64,
+}
+
+/// One output of a stage run, as kept in run records and the lock file.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct OutputRecord {
+    /// The output artifact's hash.
+    pub hash: Hash,
+    /// File or directory.
+    pub kind: ArtifactKind,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Row count, for datasets.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rows: Option<u64>,
+}
+
+/// What a stage run produced: the value stored under its fingerprint.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RunRecord {
+    /// Output name to artifact.
+    pub outputs: BTreeMap<String, OutputRecord>,
+    /// Headline metrics reported by the stage.
+    pub metrics: BTreeMap<String, serde_json::Value>,
+    /// How long the run took; reported as time saved on a hit.
+    pub duration_ms: u64,
+    /// When the run finished, for `cache ls` ordering.
+    pub created_unix_ms: u64,
+}
+
+/// Counts for `cache du`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Usage {
+    /// Number of objects.
+    pub objects: u64,
+    /// Their total size in bytes.
+    pub object_bytes: u64,
+    /// Number of run records.
+    pub runs: u64,
+}
+
+/// What `gc` removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct GcStats {
+    /// Objects deleted.
+    pub removed_objects: u64,
+    /// Their total size in bytes.
+    pub removed_bytes: u64,
+    /// Run records deleted.
+    pub removed_runs: u64,
+}
+
+/// The state of an object, as seen by [`Store::state`] or [`Store::verify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectState {
+    /// Present, and its bytes hash to its name.
+    Valid,
+    /// Not in the store.
+    Missing,
+    /// Present but its bytes do not match its name (or cannot be read).
+    Corrupt,
+}
