@@ -12,10 +12,10 @@
 //! unreadable is simply not cached: losing the stat cache costs time, never
 //! correctness.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -57,10 +57,12 @@ impl Entry {
 #[derive(Debug)]
 pub struct StatCache {
     file: PathBuf,
-    entries: HashMap<PathBuf, Entry>,
+    /// Keyed by the absolute path's bytes: byte comparison is much cheaper
+    /// than `Path`'s component-wise ordering, which matters for load time.
+    entries: BTreeMap<Vec<u8>, Entry>,
     /// Paths changed or forgotten since load; only these override what
     /// another process may have saved meanwhile.
-    changed: HashSet<PathBuf>,
+    changed: BTreeSet<Vec<u8>>,
 }
 
 impl StatCache {
@@ -70,25 +72,25 @@ impl StatCache {
         StatCache {
             file: file.to_path_buf(),
             entries: read_entries(file),
-            changed: HashSet::new(),
+            changed: BTreeSet::new(),
         }
     }
 
     /// The hash of the file at `path`, read from the cache if its stat is
     /// unchanged, otherwise computed and remembered.
     pub fn hash_file(&mut self, path: &Path) -> io::Result<Hash> {
-        let key = std::path::absolute(path)?;
-        let meta = fs::metadata(&key)?;
-        if let Some(e) = self.entries.get(&key) {
+        let abs = std::path::absolute(path)?;
+        let meta = fs::metadata(&abs)?;
+        if let Some(e) = self.entries.get(key_of(&abs)) {
             if e.matches(&meta) {
                 return Ok(e.hash);
             }
         }
-        let hash = hash::hash_file(&key)?;
+        let hash = hash::hash_file(&abs)?;
         // Stat again: if the file changed while we read it, the hash may
         // describe neither version, so it must not be remembered.
-        if same_stat(&meta, &fs::metadata(&key)?) {
-            self.insert(key, &meta, hash);
+        if same_stat(&meta, &fs::metadata(&abs)?) {
+            self.insert(&abs, &meta, hash);
         }
         Ok(hash)
     }
@@ -106,22 +108,22 @@ impl StatCache {
     /// Remembers that `path` has `hash` as of its current stat, without
     /// reading it: for callers that just wrote or hashed the bytes themselves.
     pub(crate) fn record(&mut self, path: &Path, hash: Hash) -> io::Result<()> {
-        let key = std::path::absolute(path)?;
-        let meta = fs::metadata(&key)?;
-        self.insert(key, &meta, hash);
+        let abs = std::path::absolute(path)?;
+        let meta = fs::metadata(&abs)?;
+        self.insert(&abs, &meta, hash);
         Ok(())
     }
 
     /// Drops what is known about `path` (and, for a directory, every path
     /// under it), e.g. because it was deleted.
     pub fn forget(&mut self, path: &Path) {
-        let Ok(key) = std::path::absolute(path) else {
+        let Ok(abs) = std::path::absolute(path) else {
             return;
         };
-        let gone: Vec<PathBuf> = self
+        let gone: Vec<Vec<u8>> = self
             .entries
             .keys()
-            .filter(|p| p.starts_with(&key))
+            .filter(|p| Path::new(std::ffi::OsStr::from_bytes(p)).starts_with(&abs))
             .cloned()
             .collect();
         for p in gone {
@@ -156,7 +158,8 @@ impl StatCache {
         Ok(())
     }
 
-    fn insert(&mut self, key: PathBuf, meta: &fs::Metadata, hash: Hash) {
+    fn insert(&mut self, path: &Path, meta: &fs::Metadata, hash: Hash) {
+        let key = key_of(path);
         let entry = Entry {
             dev: meta.dev(),
             ino: meta.ino(),
@@ -167,12 +170,12 @@ impl StatCache {
         };
         // A newline in a path would break the line format; such files are
         // just never cached.
-        if key.as_os_str().as_bytes().contains(&b'\n') {
+        if key.contains(&b'\n') {
             return;
         }
-        if self.entries.get(&key) != Some(&entry) {
-            self.entries.insert(key.clone(), entry);
-            self.changed.insert(key);
+        if self.entries.get(key) != Some(&entry) {
+            self.entries.insert(key.to_vec(), entry);
+            self.changed.insert(key.to_vec());
         }
     }
 
@@ -181,6 +184,10 @@ impl StatCache {
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
+}
+
+fn key_of(abs: &Path) -> &[u8] {
+    abs.as_os_str().as_bytes()
 }
 
 fn same_stat(a: &fs::Metadata, b: &fs::Metadata) -> bool {
@@ -196,28 +203,26 @@ fn now_ns() -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
-fn encode(entries: &HashMap<PathBuf, Entry>) -> Vec<u8> {
-    let mut sorted: Vec<_> = entries.iter().collect();
-    sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+fn encode(entries: &BTreeMap<Vec<u8>, Entry>) -> Vec<u8> {
     let mut out = HEADER.to_vec();
-    for (path, e) in sorted {
+    for (path, e) in entries {
         let line = format!(
             "{}\t{}\t{}\t{}\t{}\t{}\t",
             e.hash, e.dev, e.ino, e.size, e.mtime_ns, e.recorded_ns
         );
         out.extend_from_slice(line.as_bytes());
-        out.extend_from_slice(path.as_os_str().as_bytes());
+        out.extend_from_slice(path);
         out.push(b'\n');
     }
     out
 }
 
-fn read_entries(file: &Path) -> HashMap<PathBuf, Entry> {
+fn read_entries(file: &Path) -> BTreeMap<Vec<u8>, Entry> {
     let Ok(bytes) = fs::read(file) else {
-        return HashMap::new();
+        return BTreeMap::new();
     };
     let Some(body) = bytes.strip_prefix(HEADER) else {
-        return HashMap::new();
+        return BTreeMap::new();
     };
     body.split(|&b| b == b'\n')
         .filter_map(parse_line)
@@ -225,7 +230,7 @@ fn read_entries(file: &Path) -> HashMap<PathBuf, Entry> {
 }
 
 /// One line, or `None` if it is damaged in any way (the entry is dropped).
-fn parse_line(line: &[u8]) -> Option<(PathBuf, Entry)> {
+fn parse_line(line: &[u8]) -> Option<(Vec<u8>, Entry)> {
     let mut fields = line.splitn(7, |&b| b == b'\t');
     let mut next = || std::str::from_utf8(fields.next()?).ok();
     let hash = next()?.parse().ok()?;
@@ -235,7 +240,7 @@ fn parse_line(line: &[u8]) -> Option<(PathBuf, Entry)> {
     let mtime_ns = next()?.parse().ok()?;
     let recorded_ns = next()?.parse().ok()?;
     let path = fields.next().filter(|p| !p.is_empty())?;
-    let path = PathBuf::from(std::ffi::OsString::from_vec(path.to_vec()));
+    let path = path.to_vec();
     let entry = Entry { dev, ino, size, mtime_ns, recorded_ns, hash };
     Some((path, entry))
 }
@@ -393,7 +398,7 @@ mod tests {
         let meta = fs::metadata(&meta_src).unwrap();
         for i in 0..200 {
             meta_src = d.path().join(format!("objects/ab/{i:062}"));
-            sc.insert(meta_src.clone(), &meta, hash_bytes(&[i as u8]));
+            sc.insert(&meta_src, &meta, hash_bytes(&[i as u8]));
         }
         sc.save().unwrap();
         let start = Instant::now();
