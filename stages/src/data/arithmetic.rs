@@ -13,15 +13,28 @@ use super::verify::{evaluate, extract_answer, Ratio};
 use super::{DataError, Row};
 
 /// `count` rows `{id, prompt, question, answer}`; `digits` in 1..=9, `ops` ⊆ `+-*/`.
-pub fn generate_arithmetic(count: usize, digits: usize, ops: &[char], seed: u64) -> Result<Vec<Row>, DataError> {
+pub fn generate_arithmetic(
+    count: usize,
+    digits: usize,
+    ops: &[char],
+    seed: u64,
+) -> Result<Vec<Row>, DataError> {
     if !(1..=9).contains(&digits) {
-        return Err(DataError::InvalidSpec(format!("arithmetic digits {digits} must be 1..=9")));
+        return Err(DataError::InvalidSpec(format!(
+            "arithmetic digits {digits} must be 1..=9"
+        )));
     }
     if ops.is_empty() || ops.iter().any(|c| !"+-*/".contains(*c)) {
-        return Err(DataError::InvalidSpec(format!("arithmetic ops {ops:?} must be a non-empty subset of + - * /")));
+        return Err(DataError::InvalidSpec(format!(
+            "arithmetic ops {ops:?} must be a non-empty subset of + - * /"
+        )));
     }
     let hi = 10i64.pow(digits as u32) - 1;
-    let lo = if digits == 1 { 0 } else { 10i64.pow(digits as u32 - 1) };
+    let lo = if digits == 1 {
+        0
+    } else {
+        10i64.pow(digits as u32 - 1)
+    };
     let rows = (0..count)
         .map(|i| {
             let mut rng = Rng::stream(seed, "arithmetic", i as u64);
@@ -34,7 +47,15 @@ pub fn generate_arithmetic(count: usize, digits: usize, ops: &[char], seed: u64)
                 }
                 _ => {
                     let (a, b) = (rng.range_i64(lo, hi), rng.range_i64(lo, hi));
-                    (a, b, match op { '+' => a + b, '-' => a - b, _ => a * b })
+                    (
+                        a,
+                        b,
+                        match op {
+                            '+' => a + b,
+                            '-' => a - b,
+                            _ => a * b,
+                        },
+                    )
                 }
             };
             let question = format!("{a} {op} {b}");
@@ -42,7 +63,9 @@ pub fn generate_arithmetic(count: usize, digits: usize, ops: &[char], seed: u64)
             row.insert("id".into(), Value::String(format!("arith-{i}")));
             row.insert(
                 "prompt".into(),
-                Value::String(format!("What is {question}? Give the final answer in <answer></answer> tags.")),
+                Value::String(format!(
+                    "What is {question}? Give the final answer in <answer></answer> tags."
+                )),
             );
             row.insert("question".into(), Value::String(question));
             row.insert("answer".into(), Value::String(ans.to_string()));
@@ -59,7 +82,9 @@ fn parse_number(s: &str) -> Option<Ratio> {
     let t = s.trim();
     let body = t.strip_prefix(['-', '+']).unwrap_or(t);
     let ok = !body.is_empty()
-        && body.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'/')
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'/')
         && body.matches('/').count() <= 1;
     if !ok {
         return None;
@@ -70,7 +95,10 @@ fn parse_number(s: &str) -> Option<Ratio> {
 /// True iff the last `<answer>` of `response` is numerically equal to `answer`
 /// (exact rationals: `19`, `19.0` and `38/2` all match `19`).
 pub fn verify_numeric(response: &str, answer: &str) -> bool {
-    match (extract_answer(response).and_then(parse_number), parse_number(answer)) {
+    match (
+        extract_answer(response).and_then(parse_number),
+        parse_number(answer),
+    ) {
         (Some(x), Some(y)) => x == y,
         _ => false,
     }
@@ -83,14 +111,23 @@ mod tests {
     #[test]
     fn generates_consistent_deterministic_rows() {
         let rows = generate_arithmetic(60, 2, &['+', '-', '*', '/'], 3).unwrap();
-        assert_eq!(rows, generate_arithmetic(60, 2, &['+', '-', '*', '/'], 3).unwrap());
-        assert_ne!(rows, generate_arithmetic(60, 2, &['+', '-', '*', '/'], 4).unwrap());
+        assert_eq!(
+            rows,
+            generate_arithmetic(60, 2, &['+', '-', '*', '/'], 3).unwrap()
+        );
+        assert_ne!(
+            rows,
+            generate_arithmetic(60, 2, &['+', '-', '*', '/'], 4).unwrap()
+        );
         let mut ops_seen = std::collections::HashSet::new();
         for r in &rows {
             let q = r["question"].as_str().unwrap();
             let a = r["answer"].as_str().unwrap();
             assert_eq!(evaluate(q).unwrap(), evaluate(a).unwrap(), "{q} = {a}");
-            assert_eq!(r["prompt"], format!("What is {q}? Give the final answer in <answer></answer> tags."));
+            assert_eq!(
+                r["prompt"],
+                format!("What is {q}? Give the final answer in <answer></answer> tags.")
+            );
             assert!(verify_numeric(&format!("so <answer> {a} </answer>"), a));
             ops_seen.insert(q.split(' ').nth(1).unwrap().to_string());
         }
@@ -104,7 +141,10 @@ mod tests {
     #[test]
     fn numeric_verification() {
         assert!(verify_numeric("<answer>19</answer>", "19"));
-        assert!(verify_numeric("<answer>1</answer> no, <answer>19.0</answer>", "19"));
+        assert!(verify_numeric(
+            "<answer>1</answer> no, <answer>19.0</answer>",
+            "19"
+        ));
         assert!(verify_numeric("<answer>38/2</answer>", "19"));
         assert!(verify_numeric("<answer>-3</answer>", "-3"));
         assert!(!verify_numeric("<answer>12 + 7</answer>", "19"));

@@ -34,7 +34,10 @@ pub struct CascadeSpec {
 
 impl Default for CascadeSpec {
     fn default() -> Self {
-        CascadeSpec { marker: "Therefore, the answer is".into(), task_field: None }
+        CascadeSpec {
+            marker: "Therefore, the answer is".into(),
+            task_field: None,
+        }
     }
 }
 
@@ -94,9 +97,14 @@ fn step_row(id: &str, step: &str, prompt: String, response: String) -> Row {
 /// Two rows per usable input (`<id>-rationale`, then `<id>-answer`), in input order.
 /// Every row needs `id`, `prompt` (the question) and `response` (the teacher CoT),
 /// plus `task_field` when the spec names one.
-pub fn cascade_split(rows: &[Row], spec: &CascadeSpec) -> Result<(Vec<Row>, CascadeStats), DataError> {
+pub fn cascade_split(
+    rows: &[Row],
+    spec: &CascadeSpec,
+) -> Result<(Vec<Row>, CascadeStats), DataError> {
     if spec.marker.is_empty() {
-        return Err(DataError::InvalidSpec("cascade marker must not be empty".into()));
+        return Err(DataError::InvalidSpec(
+            "cascade marker must not be empty".into(),
+        ));
     }
     let mut out = Vec::with_capacity(rows.len() * 2);
     let mut stats = CascadeStats::default();
@@ -117,8 +125,18 @@ pub fn cascade_split(rows: &[Row], spec: &CascadeSpec) -> Result<(Vec<Row>, Casc
             continue;
         }
         let base = base_prompt(question, task);
-        out.push(step_row(&id, "rationale", rationale_prompt(&base), r.to_string()));
-        out.push(step_row(&id, "answer", answer_prompt(&base, r, &spec.marker), format!(" {a}")));
+        out.push(step_row(
+            &id,
+            "rationale",
+            rationale_prompt(&base),
+            r.to_string(),
+        ));
+        out.push(step_row(
+            &id,
+            "answer",
+            answer_prompt(&base, r, &spec.marker),
+            format!(" {a}"),
+        ));
         stats.kept += 1;
     }
     Ok((out, stats))
@@ -135,16 +153,38 @@ mod tests {
 
     #[test]
     fn splits_into_rationale_and_answer_rows() {
-        let rows = vec![row(json!({"id": "b1", "prompt": "Is 3 > 2?\nOptions: (A) yes (B) no",
-            "response": " 3 is larger than 2.\nTherefore, the answer is (A).\n", "task_description": "Compare numbers."}))];
-        let spec = CascadeSpec { task_field: Some("task_description".into()), ..CascadeSpec::default() };
+        let rows = vec![row(
+            json!({"id": "b1", "prompt": "Is 3 > 2?\nOptions: (A) yes (B) no",
+            "response": " 3 is larger than 2.\nTherefore, the answer is (A).\n", "task_description": "Compare numbers."}),
+        )];
+        let spec = CascadeSpec {
+            task_field: Some("task_description".into()),
+            ..CascadeSpec::default()
+        };
         let (out, stats) = cascade_split(&rows, &spec).unwrap();
-        assert_eq!(stats, CascadeStats { kept: 1, no_marker: 0, empty: 0 });
+        assert_eq!(
+            stats,
+            CascadeStats {
+                kept: 1,
+                no_marker: 0,
+                empty: 0
+            }
+        );
         let p = "Task Description:\nCompare numbers.\nQ:Is 3 > 2?\nOptions: (A) yes (B) no\n\nA:";
-        assert_eq!(out[0], row(json!({"id": "b1-rationale", "source_id": "b1", "step": "rationale",
-            "prompt": format!("{p}Rationale:"), "response": "3 is larger than 2."})));
-        assert_eq!(out[1], row(json!({"id": "b1-answer", "source_id": "b1", "step": "answer",
-            "prompt": format!("{p}Rationale:3 is larger than 2.\nTherefore, the answer is"), "response": " (A)."})));
+        assert_eq!(
+            out[0],
+            row(
+                json!({"id": "b1-rationale", "source_id": "b1", "step": "rationale",
+            "prompt": format!("{p}Rationale:"), "response": "3 is larger than 2."})
+            )
+        );
+        assert_eq!(
+            out[1],
+            row(
+                json!({"id": "b1-answer", "source_id": "b1", "step": "answer",
+            "prompt": format!("{p}Rationale:3 is larger than 2.\nTherefore, the answer is"), "response": " (A)."})
+            )
+        );
         let keys: Vec<&str> = out[1].keys().map(String::as_str).collect();
         assert_eq!(keys, ["id", "source_id", "step", "prompt", "response"]);
     }
@@ -154,27 +194,48 @@ mod tests {
         let rows = vec![
             row(json!({"id": 1, "prompt": "q", "response": "no marker here"})),
             row(json!({"id": 2, "prompt": "q", "response": "Therefore, the answer is 5"})),
-            row(json!({"id": 3, "prompt": "q", "response": "because. Therefore, the answer is   "})),
-            row(json!({"id": 4, "prompt": "q", "response": "x Therefore, the answer is 7. Therefore, the answer is 8."})),
+            row(
+                json!({"id": 3, "prompt": "q", "response": "because. Therefore, the answer is   "}),
+            ),
+            row(
+                json!({"id": 4, "prompt": "q", "response": "x Therefore, the answer is 7. Therefore, the answer is 8."}),
+            ),
         ];
         let (out, stats) = cascade_split(&rows, &CascadeSpec::default()).unwrap();
-        assert_eq!((stats.kept, stats.no_marker, stats.empty, stats.dropped()), (1, 1, 2, 3));
+        assert_eq!(
+            (stats.kept, stats.no_marker, stats.empty, stats.dropped()),
+            (1, 1, 2, 3)
+        );
         assert_eq!(out.len(), 2);
         assert_eq!(out[0]["prompt"], "Q:q\n\nA:Rationale:");
         assert_eq!(out[0]["source_id"], "4");
-        assert_eq!(out[1]["response"], " 7.", "split(marker)[1] stops at a second marker");
+        assert_eq!(
+            out[1]["response"], " 7.",
+            "split(marker)[1] stops at a second marker"
+        );
     }
 
     #[test]
     fn custom_marker_missing_fields_and_blank_task() {
-        let spec = CascadeSpec { marker: "So the answer is".into(), task_field: Some("task".into()) };
-        let rows = vec![row(json!({"id": "a", "prompt": "q", "response": "r. So the answer is 1", "task": "  "}))];
+        let spec = CascadeSpec {
+            marker: "So the answer is".into(),
+            task_field: Some("task".into()),
+        };
+        let rows = vec![row(
+            json!({"id": "a", "prompt": "q", "response": "r. So the answer is 1", "task": "  "}),
+        )];
         let (out, _) = cascade_split(&rows, &spec).unwrap();
         assert_eq!(out[1]["prompt"], "Q:q\n\nA:Rationale:r.\nSo the answer is");
         let no_task = vec![row(json!({"id": "a", "prompt": "q", "response": "r"}))];
         let err = cascade_split(&no_task, &spec).unwrap_err().to_string();
         assert_eq!(err, "row 0 (id \"a\"): missing field `task`");
-        let empty = CascadeSpec { marker: String::new(), task_field: None };
-        assert!(matches!(cascade_split(&[], &empty), Err(DataError::InvalidSpec(_))));
+        let empty = CascadeSpec {
+            marker: String::new(),
+            task_field: None,
+        };
+        assert!(matches!(
+            cascade_split(&[], &empty),
+            Err(DataError::InvalidSpec(_))
+        ));
     }
 }

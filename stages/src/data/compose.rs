@@ -57,7 +57,13 @@ pub struct ComposeSpec {
 
 impl Default for ComposeSpec {
     fn default() -> Self {
-        ComposeSpec { reflect: Reflect::Rule, max_samples: 5, min_valid: 1, unique_variants: false, seed: 0 }
+        ComposeSpec {
+            reflect: Reflect::Rule,
+            max_samples: 5,
+            min_valid: 1,
+            unique_variants: false,
+            seed: 0,
+        }
     }
 }
 
@@ -165,7 +171,11 @@ pub fn rule_reflection(response: &str, nums: &[i64], target: i64) -> (String, bo
         "overflow" => format!("Let me check: {a} produces numbers too large to evaluate."),
         _ => format!("Let me check: {a} = {}, which does not equal the target {target}.", value()),
     };
-    let verdict = if v.correct { VERDICT_CORRECT } else { VERDICT_INCORRECT };
+    let verdict = if v.correct {
+        VERDICT_CORRECT
+    } else {
+        VERDICT_INCORRECT
+    };
     (format!("{body}\n{verdict}"), v.correct)
 }
 
@@ -183,17 +193,35 @@ fn parse_sample(row: &Row, i: usize, spec: &ComposeSpec) -> Result<Option<Sample
     let correct = get_bool(row, i, "correct")?;
     let reflections: Vec<String> = match spec.reflect {
         Reflect::Rule => {
-            let (text, verdict) = rule_reflection(&response, &get_int_list(row, i, "nums")?, get_int(row, i, "target")?);
-            if verdict == correct { vec![text] } else { vec![] }
+            let (text, verdict) = rule_reflection(
+                &response,
+                &get_int_list(row, i, "nums")?,
+                get_int(row, i, "target")?,
+            );
+            if verdict == correct {
+                vec![text]
+            } else {
+                vec![]
+            }
         }
         Reflect::Field => {
             let raw: Vec<&str> = match row.get("reflections") {
                 None | Some(Value::Null) => vec![],
                 Some(Value::String(s)) => vec![s.as_str()],
-                Some(Value::Array(a)) => a.iter().map(|v| v.as_str().ok_or_else(|| bad(i, row, "reflections", "must be an array of strings"))).collect::<Result<_, _>>()?,
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|v| {
+                        v.as_str().ok_or_else(|| {
+                            bad(i, row, "reflections", "must be an array of strings")
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
                 Some(_) => return Err(bad(i, row, "reflections", "must be an array of strings")),
             };
-            raw.into_iter().filter(|r| keep_reflection(r, correct)).map(|r| r.trim().to_string()).collect()
+            raw.into_iter()
+                .filter(|r| keep_reflection(r, correct))
+                .map(|r| r.trim().to_string())
+                .collect()
         }
     };
     if reflections.is_empty() {
@@ -204,13 +232,24 @@ fn parse_sample(row: &Row, i: usize, spec: &ComposeSpec) -> Result<Option<Sample
         _ => extract_answer(&response).unwrap_or_default().to_string(),
     };
     if correct && answer.is_empty() {
-        return Err(bad(i, row, "answer", "is empty on a correct sample and the response has no <answer> tag"));
+        return Err(bad(
+            i,
+            row,
+            "answer",
+            "is empty on a correct sample and the response has no <answer> tag",
+        ));
     }
     let variant = match row.get("variant") {
         Some(Value::String(s)) => s.clone(),
         _ => String::new(),
     };
-    Ok(Some(Sample { response, correct, answer, variant, reflections }))
+    Ok(Some(Sample {
+        response,
+        correct,
+        answer,
+        variant,
+        reflections,
+    }))
 }
 
 /// Indices of the samples of one trace of length `n`, the correct one last;
@@ -231,7 +270,9 @@ fn select(rng: &mut Rng, samples: &[Sample], n: usize, unique: bool) -> Option<V
         let picked = rng.sample(&variants, n - 1);
         let mut out = Vec::new();
         for v in picked {
-            let of_v: Vec<usize> = (0..samples.len()).filter(|&i| samples[i].variant == v).collect();
+            let of_v: Vec<usize> = (0..samples.len())
+                .filter(|&i| samples[i].variant == v)
+                .collect();
             out.push(*rng.choose(&of_v)?);
         }
         out
@@ -247,25 +288,43 @@ fn trace(rng: &mut Rng, samples: &[Sample], picks: &[usize]) -> String {
     let mut t = String::from("<think>\n");
     for (pos, &i) in picks.iter().enumerate() {
         let s = &samples[i];
-        let reflection = rng.choose(&s.reflections).expect("valid samples have a reflection");
-        t += &format!("<sample>\n{}\n</sample>\n<reflect>\n{reflection}\n</reflect>\n", s.response);
+        let reflection = rng
+            .choose(&s.reflections)
+            .expect("valid samples have a reflection");
+        t += &format!(
+            "<sample>\n{}\n</sample>\n<reflect>\n{reflection}\n</reflect>\n",
+            s.response
+        );
         if pos + 1 < picks.len() {
-            let specific: &[&str] = if s.correct { &CORRECT_GLUE } else { &INCORRECT_GLUE };
-            let pool: Vec<&str> = specific.iter().chain(GENERIC_GLUE.iter()).copied().collect();
+            let specific: &[&str] = if s.correct {
+                &CORRECT_GLUE
+            } else {
+                &INCORRECT_GLUE
+            };
+            let pool: Vec<&str> = specific
+                .iter()
+                .chain(GENERIC_GLUE.iter())
+                .copied()
+                .collect();
             t += rng.choose(&pool).expect("non-empty");
             t.push('\n');
         }
     }
     let ending = rng.choose(&ENDINGS).expect("non-empty");
     let last = &samples[*picks.last().expect("n >= 1")];
-    t += &format!("</think>\n\n{ending}\n\n<answer>\n{}\n</answer>", last.answer);
+    t += &format!(
+        "</think>\n\n{ending}\n\n<answer>\n{}\n</answer>",
+        last.answer
+    );
     t
 }
 
 /// S4 + S5: one SFT row per (question, N). See the module docs for the rules.
 pub fn compose(rows: &[Row], spec: &ComposeSpec) -> Result<Vec<Row>, DataError> {
     if spec.max_samples == 0 {
-        return Err(DataError::InvalidSpec("compose max_samples must be at least 1".into()));
+        return Err(DataError::InvalidSpec(
+            "compose max_samples must be at least 1".into(),
+        ));
     }
     let mut order: Vec<(String, String, Vec<Sample>)> = Vec::new();
     let mut slot: HashMap<String, usize> = HashMap::new();
@@ -289,14 +348,19 @@ pub fn compose(rows: &[Row], spec: &ComposeSpec) -> Result<Vec<Row>, DataError> 
         }
         let mut rng = Rng::stream(spec.seed, &format!("compose/{qid}"), 0);
         for n in 1..=spec.max_samples.min(samples.len()) {
-            let Some(picks) = select(&mut rng, &samples, n, spec.unique_variants) else { break };
+            let Some(picks) = select(&mut rng, &samples, n, spec.unique_variants) else {
+                break;
+            };
             let t = trace(&mut rng, &samples, &picks);
             let mut row = Row::new();
             row.insert("id".into(), Value::String(format!("{qid}-n{n}")));
             row.insert("question_id".into(), Value::String(qid.clone()));
             row.insert("prompt".into(), Value::String(prompt.clone()));
             row.insert("response".into(), Value::String(t.clone()));
-            row.insert("messages".into(), json!([{"role": "user", "content": prompt}, {"role": "assistant", "content": t}]));
+            row.insert(
+                "messages".into(),
+                json!([{"role": "user", "content": prompt}, {"role": "assistant", "content": t}]),
+            );
             row.insert("n_samples".into(), json!(n));
             out.push(row);
         }

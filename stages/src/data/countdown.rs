@@ -59,7 +59,9 @@ impl Split {
         }
     }
     pub fn parse(s: &str) -> Option<Split> {
-        [Split::Train, Split::Val, Split::ValTarget, Split::All].into_iter().find(|x| x.name() == s)
+        [Split::Train, Split::Val, Split::ValTarget, Split::All]
+            .into_iter()
+            .find(|x| x.name() == s)
     }
 }
 
@@ -79,7 +81,14 @@ pub struct CountdownSpec {
 
 impl Default for CountdownSpec {
     fn default() -> Self {
-        CountdownSpec { numbers: 3..=4, count: 1000, max_target: 100, max_number: 99, split: Split::Train, seed: 0 }
+        CountdownSpec {
+            numbers: 3..=4,
+            count: 1000,
+            max_target: 100,
+            max_number: 99,
+            split: Split::Train,
+            seed: 0,
+        }
     }
 }
 
@@ -131,7 +140,12 @@ type Step = (usize, usize, Op);
 
 fn combine(nums: &[i64], i: usize, j: usize, v: i64) -> Vec<i64> {
     let mut next: Vec<i64> = Vec::with_capacity(nums.len() - 1);
-    next.extend(nums.iter().enumerate().filter(|&(x, _)| x != i && x != j).map(|(_, &n)| n));
+    next.extend(
+        nums.iter()
+            .enumerate()
+            .filter(|&(x, _)| x != i && x != j)
+            .map(|(_, &n)| n),
+    );
     next.push(v);
     next
 }
@@ -167,7 +181,9 @@ impl Search {
         for i in 0..nums.len() {
             for j in i + 1..nums.len() {
                 for op in OPS {
-                    let Some(v) = apply(op, nums[i], nums[j]) else { continue };
+                    let Some(v) = apply(op, nums[i], nums[j]) else {
+                        continue;
+                    };
                     path.push((i, j, op));
                     if self.dfs(&combine(nums, i, j, v), path)? {
                         return Ok(true);
@@ -212,7 +228,12 @@ fn search(nums: &[i64], target: i64, budget: u64) -> Result<Option<String>, ()> 
         return Ok(None);
     }
     let memo = (nums.len() >= 5).then(HashSet::new);
-    let mut s = Search { target, failed: memo, nodes: 0, budget };
+    let mut s = Search {
+        target,
+        failed: memo,
+        nodes: 0,
+        budget,
+    };
     let mut path = Vec::new();
     Ok(s.dfs(nums, &mut path)?.then(|| render(nums, &path)))
 }
@@ -240,14 +261,22 @@ fn accepts(split: Split, seed: u64, nums: &[i64], target: i64) -> bool {
 
 /// Forward construction: random nums combined by random valid ops; `Some` when
 /// the final value is in `targets` (and the split accepts the instance).
-fn forward(rng: &mut Rng, k: usize, spec: &CountdownSpec, targets: &HashSet<i64>) -> Option<(Vec<i64>, i64, String)> {
+fn forward(
+    rng: &mut Rng,
+    k: usize,
+    spec: &CountdownSpec,
+    targets: &HashSet<i64>,
+) -> Option<(Vec<i64>, i64, String)> {
     let nums: Vec<i64> = (0..k).map(|_| rng.range_i64(1, spec.max_number)).collect();
     let mut cur = nums.clone();
     let mut path = Vec::new();
     while cur.len() > 1 {
         let picked = rng.sample(&(0..cur.len()).collect::<Vec<_>>(), 2);
         let (i, j) = (picked[0].min(picked[1]), picked[0].max(picked[1]));
-        let valid: Vec<(Op, i64)> = OPS.iter().filter_map(|&op| apply(op, cur[i], cur[j]).map(|v| (op, v))).collect();
+        let valid: Vec<(Op, i64)> = OPS
+            .iter()
+            .filter_map(|&op| apply(op, cur[i], cur[j]).map(|v| (op, v)))
+            .collect();
         let &(op, v) = rng.choose(&valid)?;
         path.push((i, j, op));
         cur = combine(&cur, i, j, v);
@@ -260,10 +289,16 @@ fn forward(rng: &mut Rng, k: usize, spec: &CountdownSpec, targets: &HashSet<i64>
 fn validate(spec: &CountdownSpec) -> Result<Vec<i64>, DataError> {
     let bad = |m: String| Err(DataError::InvalidSpec(m));
     if spec.numbers.is_empty() || *spec.numbers.start() == 0 {
-        return bad(format!("countdown arity range {:?} must be non-empty and start at 1 or more", spec.numbers));
+        return bad(format!(
+            "countdown arity range {:?} must be non-empty and start at 1 or more",
+            spec.numbers
+        ));
     }
     if spec.max_number < 1 {
-        return bad(format!("countdown max_number {} must be at least 1", spec.max_number));
+        return bad(format!(
+            "countdown max_number {} must be at least 1",
+            spec.max_number
+        ));
     }
     let (main, held) = target_pools(spec.max_target, spec.seed);
     let targets = match spec.split {
@@ -272,12 +307,22 @@ fn validate(spec: &CountdownSpec) -> Result<Vec<i64>, DataError> {
         Split::All => main.into_iter().chain(held).collect(),
     };
     if targets.is_empty() {
-        return bad(format!("countdown split {} has no targets with max_target {}", spec.split.name(), spec.max_target));
+        return bad(format!(
+            "countdown split {} has no targets with max_target {}",
+            spec.split.name(),
+            spec.max_target
+        ));
     }
     Ok(targets)
 }
 
-fn instance(i: usize, k: usize, spec: &CountdownSpec, targets: &[i64], set: &HashSet<i64>) -> Result<Row, DataError> {
+fn instance(
+    i: usize,
+    k: usize,
+    spec: &CountdownSpec,
+    targets: &[i64],
+    set: &HashSet<i64>,
+) -> Result<Row, DataError> {
     let tag = format!("countdown/{}/k{k}", spec.split.name());
     let mut rng = Rng::stream(spec.seed, &tag, i as u64);
     let target = *rng.choose(targets).expect("validated non-empty");

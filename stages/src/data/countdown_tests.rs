@@ -5,11 +5,22 @@ use super::*;
 use crate::data::verify::verify_countdown;
 
 fn spec(numbers: RangeInclusive<usize>, count: usize, split: Split, seed: u64) -> CountdownSpec {
-    CountdownSpec { numbers, count, split, seed, ..CountdownSpec::default() }
+    CountdownSpec {
+        numbers,
+        count,
+        split,
+        seed,
+        ..CountdownSpec::default()
+    }
 }
 
 fn nums_of(row: &Row) -> Vec<i64> {
-    row["nums"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect()
+    row["nums"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect()
 }
 
 fn check_solvable(rows: &[Row]) {
@@ -54,7 +65,10 @@ fn large_arities_are_solvable_and_spread_evenly() {
 fn deterministic_and_seed_sensitive_and_prefix_stable() {
     let a = generate(&spec(3..=4, 20, Split::Val, 5)).unwrap();
     let b = generate(&spec(3..=4, 20, Split::Val, 5)).unwrap();
-    assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
+    assert_eq!(
+        serde_json::to_string(&a).unwrap(),
+        serde_json::to_string(&b).unwrap()
+    );
     let c = generate(&spec(3..=4, 20, Split::Val, 6)).unwrap();
     assert_ne!(a, c);
     let short = generate(&spec(3..=4, 7, Split::Val, 5)).unwrap();
@@ -70,7 +84,9 @@ fn splits_are_disjoint() {
     let val = generate(&spec(3..=3, 30, Split::Val, 3)).unwrap();
     let vt = generate(&spec(3..=3, 30, Split::ValTarget, 3)).unwrap();
     check_solvable(&vt);
-    let targets = |rows: &[Row]| -> HashSet<i64> { rows.iter().map(|r| r["target"].as_i64().unwrap()).collect() };
+    let targets = |rows: &[Row]| -> HashSet<i64> {
+        rows.iter().map(|r| r["target"].as_i64().unwrap()).collect()
+    };
     let held: HashSet<i64> = held.into_iter().collect();
     assert!(targets(&vt).is_subset(&held));
     assert!(targets(&train).is_disjoint(&held));
@@ -82,8 +98,12 @@ fn splits_are_disjoint() {
     };
     let train_set: HashSet<_> = train.iter().map(inst).collect();
     assert!(val.iter().all(|r| !train_set.contains(&inst(r))));
-    assert!(val.iter().all(|r| is_val_instance(3, &nums_of(r), r["target"].as_i64().unwrap())));
-    assert!(train.iter().all(|r| !is_val_instance(3, &nums_of(r), r["target"].as_i64().unwrap())));
+    assert!(val
+        .iter()
+        .all(|r| is_val_instance(3, &nums_of(r), r["target"].as_i64().unwrap())));
+    assert!(train
+        .iter()
+        .all(|r| !is_val_instance(3, &nums_of(r), r["target"].as_i64().unwrap())));
 }
 
 #[test]
@@ -101,7 +121,10 @@ fn solve_uses_all_numbers_and_only_exact_division() {
     assert!(verify_countdown(&format!("<answer>{s}</answer>"), &[75, 25, 5], 10, 0.0).correct);
     for (nums, t) in [(vec![3, 7, 11, 13, 17], 97), (vec![2, 9, 4, 50, 6, 1], 99)] {
         let s = solve(&nums, t).expect("solvable");
-        assert!(verify_countdown(&format!("<answer>{s}</answer>"), &nums, t, 0.0).correct, "{s}");
+        assert!(
+            verify_countdown(&format!("<answer>{s}</answer>"), &nums, t, 0.0).correct,
+            "{s}"
+        );
     }
 }
 

@@ -125,13 +125,22 @@ mod tests {
 
     #[test]
     fn errors_name_row_and_field() {
-        let row: Row = json!({"id": "q7", "target": "x"}).as_object().unwrap().clone();
+        let row: Row = json!({"id": "q7", "target": "x"})
+            .as_object()
+            .unwrap()
+            .clone();
         let e = get_int_list(&row, 3, "nums").unwrap_err();
         assert_eq!(e.to_string(), "row 3 (id \"q7\"): missing field `nums`");
         let e = get_int(&row, 3, "target").unwrap_err();
-        assert_eq!(e.to_string(), "row 3 (id \"q7\"): field `target` must be an integer");
+        assert_eq!(
+            e.to_string(),
+            "row 3 (id \"q7\"): field `target` must be an integer"
+        );
         let anon = Row::new();
-        assert_eq!(get_str(&anon, 0, "prompt").unwrap_err().to_string(), "row 0: missing field `prompt`");
+        assert_eq!(
+            get_str(&anon, 0, "prompt").unwrap_err().to_string(),
+            "row 0: missing field `prompt`"
+        );
         let f: Row = json!({"t": 24.0}).as_object().unwrap().clone();
         assert_eq!(get_int(&f, 0, "t").unwrap(), 24);
     }

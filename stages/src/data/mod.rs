@@ -15,6 +15,7 @@ pub mod cascade;
 pub mod compose;
 pub mod countdown;
 mod error;
+mod ratio;
 mod rng;
 pub mod verify;
 

@@ -150,7 +150,14 @@ mod tests {
         // Pin the stream: if this changes, every generated data set changes.
         let mut r = Rng::new(0);
         let first: Vec<u64> = (0..3).map(|_| r.next_u64()).collect();
-        assert_eq!(first, [0x99ec_5f36_cb75_f2b4, 0xbf6e_1f78_4956_452a, 0x1a5f_849d_4933_e6e0]);
+        assert_eq!(
+            first,
+            [
+                0x99ec_5f36_cb75_f2b4,
+                0xbf6e_1f78_4956_452a,
+                0x1a5f_849d_4933_e6e0
+            ]
+        );
         assert_eq!(Rng::stream(42, "countdown", 5).below(1000), 419);
         assert_ne!(Rng::new(1).next_u64(), Rng::new(0).next_u64());
         assert_eq!(fnv1a64(b""), 0xCBF2_9CE4_8422_2325);

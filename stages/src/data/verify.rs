@@ -23,7 +23,8 @@
 use super::error::{get_int, get_int_list, get_str};
 use super::{DataError, Row};
 use serde_json::Value;
-use std::fmt;
+
+pub use super::ratio::{EvalError, Ratio};
 
 /// Result of checking one response.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,96 +39,6 @@ pub struct Verdict {
     pub reason: &'static str,
 }
 
-/// An exact fraction `num/den`, always reduced with `den > 0`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ratio {
-    num: i128,
-    den: i128,
-}
-
-/// Why an expression has no value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EvalError {
-    Parse,
-    DivByZero,
-    Overflow,
-}
-
-impl EvalError {
-    /// The `Verdict::reason` string for this failure.
-    pub fn reason(self) -> &'static str {
-        match self {
-            EvalError::Parse => "parse_error",
-            EvalError::DivByZero => "div_by_zero",
-            EvalError::Overflow => "overflow",
-        }
-    }
-}
-
-fn gcd(mut a: u128, mut b: u128) -> u128 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
-}
-
-impl Ratio {
-    /// `num/den` reduced; errors on a zero denominator or an unrepresentable result.
-    pub fn new(num: i128, den: i128) -> Result<Ratio, EvalError> {
-        if den == 0 {
-            return Err(EvalError::DivByZero);
-        }
-        let negative = (num < 0) != (den < 0);
-        let (un, ud) = (num.unsigned_abs(), den.unsigned_abs());
-        let g = gcd(un, ud).max(1);
-        let n = i128::try_from(un / g).map_err(|_| EvalError::Overflow)?;
-        let d = i128::try_from(ud / g).map_err(|_| EvalError::Overflow)?;
-        Ok(Ratio { num: if negative { -n } else { n }, den: d })
-    }
-
-    pub fn int(n: i64) -> Ratio {
-        Ratio { num: n as i128, den: 1 }
-    }
-    pub fn numer(self) -> i128 {
-        self.num
-    }
-    pub fn denom(self) -> i128 {
-        self.den
-    }
-
-    fn add(self, o: Ratio) -> Result<Ratio, EvalError> {
-        let ov = EvalError::Overflow;
-        let a = self.num.checked_mul(o.den).ok_or(ov)?;
-        let b = o.num.checked_mul(self.den).ok_or(ov)?;
-        Ratio::new(a.checked_add(b).ok_or(ov)?, self.den.checked_mul(o.den).ok_or(ov)?)
-    }
-    fn neg(self) -> Result<Ratio, EvalError> {
-        Ok(Ratio { num: self.num.checked_neg().ok_or(EvalError::Overflow)?, den: self.den })
-    }
-    fn mul(self, o: Ratio) -> Result<Ratio, EvalError> {
-        let ov = EvalError::Overflow;
-        Ratio::new(self.num.checked_mul(o.num).ok_or(ov)?, self.den.checked_mul(o.den).ok_or(ov)?)
-    }
-    fn div(self, o: Ratio) -> Result<Ratio, EvalError> {
-        if o.num == 0 {
-            return Err(EvalError::DivByZero);
-        }
-        let ov = EvalError::Overflow;
-        Ratio::new(self.num.checked_mul(o.den).ok_or(ov)?, self.den.checked_mul(o.num).ok_or(ov)?)
-    }
-}
-
-impl fmt::Display for Ratio {
-    /// `24` for integers, `17/3` otherwise.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.den == 1 {
-            write!(f, "{}", self.num)
-        } else {
-            write!(f, "{}/{}", self.num, self.den)
-        }
-    }
-}
-
 /// Trimmed content of the last non-overlapping `<answer>(.*?)</answer>` match,
 /// scanning left to right exactly like Python's `re.finditer` with DOTALL.
 pub fn extract_answer(response: &str) -> Option<&str> {
@@ -137,7 +48,9 @@ pub fn extract_answer(response: &str) -> Option<&str> {
     let mut last = None;
     while let Some(o) = response[pos..].find(OPEN) {
         let start = pos + o + OPEN.len();
-        let Some(c) = response[start..].find(CLOSE) else { break };
+        let Some(c) = response[start..].find(CLOSE) else {
+            break;
+        };
         last = Some(response[start..start + c].trim());
         pos = start + c + CLOSE.len();
     }
@@ -154,7 +67,9 @@ pub fn allowed_chars(expr: &str) -> bool {
 
 /// The `\d+` runs of `expr`, in order (TinyZero's `re.findall(r"\d+", expr)`).
 pub fn digit_runs(expr: &str) -> Vec<&str> {
-    expr.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).collect()
+    expr.split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// True iff the integer literals of `expr` are exactly the multiset `nums`.
@@ -177,7 +92,11 @@ pub fn uses_each_once(expr: &str, nums: &[i64]) -> bool {
 /// parentheses is a parse error, so hostile input cannot exhaust the stack.
 pub fn evaluate(expr: &str) -> Result<Ratio, EvalError> {
     let toks = tokenize(expr)?;
-    let mut p = Parser { toks: &toks, pos: 0, depth: 0 };
+    let mut p = Parser {
+        toks: &toks,
+        pos: 0,
+        depth: 0,
+    };
     let v = p.expr()?;
     if p.pos != toks.len() {
         return Err(EvalError::Parse);
@@ -219,7 +138,9 @@ fn tokenize(expr: &str) -> Result<Vec<Tok>, EvalError> {
                 if int_part.is_empty() && frac.is_empty() {
                     return Err(EvalError::Parse); // a lone "."
                 }
-                if !has_dot && int_part.len() > 1 && int_part.starts_with('0')
+                if !has_dot
+                    && int_part.len() > 1
+                    && int_part.starts_with('0')
                     && int_part.bytes().any(|d| d != b'0')
                 {
                     return Err(EvalError::Parse); // Python 3: "05" is a SyntaxError
@@ -250,7 +171,9 @@ fn decimal(int_part: &str, frac: &str) -> Result<Ratio, EvalError> {
     let mut num: i128 = 0;
     let mut den: i128 = 1;
     for d in int_part.bytes().chain(frac.bytes()) {
-        num = num.checked_mul(10).and_then(|n| n.checked_add(i128::from(d - b'0')))
+        num = num
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(i128::from(d - b'0')))
             .ok_or(EvalError::Overflow)?;
     }
     for _ in 0..frac.len() {
@@ -276,7 +199,11 @@ impl Parser<'_> {
         while let Some(Tok::Op(op @ (b'+' | b'-'))) = self.peek() {
             self.pos += 1;
             let r = self.term()?;
-            v = if op == b'+' { v.add(r)? } else { v.add(r.neg()?)? };
+            v = if op == b'+' {
+                v.add(r)?
+            } else {
+                v.add(r.neg()?)?
+            };
         }
         Ok(v)
     }
@@ -336,7 +263,12 @@ impl Parser<'_> {
 /// Check one response against a Countdown instance. Never panics.
 pub fn verify_countdown(response: &str, nums: &[i64], target: i64, format_reward: f64) -> Verdict {
     let Some(answer) = extract_answer(response) else {
-        return Verdict { answer: None, correct: false, reward: 0.0, reason: "no_answer" };
+        return Verdict {
+            answer: None,
+            correct: false,
+            reward: 0.0,
+            reason: "no_answer",
+        };
     };
     let wrong = |reason| Verdict {
         answer: Some(answer.to_string()),
