@@ -24,6 +24,7 @@ use serde_json::Value;
 use super::error::{get_key, get_str};
 use super::{DataError, Row};
 
+/// Parameters of the C1–C2 split.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CascadeSpec {
     /// The phrase that ends the rationale; the answer follows it.
@@ -53,6 +54,7 @@ pub struct CascadeStats {
 }
 
 impl CascadeStats {
+    /// All input rows that produced no pair.
     pub fn dropped(&self) -> usize {
         self.no_marker + self.empty
     }

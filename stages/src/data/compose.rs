@@ -44,14 +44,18 @@ pub enum Reflect {
     Field,
 }
 
+/// Parameters of S4–S5.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComposeSpec {
+    /// Source of reflections.
     pub reflect: Reflect,
     /// `N_max`: the longest trace has this many samples.
     pub max_samples: usize,
     /// `num_responses`: minimum valid samples for a question to be used.
     pub min_valid: usize,
+    /// Every sample of a trace from a different prompt `variant` (`force_unique_prompting_types`).
     pub unique_variants: bool,
+    /// Seed of all selections and phrase choices.
     pub seed: u64,
 }
 
@@ -81,6 +85,7 @@ pub const GENERIC_GLUE: [&str; 11] = [
     "One more attempt will tell me whether this holds up.",
     "Let me re-derive the result from scratch.",
 ];
+/// Glue after a correct sample ("looks right, but let me re-verify").
 pub const CORRECT_GLUE: [&str; 13] = [
     "That answer checks out, but I want to confirm it with another attempt.",
     "The result matches the target; let me solve it again to be certain.",
@@ -96,6 +101,7 @@ pub const CORRECT_GLUE: [&str; 13] = [
     "So far so good. Let me make sure by trying again.",
     "My reasoning seems valid; a fresh attempt will confirm it.",
 ];
+/// Glue after an incorrect sample ("that was wrong, let me try again").
 pub const INCORRECT_GLUE: [&str; 13] = [
     "That attempt was wrong. Let me try again.",
     "The check failed, so I need a different approach.",
@@ -111,6 +117,7 @@ pub const INCORRECT_GLUE: [&str; 13] = [
     "The answer does not hold up. I'll give it another try.",
     "Since that failed, I'll rethink the problem and answer again.",
 ];
+/// Phrase between `</think>` and the final `<answer>`.
 pub const ENDINGS: [&str; 7] = [
     "The final answer is:",
     "So the answer is:",

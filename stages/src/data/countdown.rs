@@ -43,13 +43,18 @@ pub const NODE_BUDGET: u64 = 200_000;
 /// Which part of the target pool instances are drawn from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {
+    /// Training instances: 90% of targets, `train` hash bucket.
     Train,
+    /// In-distribution validation: same targets as train, disjoint instances.
     Val,
+    /// Unseen-target validation: the 10% held-out targets.
     ValTarget,
+    /// The whole target pool, no hold-out (e.g. harder-arity evaluation).
     All,
 }
 
 impl Split {
+    /// The split's name in recipes and logs.
     pub fn name(self) -> &'static str {
         match self {
             Split::Train => "train",
@@ -58,6 +63,7 @@ impl Split {
             Split::All => "all",
         }
     }
+    /// Inverse of [`Split::name`].
     pub fn parse(s: &str) -> Option<Split> {
         [Split::Train, Split::Val, Split::ValTarget, Split::All]
             .into_iter()
@@ -70,12 +76,15 @@ impl Split {
 pub struct CountdownSpec {
     /// Arities, e.g. `3..=6`.
     pub numbers: RangeInclusive<usize>,
+    /// Number of instances.
     pub count: usize,
     /// Largest target (inclusive); SoS default 100.
     pub max_target: i64,
     /// Largest starting number; SoS uses `max_target - 1`.
     pub max_number: i64,
+    /// Which targets (and hash bucket) to draw from.
     pub split: Split,
+    /// Seed of the target shuffle and of every instance.
     pub seed: u64,
 }
 

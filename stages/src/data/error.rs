@@ -16,16 +16,23 @@ pub enum DataError {
     /// The row lacks a required field (or it is `null`).
     #[error("{}: missing field `{field}`", row_label(*index, id))]
     MissingField {
+        /// Position of the row in its input (0-based).
         index: usize,
+        /// The row's `id`, when it has one.
         id: Option<String>,
+        /// The field that is missing.
         field: String,
     },
     /// The field exists but has the wrong JSON type or an unusable value.
     #[error("{}: field `{field}` {problem}", row_label(*index, id))]
     BadField {
+        /// Position of the row in its input (0-based).
         index: usize,
+        /// The row's `id`, when it has one.
         id: Option<String>,
+        /// The offending field.
         field: String,
+        /// What is wrong with it, e.g. "must be an integer".
         problem: String,
     },
     /// The stage's parameters cannot be satisfied (e.g. an empty arity range).

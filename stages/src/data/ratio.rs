@@ -14,8 +14,11 @@ pub struct Ratio {
 /// Why an expression has no value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EvalError {
+    /// Not a well-formed expression.
     Parse,
+    /// A division by zero.
     DivByZero,
+    /// An intermediate value does not fit in `i128`.
     Overflow,
 }
 
@@ -54,15 +57,18 @@ impl Ratio {
         })
     }
 
+    /// The integer `n`.
     pub fn int(n: i64) -> Ratio {
         Ratio {
             num: n as i128,
             den: 1,
         }
     }
+    /// Numerator (carries the sign).
     pub fn numer(self) -> i128 {
         self.num
     }
+    /// Denominator, always positive.
     pub fn denom(self) -> i128 {
         self.den
     }
@@ -128,6 +134,9 @@ mod tests {
         assert_eq!(big.add(Ratio::int(1)), Err(EvalError::Overflow));
         assert_eq!(big.neg().unwrap().numer(), -i128::MAX);
         assert_eq!(Ratio::int(1).div(Ratio::int(0)), Err(EvalError::DivByZero));
-        assert_eq!(Ratio::new(1, 3).unwrap().mul(Ratio::int(3)).unwrap(), Ratio::int(1));
+        assert_eq!(
+            Ratio::new(1, 3).unwrap().mul(Ratio::int(3)).unwrap(),
+            Ratio::int(1)
+        );
     }
 }

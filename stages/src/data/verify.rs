@@ -31,6 +31,7 @@ pub use super::ratio::{EvalError, Ratio};
 pub struct Verdict {
     /// Trimmed content of the last `<answer>` tag, if any.
     pub answer: Option<String>,
+    /// True iff the answer evaluates exactly to the target with the right numbers.
     pub correct: bool,
     /// 1.0 correct; `format_reward` if an answer exists but is wrong; 0.0 if none.
     pub reward: f64,
