@@ -19,7 +19,7 @@ mod store;
 pub use canonical::{canonical_json, fingerprint, try_fingerprint};
 pub use error::CacheError;
 pub use hash::{hash_bytes, hash_dir, hash_file, hash_path, Hash, ParseHashError};
-pub use lockfile::{LockEntry, LockFile, LOCK_FORMAT_VERSION};
+pub use lockfile::{LockEntry, LockFile, PipelineLock, LOCK_FORMAT_VERSION};
 pub use stat::StatCache;
 pub use store::{
     Artifact, ArtifactKind, GcStats, ObjectState, OutputRecord, RunRecord, Store, StoreLock, Usage,

@@ -1,0 +1,32 @@
+//! The retort engine: pipeline files in, a planned and executed DAG out.
+//!
+//! `spec` reads YAML into typed stages, `graph` resolves references and
+//! orders them, `exec` plans or runs them against the content-addressed
+//! store of `retort-cache`, and `cli` is the command line on top. Stage kinds
+//! live elsewhere (the `retort-stages` crate) and are registered into a
+//! [`Registry`].
+#![warn(missing_docs)]
+
+pub mod cli;
+mod context;
+mod error;
+pub mod events;
+mod exec;
+mod fingerprint;
+mod graph;
+mod schema;
+mod source;
+mod spec;
+mod stage;
+mod summary;
+
+pub use context::{read_jsonl, write_jsonl, InputArtifact, Row, StageCtx};
+pub use error::{did_you_mean, SpecError};
+pub use exec::{Executor, Options, Outcome};
+pub use fingerprint::{first_difference, Hashable, CACHE_KEY_VERSION};
+pub use graph::{Graph, Input, Resolved};
+pub use schema::pipeline_schema;
+pub use source::{Pos, SourceMap};
+pub use spec::{apply_override, load, Device, ModelSpec, Pipeline, PipelineHeader, StageNode};
+pub use stage::{InputDecl, KindOf, Metrics, ParseError, Parsed, Registry, Source, Stage, StageImpl, StageKind};
+pub use summary::{OutputSummary, RunSummary, StageSummary, Status};

@@ -1,0 +1,45 @@
+//! The JSON Schema of pipeline files (`retort schema`), built from the typed
+//! header and every registered kind, so editors complete and check YAML.
+
+use serde_json::{json, Value};
+
+use crate::spec::PipelineHeader;
+use crate::stage::Registry;
+
+/// The schema of a pipeline file for the kinds in `registry`.
+pub fn pipeline_schema(registry: &Registry) -> Value {
+    let mut gen = schemars::generate::SchemaSettings::draft2020_12().into_generator();
+    let mut variants = Vec::new();
+    for kind in registry.kinds() {
+        let reference = kind.schema(&mut gen);
+        let def_name = reference
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.rsplit('/').next())
+            .expect("a named struct gives a $ref")
+            .to_string();
+        let defs = gen.definitions_mut();
+        let mut def = defs.remove(&def_name).expect("subschema_for registered the definition");
+        let obj = def.as_object_mut().expect("a struct schema is an object");
+        let props = obj.entry("properties").or_insert_with(|| json!({}));
+        let props = props.as_object_mut().expect("properties is an object");
+        props.insert("kind".into(), json!({"const": kind.kind(), "description": kind.about()}));
+        props.insert("seed".into(), json!({"type": "integer", "minimum": 0, "description": "Seed for this stage, overriding the pipeline's."}));
+        props.insert("description".into(), json!({"type": "string", "description": "Free text; not hashed."}));
+        let required = obj.entry("required").or_insert_with(|| json!([]));
+        required.as_array_mut().expect("required is an array").insert(0, json!("kind"));
+        obj.insert("title".into(), json!(format!("stage of kind `{}`", kind.kind())));
+        let name = format!("stage_{}", kind.kind());
+        defs.insert(name.clone(), def);
+        variants.push(json!({"$ref": format!("#/$defs/{name}")}));
+    }
+    let mut root = serde_json::to_value(gen.into_root_schema_for::<PipelineHeader>()).expect("schema serializes");
+    root["title"] = json!("retort pipeline");
+    root["properties"]["stages"] = json!({
+        "description": "The stages, by name. Each has a `kind` and that kind's parameters.",
+        "type": "object",
+        "propertyNames": {"pattern": "^[A-Za-z0-9_-]+$"},
+        "additionalProperties": {"oneOf": variants},
+    });
+    root
+}

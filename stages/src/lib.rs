@@ -1,0 +1,21 @@
+//! The stage kinds retort ships, and the registry that holds them.
+//!
+//! Each module is one kind: a serde parameter struct that implements the
+//! engine's `Stage` trait. `data/` holds the pure row-processing functions
+//! (Countdown, verifier, SkillFactory composition, CasCoD split) that the
+//! kinds wrap, so they are testable without the engine.
+
+pub mod data;
+
+mod command;
+
+pub use command::CommandStage;
+
+use retort_engine::Registry;
+
+/// Every kind this crate provides.
+pub fn registry() -> Registry {
+    let mut r = Registry::new();
+    r.register::<CommandStage>();
+    r
+}
