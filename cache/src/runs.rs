@@ -140,7 +140,7 @@ impl Store {
     /// The `<2 hex>/<62 hex><suffix>` entries under `root/<area>`, with the
     /// hash each one names. Names that are not ours are ignored, never
     /// deleted: they may be something the user put there.
-    fn entries(&self, area: &str, suffix: &str) -> Result<Vec<(Hash, PathBuf)>, CacheError> {
+    pub(crate) fn entries(&self, area: &str, suffix: &str) -> Result<Vec<(Hash, PathBuf)>, CacheError> {
         let dir = self.root().join(area);
         let mut out = Vec::new();
         for prefix in read_dir_sorted(&dir)? {
