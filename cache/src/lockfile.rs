@@ -153,3 +153,137 @@ impl LockFile {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::hash_bytes;
+    use crate::store::ArtifactKind;
+    use serde_json::json;
+    use std::os::unix::fs::MetadataExt;
+
+    fn entry(params: serde_json::Value) -> LockEntry {
+        let out = OutputRecord {
+            hash: hash_bytes(b"rows"),
+            kind: ArtifactKind::File,
+            bytes: 4,
+            rows: Some(1),
+        };
+        LockEntry {
+            kind: "generate".into(),
+            version: 2,
+            fingerprint: hash_bytes(b"fp"),
+            seed: Some(7),
+            params,
+            inputs: BTreeMap::from([("prompts".into(), hash_bytes(b"in"))]),
+            outputs: BTreeMap::from([("data".into(), out)]),
+            metrics: BTreeMap::from([("pass_rate".into(), json!(0.25))]),
+        }
+    }
+
+    fn sample() -> LockFile {
+        // Keys deliberately out of order; `preserve_order` would keep them so.
+        let params: serde_json::Value =
+            serde_json::from_str(r#"{"temperature": 0.7, "n": 4, "stop": {"z": 1, "a": 2}}"#).unwrap();
+        let mut bare = entry(json!(null));
+        (bare.seed, bare.metrics) = (None, BTreeMap::new());
+        let stages = BTreeMap::from([("judge".into(), entry(params)), ("base".into(), bare)]);
+        let mut lock = LockFile::new();
+        lock.pipelines.insert("quickstart.yaml".into(), PipelineLock { stages });
+        lock
+    }
+
+    #[test]
+    fn round_trip() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("retort.lock");
+        assert_eq!(LockFile::read(&path).unwrap(), None);
+        sample().write(&path).unwrap();
+        assert_eq!(LockFile::read(&path).unwrap(), Some(sample()));
+        let mode = fs::metadata(&path).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+    }
+
+    #[test]
+    fn exact_text_is_sorted_and_stable() {
+        let (fp, rows, input) = (hash_bytes(b"fp"), hash_bytes(b"rows"), hash_bytes(b"in"));
+        let expected = format!(
+            "{HEADER}format_version: 1
+pipelines:
+  quickstart.yaml:
+    stages:
+      base:
+        kind: generate
+        version: 2
+        fingerprint: {fp}
+        params: null
+        inputs:
+          prompts: {input}
+        outputs:
+          data:
+            hash: {rows}
+            kind: file
+            bytes: 4
+            rows: 1
+      judge:
+        kind: generate
+        version: 2
+        fingerprint: {fp}
+        seed: 7
+        params:
+          n: 4
+          stop:
+            a: 2
+            z: 1
+          temperature: 0.7
+        inputs:
+          prompts: {input}
+        outputs:
+          data:
+            hash: {rows}
+            kind: file
+            bytes: 4
+            rows: 1
+        metrics:
+          pass_rate: 0.25
+"
+        );
+        assert_eq!(sample().to_yaml(), expected);
+    }
+
+    #[test]
+    fn unchanged_content_is_not_rewritten() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("retort.lock");
+        sample().write(&path).unwrap();
+        let ino = fs::metadata(&path).unwrap().ino();
+        sample().write(&path).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().ino(), ino);
+        let mut changed = sample();
+        changed.pipelines.get_mut("quickstart.yaml").unwrap().stages.remove("base");
+        changed.write(&path).unwrap();
+        assert_ne!(fs::metadata(&path).unwrap().ino(), ino, "replaced by rename");
+        assert_eq!(LockFile::read(&path).unwrap(), Some(changed));
+    }
+
+    #[test]
+    fn unparsable_names_path_and_fix() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("retort.lock");
+        fs::write(&path, "format_version: 1\npipelines: [oops\n").unwrap();
+        let err = LockFile::read(&path).unwrap_err();
+        assert!(matches!(err, CacheError::LockParse { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("retort.lock") && msg.contains("delete it"), "{msg}");
+    }
+
+    #[test]
+    fn newer_version_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("retort.lock");
+        fs::write(&path, "format_version: 2\npipelines: {}\nnew_field: true\n").unwrap();
+        let err = LockFile::read(&path).unwrap_err();
+        assert!(matches!(err, CacheError::LockTooNew { found: 2, supported: 1, .. }), "{err:?}");
+        assert!(err.to_string().contains("upgrade retort"), "{err}");
+    }
+}

@@ -177,3 +177,134 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, CacheError> {
     paths.sort();
     Ok(paths)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::hash_bytes;
+    use crate::store::{ArtifactKind, OutputRecord};
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        (d, s)
+    }
+
+    fn record(outputs: &[(&str, Hash)], created: u64) -> RunRecord {
+        let outputs = outputs
+            .iter()
+            .map(|(name, hash)| {
+                let out = OutputRecord { hash: *hash, kind: ArtifactKind::File, bytes: 1, rows: Some(1) };
+                (name.to_string(), out)
+            })
+            .collect();
+        let metrics = BTreeMap::from([("accuracy".to_string(), serde_json::json!(0.5))]);
+        RunRecord { outputs, metrics, duration_ms: 1200, created_unix_ms: created }
+    }
+
+    #[test]
+    fn run_round_trip() {
+        let (_d, s) = store();
+        let fp = hash_bytes(b"fingerprint");
+        assert_eq!(s.get_run(&fp).unwrap(), None);
+        let a = s.put_bytes(b"rows").unwrap();
+        let rec = record(&[("data", a.hash)], 5);
+        s.put_run(&fp, &rec).unwrap();
+        assert_eq!(s.get_run(&fp).unwrap(), Some(rec.clone()));
+        let hex = fp.to_hex();
+        assert!(s.root().join("runs").join(&hex[..2]).join(format!("{}.json", &hex[2..])).is_file());
+        // Replacing a record works although the old one is read-only.
+        let newer = record(&[("data", a.hash)], 6);
+        s.put_run(&fp, &newer).unwrap();
+        assert_eq!(s.get_run(&fp).unwrap(), Some(newer));
+    }
+
+    #[test]
+    fn missing_output_is_a_miss() {
+        let (_d, s) = store();
+        let fp = hash_bytes(b"fp");
+        s.put_run(&fp, &record(&[("data", hash_bytes(b"never stored"))], 1)).unwrap();
+        assert_eq!(s.get_run(&fp).unwrap(), None);
+    }
+
+    #[test]
+    fn corrupt_output_is_a_miss_and_is_removed() {
+        let (_d, s) = store();
+        let a = s.put_bytes(b"good rows").unwrap();
+        let fp = hash_bytes(b"fp");
+        s.put_run(&fp, &record(&[("data", a.hash)], 1)).unwrap();
+        let p = s.object_path(&a.hash);
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&p, b"bad! rows").unwrap();
+        assert_eq!(s.get_run(&fp).unwrap(), None);
+        assert!(!p.exists());
+    }
+
+    #[test]
+    fn unparsable_record_is_a_miss() {
+        let (_d, s) = store();
+        let fp = hash_bytes(b"fp");
+        s.put_run(&fp, &record(&[], 1)).unwrap();
+        let path = s.run_path(&fp);
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, b"{\"outputs\": {").unwrap();
+        assert_eq!(s.get_run(&fp).unwrap(), None);
+        assert!(!path.exists(), "damaged record removed");
+    }
+
+    #[test]
+    fn runs_newest_first_and_du() {
+        let (_d, s) = store();
+        let a = s.put_bytes(b"12345").unwrap();
+        let t = s.temp_dir().unwrap();
+        fs::create_dir(t.path().join("m")).unwrap();
+        fs::write(t.path().join("m/w"), b"123").unwrap();
+        s.put_path(&t.path().join("m")).unwrap();
+        for (i, created) in [10u64, 30, 20].into_iter().enumerate() {
+            s.put_run(&hash_bytes(&[i as u8]), &record(&[("d", a.hash)], created)).unwrap();
+        }
+        fs::write(s.root().join("runs/README"), b"not a record").unwrap();
+        let order: Vec<u64> = s.runs().unwrap().iter().map(|(_, r)| r.created_unix_ms).collect();
+        assert_eq!(order, [30, 20, 10]);
+        assert_eq!(s.du().unwrap(), Usage { objects: 2, object_bytes: 8, runs: 3 });
+    }
+
+    #[test]
+    fn gc_keeps_what_it_is_told() {
+        let (_d, s) = store();
+        let kept_obj = s.put_bytes(b"kept explicitly").unwrap().hash;
+        let by_run = s.put_bytes(b"output of a kept run").unwrap().hash;
+        let of_dropped = s.put_bytes(b"output of a dropped run").unwrap().hash;
+        let orphan = s.put_bytes(b"orphan").unwrap().hash;
+        let (run_keep, run_drop) = (hash_bytes(b"keep"), hash_bytes(b"drop"));
+        s.put_run(&run_keep, &record(&[("d", by_run)], 1)).unwrap();
+        s.put_run(&run_drop, &record(&[("d", of_dropped)], 2)).unwrap();
+        // A stage directory abandoned two days ago, and one in use now.
+        let stale = s.tmp_root().join("stage-dead");
+        fs::create_dir(&stale).unwrap();
+        fs::write(stale.join("partial"), b"x").unwrap();
+        let two_days = std::time::SystemTime::now() - Duration::from_secs(2 * 86_400);
+        fs::File::open(&stale).unwrap().set_modified(two_days).unwrap();
+        let fresh = s.temp_dir().unwrap();
+
+        let _lock = s.lock().unwrap();
+        let stats = s
+            .gc(&BTreeSet::from([kept_obj]), &BTreeSet::from([run_keep]))
+            .unwrap();
+        assert_eq!(stats, GcStats { removed_objects: 2, removed_bytes: 23 + 6, removed_runs: 1 });
+        assert_eq!(s.state(&kept_obj), ObjectState::Valid);
+        assert_eq!(s.state(&by_run), ObjectState::Valid);
+        assert_eq!(s.state(&of_dropped), ObjectState::Missing);
+        assert_eq!(s.state(&orphan), ObjectState::Missing);
+        assert!(s.get_run(&run_keep).unwrap().is_some());
+        assert!(s.get_run(&run_drop).unwrap().is_none());
+        assert!(!stale.exists());
+        assert!(fresh.path().exists());
+
+        let again = s.gc(&BTreeSet::new(), &BTreeSet::new()).unwrap();
+        assert_eq!((again.removed_objects, again.removed_runs), (2, 1));
+        assert_eq!(s.du().unwrap(), Usage::default());
+    }
+}
