@@ -28,5 +28,5 @@ pub use graph::{Graph, Input, Resolved};
 pub use schema::pipeline_schema;
 pub use source::{Pos, SourceMap};
 pub use spec::{apply_override, load, Device, ModelSpec, Pipeline, PipelineHeader, StageNode};
-pub use stage::{InputDecl, KindOf, Metrics, ParseError, Parsed, Registry, Source, Stage, StageImpl, StageKind};
+pub use stage::{FieldError, InputDecl, KindOf, Metrics, ParseError, Parsed, Registry, Source, Stage, StageImpl, StageKind};
 pub use summary::{OutputSummary, RunSummary, StageSummary, Status};

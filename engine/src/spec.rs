@@ -257,6 +257,9 @@ impl Typer<'_> {
             }
             err
         })?;
+        if let Err(e) = parsed.stage.check() {
+            return Err(SpecError::new(self.file, self.source.value(&join(&at, &e.field)), format!("stage `{name}`: {}", e.message)));
+        }
         Ok(StageNode { name, kind: kind.kind(), version: kind.version(), stage: parsed.stage, params: parsed.params, seed })
     }
 

@@ -78,9 +78,31 @@ pub trait Stage: Send + Sync + fmt::Debug {
     fn uses_seed(&self) -> bool {
         true
     }
+    /// Checks combinations of parameters that serde types cannot express.
+    /// An error names the field (path inside the stage, e.g. `numbers`)
+    /// and what is wrong; it is reported with the file's line and column.
+    fn check(&self) -> Result<(), FieldError> {
+        Ok(())
+    }
     /// Does the work. Errors are reported with the stage's name; the
     /// stage's partial outputs are discarded.
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics>;
+}
+
+/// A problem with one field of a stage spec.
+#[derive(Debug, Clone)]
+pub struct FieldError {
+    /// Path of the field inside the stage spec (`numbers`, `inputs.src`).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl FieldError {
+    /// Shorthand constructor.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError { field: field.into(), message: message.into() }
+    }
 }
 
 /// A parsed stage with the canonical form of its parameters.

@@ -7,15 +7,30 @@
 
 pub mod data;
 
+mod cascade;
 mod command;
+mod compose;
+mod export;
+mod task;
+mod verify;
 
+pub use cascade::CascadeSplitStage;
 pub use command::CommandStage;
+pub use compose::{ComposeStage, ReflectFrom};
+pub use export::{ExportFormat, ExportStage};
+pub use task::{Arity, TaskName, TaskStage};
+pub use verify::{Verifier, VerifyStage};
 
 use retort_engine::Registry;
 
 /// Every kind this crate provides.
 pub fn registry() -> Registry {
     let mut r = Registry::new();
-    r.register::<CommandStage>();
+    r.register::<CommandStage>()
+        .register::<TaskStage>()
+        .register::<VerifyStage>()
+        .register::<ComposeStage>()
+        .register::<CascadeSplitStage>()
+        .register::<ExportStage>();
     r
 }
