@@ -10,6 +10,8 @@ mod canonical;
 mod error;
 mod fsutil;
 mod hash;
+mod integrity;
+mod lock;
 mod lockfile;
 mod records;
 mod runs;

@@ -18,6 +18,7 @@ use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{io_err, CacheError};
@@ -81,18 +82,29 @@ impl StatCache {
     pub fn hash_file(&mut self, path: &Path) -> io::Result<Hash> {
         let abs = std::path::absolute(path)?;
         let meta = fs::metadata(&abs)?;
-        if let Some(e) = self.entries.get(key_of(&abs)) {
-            if e.matches(&meta) {
-                return Ok(e.hash);
-            }
+        if let Some(hash) = self.lookup(&abs, &meta) {
+            return Ok(hash);
         }
         let hash = hash::hash_file(&abs)?;
-        // Stat again: if the file changed while we read it, the hash may
-        // describe neither version, so it must not be remembered.
-        if same_stat(&meta, &fs::metadata(&abs)?) {
-            self.insert(&abs, &meta, hash);
-        }
+        self.remember(&abs, &meta, hash)?;
         Ok(hash)
+    }
+
+    /// The cached hash of `abs` if `meta` (its current stat) matches a
+    /// trusted entry.
+    fn lookup(&self, abs: &Path, meta: &fs::Metadata) -> Option<Hash> {
+        let e = self.entries.get(key_of(abs))?;
+        e.matches(meta).then_some(e.hash)
+    }
+
+    /// Remembers `hash` for `abs`, whose stat was `before` when hashing
+    /// started, unless the file changed meanwhile: then the hash may describe
+    /// neither version, so it must not be remembered.
+    fn remember(&mut self, abs: &Path, before: &fs::Metadata, hash: Hash) -> io::Result<()> {
+        if same_stat(before, &fs::metadata(abs)?) {
+            self.insert(abs, before, hash);
+        }
+        Ok(())
     }
 
     /// The hash of a file or directory; a directory's files each go through
@@ -103,6 +115,21 @@ impl StatCache {
         }
         let entries = hash::dir_manifest(path, &mut |p| self.hash_file(p))?;
         Ok((hash::manifest_hash(&entries), ArtifactKind::Dir))
+    }
+
+    /// Like [`StatCache::hash_file`] on a cache shared between threads,
+    /// holding its mutex only for the look-up and the update, never while a
+    /// (possibly multi-gigabyte) file is read.
+    pub(crate) fn hash_file_shared(cache: &Mutex<StatCache>, path: &Path) -> io::Result<Hash> {
+        let lock = || cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let abs = std::path::absolute(path)?;
+        let meta = fs::metadata(&abs)?;
+        if let Some(hash) = lock().lookup(&abs, &meta) {
+            return Ok(hash);
+        }
+        let hash = hash::hash_file(&abs)?;
+        lock().remember(&abs, &meta, hash)?;
+        Ok(hash)
     }
 
     /// Remembers that `path` has `hash` as of its current stat, without

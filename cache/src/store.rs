@@ -20,13 +20,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use fs4::fs_std::FileExt;
 
 use crate::error::{io_err, CacheError};
 use crate::fsutil;
 use crate::hash::{self, Hash};
 use crate::stat::StatCache;
 
+pub use crate::lock::StoreLock;
 pub use crate::records::{
     Artifact, ArtifactKind, GcStats, ObjectState, OutputRecord, RunRecord, Usage,
 };
@@ -41,29 +41,7 @@ const STAT_FILE: &str = "stat-cache";
 pub struct Store {
     root: PathBuf,
     /// Stat of every object as stored, so `state` costs a `stat`, not a hash.
-    stat: Mutex<StatCache>,
-}
-
-/// Exclusive hold on a store's `lock` file; released on drop.
-#[derive(Debug)]
-pub struct StoreLock {
-    file: fs::File,
-    path: PathBuf,
-}
-
-impl StoreLock {
-    /// The lock file held.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for StoreLock {
-    fn drop(&mut self) {
-        // Closing the file would release it too; unlocking first makes the
-        // release not depend on other handles to the same open file.
-        let _ = FileExt::unlock(&self.file);
-    }
+    pub(crate) stat: Mutex<StatCache>,
 }
 
 impl Store {
@@ -83,24 +61,6 @@ impl Store {
     /// The store's root directory (absolute).
     pub fn root(&self) -> &Path {
         &self.root
-    }
-
-    /// Takes the store's exclusive lock, waiting for another process to
-    /// release it if needed (and saying so once on stderr).
-    pub fn lock(&self) -> Result<StoreLock, CacheError> {
-        let path = self.root.join("lock");
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(io_err("open", &path))?;
-        if !FileExt::try_lock_exclusive(&file).map_err(io_err("lock", &path))? {
-            eprintln!("waiting for another retort process to release {}", path.display());
-            FileExt::lock_exclusive(&file).map_err(io_err("lock", &path))?;
-        }
-        Ok(StoreLock { file, path })
     }
 
     /// A fresh directory under `root/tmp` for a stage to write outputs into;
@@ -190,50 +150,6 @@ impl Store {
         Ok(artifact)
     }
 
-    /// Whether the object is present and intact, cheaply: a stat compared
-    /// with the one recorded when it was stored, or a full rehash if that
-    /// differs. A corrupt object is deleted (with a warning on stderr) so the
-    /// stage that made it runs again.
-    pub fn state(&self, hash: &Hash) -> ObjectState {
-        let path = self.object_path(hash);
-        match fs::symlink_metadata(&path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return ObjectState::Missing,
-            Ok(m) if !m.file_type().is_symlink() => {}
-            _ => return self.discard_corrupt(hash, &path),
-        }
-        let mut stat = self.stat();
-        let got = stat.hash_path(&path);
-        let _ = stat.save();
-        drop(stat);
-        match got {
-            Ok((h, _)) if h == *hash => ObjectState::Valid,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => ObjectState::Missing,
-            _ => self.discard_corrupt(hash, &path),
-        }
-    }
-
-    fn discard_corrupt(&self, hash: &Hash, path: &Path) -> ObjectState {
-        eprintln!("warning: object {} is corrupt; removed, will recompute", hash.short());
-        let _ = fsutil::remove_tree(path);
-        self.forget(path);
-        ObjectState::Corrupt
-    }
-
-    /// Like [`Store::state`] but always rehashes every byte, and never
-    /// deletes: for `cache verify`, which reports rather than repairs.
-    pub fn verify(&self, hash: &Hash) -> ObjectState {
-        let path = self.object_path(hash);
-        match fs::symlink_metadata(&path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return ObjectState::Missing,
-            Ok(m) if !m.file_type().is_symlink() => {}
-            _ => return ObjectState::Corrupt,
-        }
-        match hash::hash_path(&path) {
-            Ok((h, _)) if h == *hash => ObjectState::Valid,
-            _ => ObjectState::Corrupt,
-        }
-    }
-
     pub(crate) fn tmp_root(&self) -> PathBuf {
         self.root.join("tmp")
     }
@@ -245,7 +161,7 @@ impl Store {
         let _ = stat.save();
     }
 
-    fn stat(&self) -> MutexGuard<'_, StatCache> {
+    pub(crate) fn stat(&self) -> MutexGuard<'_, StatCache> {
         // A panic while holding the lock cannot leave the cache inconsistent
         // in a harmful way (worst case: a missing entry, i.e. a rehash).
         self.stat.lock().unwrap_or_else(|e| e.into_inner())
@@ -277,7 +193,7 @@ fn check_version(root: &Path) -> Result<(), CacheError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::hash::FILES_HASHED;
     use std::collections::BTreeMap;
@@ -285,13 +201,13 @@ mod tests {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     use std::time::{Duration, Instant};
 
-    fn store() -> (tempfile::TempDir, Store) {
+    pub(crate) fn store() -> (tempfile::TempDir, Store) {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open(&d.path().join("cache")).unwrap();
         (d, s)
     }
 
-    fn hashes() -> u64 {
+    pub(crate) fn hashes() -> u64 {
         FILES_HASHED.with(|c| c.get())
     }
 
@@ -301,7 +217,7 @@ mod tests {
 
     /// Overwrites byte `at` of an object with its complement, as bit rot or
     /// a stray editor would.
-    fn flip_byte(p: &Path, at: u64) {
+    pub(crate) fn flip_byte(p: &Path, at: u64) {
         fs::set_permissions(p, fs::Permissions::from_mode(0o644)).unwrap();
         let mut bytes = fs::read(p).unwrap();
         bytes[at as usize] ^= 0xff;
@@ -397,45 +313,6 @@ mod tests {
     }
 
     #[test]
-    fn state_is_a_stat_not_a_rehash() {
-        let (_d, s) = store();
-        let a = s.put_bytes(&vec![7u8; 100_000]).unwrap();
-        let before = hashes();
-        assert_eq!(s.state(&a.hash), ObjectState::Valid);
-        // A fresh `Store` reads the stat cache saved by the first one.
-        let again = Store::open(s.root()).unwrap();
-        assert_eq!(again.state(&a.hash), ObjectState::Valid);
-        assert_eq!(hashes(), before, "no object was read");
-        assert_eq!(again.verify(&a.hash), ObjectState::Valid);
-        assert_eq!(hashes(), before + 1, "verify always reads");
-    }
-
-    #[test]
-    fn state_detects_a_flipped_byte_and_deletes() {
-        let (_d, s) = store();
-        let a = s.put_bytes(b"0123456789").unwrap();
-        let p = s.object_path(&a.hash);
-        flip_byte(&p, 3);
-        assert_eq!(s.state(&a.hash), ObjectState::Corrupt);
-        assert!(!p.exists());
-        assert_eq!(s.state(&a.hash), ObjectState::Missing);
-        // And the same bytes can be stored again.
-        assert_eq!(s.put_bytes(b"0123456789").unwrap(), a);
-        assert_eq!(s.state(&a.hash), ObjectState::Valid);
-    }
-
-    #[test]
-    fn state_detects_truncation() {
-        let (_d, s) = store();
-        let a = s.put_bytes(b"0123456789").unwrap();
-        let p = s.object_path(&a.hash);
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
-        fs::File::options().write(true).open(&p).unwrap().set_len(4).unwrap();
-        assert_eq!(s.state(&a.hash), ObjectState::Corrupt);
-        assert!(!p.exists());
-    }
-
-    #[test]
     fn a_corrupt_existing_object_is_replaced_on_put() {
         let (_d, s) = store();
         let a = s.put_bytes(b"abc").unwrap();
@@ -444,30 +321,6 @@ mod tests {
         fs::write(t.path().join("o"), b"abc").unwrap();
         s.put_path(&t.path().join("o")).unwrap();
         assert_eq!(s.verify(&a.hash), ObjectState::Valid);
-    }
-
-    #[test]
-    fn lock_serializes_holders() {
-        let (_d, s) = store();
-        let log = Mutex::new(Vec::new());
-        std::thread::scope(|scope| {
-            for id in 0..3 {
-                let (s, log) = (&s, &log);
-                scope.spawn(move || {
-                    let _held = s.lock().unwrap();
-                    log.lock().unwrap().push((id, "in"));
-                    std::thread::sleep(Duration::from_millis(60));
-                    log.lock().unwrap().push((id, "out"));
-                });
-            }
-        });
-        let log = log.into_inner().unwrap();
-        assert_eq!(log.len(), 6);
-        for pair in log.chunks(2) {
-            assert_eq!((pair[0].0, pair[0].1, pair[1].1), (pair[1].0, "in", "out"), "{log:?}");
-        }
-        let held = s.lock().unwrap();
-        assert_eq!(held.path(), s.root().join("lock"));
     }
 
     /// Not a test on its own: the body of the child process that
