@@ -118,9 +118,10 @@ impl Store {
             }
             stats.removed_bytes += fsutil::tree_bytes(&path).unwrap_or(0);
             fsutil::remove_tree(&path).map_err(io_err("remove", &path))?;
-            self.forget(&path);
+            self.stat().forget(&path);
             stats.removed_objects += 1;
         }
+        let _ = self.stat().save(); // once, not per object
         self.remove_stale_tmp()?;
         Ok(stats)
     }

@@ -85,7 +85,12 @@ impl Store {
     /// must have finished writing `path`: bytes changed after hashing would
     /// be stored under the wrong name.
     pub fn put_path(&self, path: &Path) -> Result<Artifact, CacheError> {
-        let meta = fs::metadata(path).map_err(io_err("read", path))?;
+        let meta = fs::symlink_metadata(path).map_err(io_err("read", path))?;
+        if meta.file_type().is_symlink() {
+            // Renaming would store the link, not the bytes it points to.
+            let err = io::Error::new(io::ErrorKind::InvalidInput, "outputs must not be symlinks");
+            return Err(io_err("store", path)(err));
+        }
         let manifest = if meta.is_dir() {
             hash::dir_manifest(path, &mut |p| hash::hash_file(p))
                 .map_err(io_err("hash", path))?
@@ -285,6 +290,17 @@ pub(crate) mod tests {
         assert!(!out.exists());
         let same = fs::metadata(s.object_path(&a.hash)).unwrap().ino();
         assert_eq!(same, ino, "existing object left in place");
+    }
+
+    #[test]
+    fn symlink_output_is_refused() {
+        let (_d, s) = store();
+        let t = s.temp_dir().unwrap();
+        fs::write(t.path().join("real"), b"x").unwrap();
+        std::os::unix::fs::symlink(t.path().join("real"), t.path().join("link")).unwrap();
+        let err = s.put_path(&t.path().join("link")).unwrap_err();
+        assert!(err.to_string().contains("link"), "{err}");
+        assert!(s.entries("objects", "").unwrap().is_empty());
     }
 
     #[test]
