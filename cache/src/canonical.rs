@@ -148,8 +148,14 @@ mod tests {
             canonical_json(&v),
             r#"{"kind":"generate","params":{"eps":1e-8,"n":4,"temperature":0.7},"version":1}"#
         );
-        assert_eq!(fingerprint(&v).to_hex(), "36f4c64db9826cee0b40c4d2437e8baaee416cc5aa8bda1fdbfeb258bf75cbe4");
-        assert_eq!(fingerprint(&json!(null)).to_hex(), "03f88b99c3d8073bba8948d6e762aac443b265f606cc05abd4d172f03a4def6a");
+        assert_eq!(
+            fingerprint(&v).to_hex(),
+            "36f4c64db9826cee0b40c4d2437e8baaee416cc5aa8bda1fdbfeb258bf75cbe4"
+        );
+        assert_eq!(
+            fingerprint(&json!(null)).to_hex(),
+            "03f88b99c3d8073bba8948d6e762aac443b265f606cc05abd4d172f03a4def6a"
+        );
     }
 
     #[test]

@@ -33,7 +33,8 @@ pub(crate) fn write_atomic(
         f.sync_all()
     };
     write(tmp.as_file_mut()).map_err(io_err("write", tmp.path()))?;
-    tmp.persist(dest).map_err(|e| io_err("rename into", dest)(e.error))?;
+    tmp.persist(dest)
+        .map_err(|e| io_err("rename into", dest)(e.error))?;
     Ok(())
 }
 

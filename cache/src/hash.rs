@@ -175,7 +175,10 @@ fn collect_files(dir: &Path, prefix: String, out: &mut Vec<(String, u64)>) -> io
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().into_string().map_err(|name| {
-            invalid(format!("non-UTF-8 file name {name:?} in `{}`", dir.display()))
+            invalid(format!(
+                "non-UTF-8 file name {name:?} in `{}`",
+                dir.display()
+            ))
         })?;
         let rel = if prefix.is_empty() {
             name
@@ -188,8 +191,15 @@ fn collect_files(dir: &Path, prefix: String, out: &mut Vec<(String, u64)>) -> io
         } else if meta.is_file() {
             out.push((rel, meta.len()));
         } else {
-            let what = if meta.is_symlink() { "symlink" } else { "special file" };
-            let msg = format!("{what} `{}` in a directory artifact is not supported", entry.path().display());
+            let what = if meta.is_symlink() {
+                "symlink"
+            } else {
+                "special file"
+            };
+            let msg = format!(
+                "{what} `{}` in a directory artifact is not supported",
+                entry.path().display()
+            );
             return Err(invalid(msg));
         }
     }
@@ -231,7 +241,9 @@ mod tests {
         let h = hash_bytes(b"retort");
         let s = h.to_hex();
         assert_eq!(s.len(), 64);
-        assert!(s.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(s
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_eq!(s.parse::<Hash>().unwrap(), h);
         assert_eq!(s.to_uppercase().parse::<Hash>().unwrap(), h);
         assert_eq!(h.short(), s[..12]);
@@ -244,8 +256,12 @@ mod tests {
         assert!("g".repeat(64).parse::<Hash>().is_err());
         assert!(format!("{}é", "0".repeat(62)).parse::<Hash>().is_err());
         assert!(format!("+{}", "0".repeat(63)).parse::<Hash>().is_err());
-        assert!(format!("{}+{}", "0".repeat(16), "0".repeat(47)).parse::<Hash>().is_err());
-        assert!(format!("{}-{}", "0".repeat(16), "0".repeat(47)).parse::<Hash>().is_err());
+        assert!(format!("{}+{}", "0".repeat(16), "0".repeat(47))
+            .parse::<Hash>()
+            .is_err());
+        assert!(format!("{}-{}", "0".repeat(16), "0".repeat(47))
+            .parse::<Hash>()
+            .is_err());
     }
 
     #[test]
@@ -349,7 +365,10 @@ mod tests {
             assert!(out.status.success());
         });
         eprintln!("hash_file {ours:.3}s, b3sum --num-threads 1 {b3sum:.3}s");
-        assert!(ours * 0.8 <= b3sum, "hash_file {ours:.3}s vs b3sum {b3sum:.3}s");
+        assert!(
+            ours * 0.8 <= b3sum,
+            "hash_file {ours:.3}s vs b3sum {b3sum:.3}s"
+        );
     }
 
     #[test]

@@ -37,7 +37,10 @@ impl Store {
     }
 
     fn discard_corrupt(&self, hash: &Hash, path: &Path) -> ObjectState {
-        eprintln!("warning: object {} is corrupt; removed, will recompute", hash.short());
+        eprintln!(
+            "warning: object {} is corrupt; removed, will recompute",
+            hash.short()
+        );
         let _ = fsutil::remove_tree(path);
         self.forget(path);
         ObjectState::Corrupt
@@ -109,7 +112,12 @@ mod tests {
         let a = s.put_bytes(b"0123456789").unwrap();
         let p = s.object_path(&a.hash);
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
-        fs::File::options().write(true).open(&p).unwrap().set_len(4).unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(4)
+            .unwrap();
         assert_eq!(s.state(&a.hash), ObjectState::Corrupt);
         assert!(!p.exists());
     }

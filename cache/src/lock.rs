@@ -48,7 +48,10 @@ impl Store {
             .open(&path)
             .map_err(io_err("open", &path))?;
         if !FileExt::try_lock_exclusive(&file).map_err(io_err("lock", &path))? {
-            eprintln!("waiting for another retort process to release {}", path.display());
+            eprintln!(
+                "waiting for another retort process to release {}",
+                path.display()
+            );
             FileExt::lock_exclusive(&file).map_err(io_err("lock", &path))?;
         }
         Ok(StoreLock { file, path })
@@ -58,6 +61,10 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use crate::store::tests::store;
+    use crate::store::Store;
+    use std::io::Read;
+    use std::path::Path;
+    use std::process::{Command, Stdio};
     use std::sync::Mutex;
     use std::time::Duration;
 
@@ -79,9 +86,59 @@ mod tests {
         let log = log.into_inner().unwrap();
         assert_eq!(log.len(), 6);
         for pair in log.chunks(2) {
-            assert_eq!((pair[0].0, pair[0].1, pair[1].1), (pair[1].0, "in", "out"), "{log:?}");
+            assert_eq!(
+                (pair[0].0, pair[0].1, pair[1].1),
+                (pair[1].0, "in", "out"),
+                "{log:?}"
+            );
         }
         let held = s.lock().unwrap();
         assert_eq!(held.path(), s.root().join("lock"));
+    }
+
+    /// Body of the second process in `another_process_waits_and_says_so`.
+    #[test]
+    #[ignore = "run by another_process_waits_and_says_so"]
+    fn lock_child() {
+        let root = std::env::var("RETORT_CACHE_TEST_STORE").expect("child only");
+        let s = Store::open(Path::new(&root)).unwrap();
+        let _held = s.lock().unwrap();
+        std::fs::write(s.root().join("child-got-it"), b"").unwrap();
+    }
+
+    #[test]
+    fn another_process_waits_and_says_so() {
+        let (_d, s) = store();
+        let held = s.lock().unwrap();
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "lock::tests::lock_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("RETORT_CACHE_TEST_STORE", s.root())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        let marker = s.root().join("child-got-it");
+        assert!(!marker.exists(), "child took a lock we hold");
+        drop(held);
+        assert!(child.wait().unwrap().success());
+        assert!(marker.exists());
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        let expected = format!(
+            "waiting for another retort process to release {}",
+            s.root().join("lock").display()
+        );
+        assert_eq!(stderr.matches(&expected).count(), 1, "{stderr}");
     }
 }

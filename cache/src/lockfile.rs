@@ -96,7 +96,10 @@ impl LockFile {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err("read", path)(e)),
         };
-        if let Ok(VersionProbe { format_version: Some(found) }) = serde_yaml::from_str(&text) {
+        if let Ok(VersionProbe {
+            format_version: Some(found),
+        }) = serde_yaml::from_str(&text)
+        {
             if found > LOCK_FORMAT_VERSION {
                 return Err(CacheError::LockTooNew {
                     path: path.to_path_buf(),
@@ -107,13 +110,20 @@ impl LockFile {
         }
         serde_yaml::from_str(&text)
             .map(Some)
-            .map_err(|source| CacheError::LockParse { path: path.to_path_buf(), source })
+            .map_err(|source| CacheError::LockParse {
+                path: path.to_path_buf(),
+                source,
+            })
     }
 
     /// The file's text: a header comment, then YAML with every map sorted.
     pub fn to_yaml(&self) -> String {
         let mut sorted = self.clone();
-        for entry in sorted.pipelines.values_mut().flat_map(|p| p.stages.values_mut()) {
+        for entry in sorted
+            .pipelines
+            .values_mut()
+            .flat_map(|p| p.stages.values_mut())
+        {
             entry.params = sorted_value(&entry.params);
             for v in entry.metrics.values_mut() {
                 *v = sorted_value(v);
@@ -149,7 +159,8 @@ impl LockFile {
             f.sync_all()
         };
         write(tmp.as_file_mut()).map_err(io_err("write", tmp.path()))?;
-        tmp.persist(path).map_err(|e| io_err("replace", path)(e.error))?;
+        tmp.persist(path)
+            .map_err(|e| io_err("replace", path)(e.error))?;
         Ok(())
     }
 }
@@ -184,12 +195,14 @@ mod tests {
     fn sample() -> LockFile {
         // Keys deliberately out of order; `preserve_order` would keep them so.
         let params: serde_json::Value =
-            serde_json::from_str(r#"{"temperature": 0.7, "n": 4, "stop": {"z": 1, "a": 2}}"#).unwrap();
+            serde_json::from_str(r#"{"temperature": 0.7, "n": 4, "stop": {"z": 1, "a": 2}}"#)
+                .unwrap();
         let mut bare = entry(json!(null));
         (bare.seed, bare.metrics) = (None, BTreeMap::new());
         let stages = BTreeMap::from([("judge".into(), entry(params)), ("base".into(), bare)]);
         let mut lock = LockFile::new();
-        lock.pipelines.insert("quickstart.yaml".into(), PipelineLock { stages });
+        lock.pipelines
+            .insert("quickstart.yaml".into(), PipelineLock { stages });
         lock
     }
 
@@ -260,9 +273,18 @@ pipelines:
         sample().write(&path).unwrap();
         assert_eq!(fs::metadata(&path).unwrap().ino(), ino);
         let mut changed = sample();
-        changed.pipelines.get_mut("quickstart.yaml").unwrap().stages.remove("base");
+        changed
+            .pipelines
+            .get_mut("quickstart.yaml")
+            .unwrap()
+            .stages
+            .remove("base");
         changed.write(&path).unwrap();
-        assert_ne!(fs::metadata(&path).unwrap().ino(), ino, "replaced by rename");
+        assert_ne!(
+            fs::metadata(&path).unwrap().ino(),
+            ino,
+            "replaced by rename"
+        );
         assert_eq!(LockFile::read(&path).unwrap(), Some(changed));
     }
 
@@ -274,7 +296,10 @@ pipelines:
         let err = LockFile::read(&path).unwrap_err();
         assert!(matches!(err, CacheError::LockParse { .. }), "{err:?}");
         let msg = err.to_string();
-        assert!(msg.contains("retort.lock") && msg.contains("delete it"), "{msg}");
+        assert!(
+            msg.contains("retort.lock") && msg.contains("delete it"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -283,7 +308,17 @@ pipelines:
         let path = d.path().join("retort.lock");
         fs::write(&path, "format_version: 2\npipelines: {}\nnew_field: true\n").unwrap();
         let err = LockFile::read(&path).unwrap_err();
-        assert!(matches!(err, CacheError::LockTooNew { found: 2, supported: 1, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                CacheError::LockTooNew {
+                    found: 2,
+                    supported: 1,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("upgrade retort"), "{err}");
     }
 }

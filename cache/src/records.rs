@@ -99,19 +99,32 @@ mod tests {
 
     #[test]
     fn kinds_serialize_lowercase() {
-        assert_eq!(serde_json::to_string(&ArtifactKind::File).unwrap(), "\"file\"");
-        assert_eq!(serde_json::to_string(&ArtifactKind::Dir).unwrap(), "\"dir\"");
+        assert_eq!(
+            serde_json::to_string(&ArtifactKind::File).unwrap(),
+            "\"file\""
+        );
+        assert_eq!(
+            serde_json::to_string(&ArtifactKind::Dir).unwrap(),
+            "\"dir\""
+        );
         assert!(serde_json::from_str::<ArtifactKind>("\"File\"").is_err());
     }
 
     #[test]
     fn output_record_omits_missing_rows() {
         let h = hash_bytes(b"m");
-        let mut out = OutputRecord { hash: h, kind: ArtifactKind::Dir, bytes: 9, rows: None };
+        let mut out = OutputRecord {
+            hash: h,
+            kind: ArtifactKind::Dir,
+            bytes: 9,
+            rows: None,
+        };
         let text = serde_json::to_string(&out).unwrap();
         assert_eq!(text, format!(r#"{{"hash":"{h}","kind":"dir","bytes":9}}"#));
         assert_eq!(serde_json::from_str::<OutputRecord>(&text).unwrap(), out);
         out.rows = Some(3);
-        assert!(serde_json::to_string(&out).unwrap().ends_with(r#""rows":3}"#));
+        assert!(serde_json::to_string(&out)
+            .unwrap()
+            .ends_with(r#""rows":3}"#));
     }
 }

@@ -23,7 +23,10 @@ const STALE_TMP: Duration = Duration::from_secs(24 * 60 * 60);
 impl Store {
     fn run_path(&self, fingerprint: &Hash) -> PathBuf {
         let hex = fingerprint.to_hex();
-        self.root().join("runs").join(&hex[..2]).join(format!("{}.json", &hex[2..]))
+        self.root()
+            .join("runs")
+            .join(&hex[..2])
+            .join(format!("{}.json", &hex[2..]))
     }
 
     /// The run record for `fingerprint`, if there is one whose outputs are
@@ -103,7 +106,10 @@ impl Store {
         let mut stats = GcStats::default();
         let mut keep = keep_objects.clone();
         for (fp, path) in self.entries("runs", ".json")? {
-            let kept = keep_runs.contains(&fp).then(|| read_record(&path)).flatten();
+            let kept = keep_runs
+                .contains(&fp)
+                .then(|| read_record(&path))
+                .flatten();
             match kept {
                 Some(rec) => keep.extend(rec.outputs.values().map(|o| o.hash)),
                 None => {
@@ -141,19 +147,26 @@ impl Store {
     /// The `<2 hex>/<62 hex><suffix>` entries under `root/<area>`, with the
     /// hash each one names. Names that are not ours are ignored, never
     /// deleted: they may be something the user put there.
-    pub(crate) fn entries(&self, area: &str, suffix: &str) -> Result<Vec<(Hash, PathBuf)>, CacheError> {
+    pub(crate) fn entries(
+        &self,
+        area: &str,
+        suffix: &str,
+    ) -> Result<Vec<(Hash, PathBuf)>, CacheError> {
         let dir = self.root().join(area);
         let mut out = Vec::new();
         for prefix in read_dir_sorted(&dir)? {
-            let Some(p) = name_of(&prefix).filter(|n| n.len() == 2) else { continue };
+            let Some(p) = name_of(&prefix).filter(|n| n.len() == 2) else {
+                continue;
+            };
             if !prefix.is_dir() {
                 continue;
             }
             for path in read_dir_sorted(&prefix)? {
-                let hex = name_of(&path)
-                    .and_then(|n| n.strip_suffix(suffix).map(|n| format!("{p}{n}")));
+                let hex =
+                    name_of(&path).and_then(|n| n.strip_suffix(suffix).map(|n| format!("{p}{n}")));
                 // Exact round trip: only names this store could have written.
-                let hash = hex.and_then(|hex| hex.parse::<Hash>().ok().filter(|h| h.to_hex() == hex));
+                let hash =
+                    hex.and_then(|hex| hex.parse::<Hash>().ok().filter(|h| h.to_hex() == hex));
                 if let Some(hash) = hash {
                     out.push((hash, path));
                 }
@@ -173,7 +186,10 @@ fn name_of(path: &Path) -> Option<String> {
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, CacheError> {
     let mut paths = fs::read_dir(dir)
-        .and_then(|rd| rd.map(|e| e.map(|e| e.path())).collect::<io::Result<Vec<_>>>())
+        .and_then(|rd| {
+            rd.map(|e| e.map(|e| e.path()))
+                .collect::<io::Result<Vec<_>>>()
+        })
         .map_err(io_err("list", dir))?;
     paths.sort();
     Ok(paths)
@@ -197,12 +213,22 @@ mod tests {
         let outputs = outputs
             .iter()
             .map(|(name, hash)| {
-                let out = OutputRecord { hash: *hash, kind: ArtifactKind::File, bytes: 1, rows: Some(1) };
+                let out = OutputRecord {
+                    hash: *hash,
+                    kind: ArtifactKind::File,
+                    bytes: 1,
+                    rows: Some(1),
+                };
                 (name.to_string(), out)
             })
             .collect();
         let metrics = BTreeMap::from([("accuracy".to_string(), serde_json::json!(0.5))]);
-        RunRecord { outputs, metrics, duration_ms: 1200, created_unix_ms: created }
+        RunRecord {
+            outputs,
+            metrics,
+            duration_ms: 1200,
+            created_unix_ms: created,
+        }
     }
 
     #[test]
@@ -215,7 +241,12 @@ mod tests {
         s.put_run(&fp, &rec).unwrap();
         assert_eq!(s.get_run(&fp).unwrap(), Some(rec.clone()));
         let hex = fp.to_hex();
-        assert!(s.root().join("runs").join(&hex[..2]).join(format!("{}.json", &hex[2..])).is_file());
+        assert!(s
+            .root()
+            .join("runs")
+            .join(&hex[..2])
+            .join(format!("{}.json", &hex[2..]))
+            .is_file());
         // Replacing a record works although the old one is read-only.
         let newer = record(&[("data", a.hash)], 6);
         s.put_run(&fp, &newer).unwrap();
@@ -226,7 +257,8 @@ mod tests {
     fn missing_output_is_a_miss() {
         let (_d, s) = store();
         let fp = hash_bytes(b"fp");
-        s.put_run(&fp, &record(&[("data", hash_bytes(b"never stored"))], 1)).unwrap();
+        s.put_run(&fp, &record(&[("data", hash_bytes(b"never stored"))], 1))
+            .unwrap();
         assert_eq!(s.get_run(&fp).unwrap(), None);
     }
 
@@ -264,12 +296,25 @@ mod tests {
         fs::write(t.path().join("m/w"), b"123").unwrap();
         s.put_path(&t.path().join("m")).unwrap();
         for (i, created) in [10u64, 30, 20].into_iter().enumerate() {
-            s.put_run(&hash_bytes(&[i as u8]), &record(&[("d", a.hash)], created)).unwrap();
+            s.put_run(&hash_bytes(&[i as u8]), &record(&[("d", a.hash)], created))
+                .unwrap();
         }
         fs::write(s.root().join("runs/README"), b"not a record").unwrap();
-        let order: Vec<u64> = s.runs().unwrap().iter().map(|(_, r)| r.created_unix_ms).collect();
+        let order: Vec<u64> = s
+            .runs()
+            .unwrap()
+            .iter()
+            .map(|(_, r)| r.created_unix_ms)
+            .collect();
         assert_eq!(order, [30, 20, 10]);
-        assert_eq!(s.du().unwrap(), Usage { objects: 2, object_bytes: 8, runs: 3 });
+        assert_eq!(
+            s.du().unwrap(),
+            Usage {
+                objects: 2,
+                object_bytes: 8,
+                runs: 3
+            }
+        );
     }
 
     #[test]
@@ -281,20 +326,31 @@ mod tests {
         let orphan = s.put_bytes(b"orphan").unwrap().hash;
         let (run_keep, run_drop) = (hash_bytes(b"keep"), hash_bytes(b"drop"));
         s.put_run(&run_keep, &record(&[("d", by_run)], 1)).unwrap();
-        s.put_run(&run_drop, &record(&[("d", of_dropped)], 2)).unwrap();
+        s.put_run(&run_drop, &record(&[("d", of_dropped)], 2))
+            .unwrap();
         // A stage directory abandoned two days ago, and one in use now.
         let stale = s.tmp_root().join("stage-dead");
         fs::create_dir(&stale).unwrap();
         fs::write(stale.join("partial"), b"x").unwrap();
         let two_days = std::time::SystemTime::now() - Duration::from_secs(2 * 86_400);
-        fs::File::open(&stale).unwrap().set_modified(two_days).unwrap();
+        fs::File::open(&stale)
+            .unwrap()
+            .set_modified(two_days)
+            .unwrap();
         let fresh = s.temp_dir().unwrap();
 
         let _lock = s.lock().unwrap();
         let stats = s
             .gc(&BTreeSet::from([kept_obj]), &BTreeSet::from([run_keep]))
             .unwrap();
-        assert_eq!(stats, GcStats { removed_objects: 2, removed_bytes: 23 + 6, removed_runs: 1 });
+        assert_eq!(
+            stats,
+            GcStats {
+                removed_objects: 2,
+                removed_bytes: 23 + 6,
+                removed_runs: 1
+            }
+        );
         assert_eq!(s.state(&kept_obj), ObjectState::Valid);
         assert_eq!(s.state(&by_run), ObjectState::Valid);
         assert_eq!(s.state(&of_dropped), ObjectState::Missing);

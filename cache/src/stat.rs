@@ -121,7 +121,11 @@ impl StatCache {
     /// holding its mutex only for the look-up and the update, never while a
     /// (possibly multi-gigabyte) file is read.
     pub(crate) fn hash_file_shared(cache: &Mutex<StatCache>, path: &Path) -> io::Result<Hash> {
-        let lock = || cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let lock = || {
+            cache
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        };
         let abs = std::path::absolute(path)?;
         let meta = fs::metadata(&abs)?;
         if let Some(hash) = lock().lookup(&abs, &meta) {
@@ -178,8 +182,10 @@ impl StatCache {
             _ => Path::new("."),
         };
         fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err("create temp file in", dir))?;
-        tmp.write_all(&encode(&merged)).map_err(io_err("write", tmp.path()))?;
+        let mut tmp =
+            tempfile::NamedTempFile::new_in(dir).map_err(io_err("create temp file in", dir))?;
+        tmp.write_all(&encode(&merged))
+            .map_err(io_err("write", tmp.path()))?;
         tmp.persist(&self.file)
             .map_err(|e| io_err("replace", &self.file)(e.error))?;
         Ok(())
@@ -222,11 +228,15 @@ fn same_stat(a: &fs::Metadata, b: &fs::Metadata) -> bool {
 }
 
 pub(crate) fn mtime_ns(meta: &fs::Metadata) -> i64 {
-    meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec())
+    meta.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(meta.mtime_nsec())
 }
 
 fn now_ns() -> i64 {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
@@ -251,9 +261,7 @@ fn read_entries(file: &Path) -> BTreeMap<Vec<u8>, Entry> {
     let Some(body) = bytes.strip_prefix(HEADER) else {
         return BTreeMap::new();
     };
-    body.split(|&b| b == b'\n')
-        .filter_map(parse_line)
-        .collect()
+    body.split(|&b| b == b'\n').filter_map(parse_line).collect()
 }
 
 /// One line, or `None` if it is damaged in any way (the entry is dropped).
@@ -268,7 +276,14 @@ fn parse_line(line: &[u8]) -> Option<(Vec<u8>, Entry)> {
     let recorded_ns = next()?.parse().ok()?;
     let path = fields.next().filter(|p| !p.is_empty())?;
     let path = path.to_vec();
-    let entry = Entry { dev, ino, size, mtime_ns, recorded_ns, hash };
+    let entry = Entry {
+        dev,
+        ino,
+        size,
+        mtime_ns,
+        recorded_ns,
+        hash,
+    };
     Some((path, entry))
 }
 
@@ -285,7 +300,12 @@ mod tests {
     /// Writes `bytes` with an mtime well outside the racy window.
     fn write_old(path: &Path, bytes: &[u8], mtime: SystemTime) {
         fs::write(path, bytes).unwrap();
-        fs::File::options().write(true).open(path).unwrap().set_modified(mtime).unwrap();
+        fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
     }
 
     fn long_ago() -> SystemTime {
@@ -302,7 +322,11 @@ mod tests {
         let before = hashes();
         assert_eq!(sc.hash_file(&f).unwrap(), hash_bytes(b"one\n"));
         assert_eq!(sc.hash_file(&f).unwrap(), hash_bytes(b"one\n"));
-        assert_eq!(hashes() - before, 1, "second lookup must come from the cache");
+        assert_eq!(
+            hashes() - before,
+            1,
+            "second lookup must come from the cache"
+        );
 
         // Same size, same mtime, other bytes: the cache (by design) trusts
         // the stat. This is what proves the bytes were not read again.
@@ -350,7 +374,11 @@ mod tests {
         assert_eq!(again.hash_file(&f).unwrap(), h);
         assert_eq!(hashes(), before);
         again.save().unwrap();
-        assert_eq!(fs::metadata(&file).unwrap().ino(), ino, "nothing changed, nothing written");
+        assert_eq!(
+            fs::metadata(&file).unwrap().ino(),
+            ino,
+            "nothing changed, nothing written"
+        );
     }
 
     #[test]
@@ -380,7 +408,11 @@ mod tests {
         sc.save().unwrap();
         sc.forget(d.path());
         sc.save().unwrap();
-        assert_eq!(StatCache::load(&file).len(), 0, "merge must not resurrect it");
+        assert_eq!(
+            StatCache::load(&file).len(),
+            0,
+            "merge must not resurrect it"
+        );
         let before = hashes();
         sc.hash_file(&f).unwrap();
         assert_eq!(hashes() - before, 1);

@@ -20,7 +20,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-
 use crate::error::{io_err, CacheError};
 use crate::fsutil;
 use crate::hash::{self, Hash};
@@ -92,15 +91,26 @@ impl Store {
             return Err(io_err("store", path)(err));
         }
         let manifest = if meta.is_dir() {
-            hash::dir_manifest(path, &mut |p| hash::hash_file(p))
-                .map_err(io_err("hash", path))?
+            hash::dir_manifest(path, &mut |p| hash::hash_file(p)).map_err(io_err("hash", path))?
         } else {
             let hash = hash::hash_file(path).map_err(io_err("hash", path))?;
-            vec![hash::ManifestEntry { path: String::new(), hash, bytes: meta.len() }]
+            vec![hash::ManifestEntry {
+                path: String::new(),
+                hash,
+                bytes: meta.len(),
+            }]
         };
         let artifact = Artifact {
-            hash: if meta.is_dir() { hash::manifest_hash(&manifest) } else { manifest[0].hash },
-            kind: if meta.is_dir() { ArtifactKind::Dir } else { ArtifactKind::File },
+            hash: if meta.is_dir() {
+                hash::manifest_hash(&manifest)
+            } else {
+                manifest[0].hash
+            },
+            kind: if meta.is_dir() {
+                ArtifactKind::Dir
+            } else {
+                ArtifactKind::File
+            },
             bytes: manifest.iter().map(|e| e.bytes).sum(),
         };
         let dest = self.object_path(&artifact.hash);
@@ -111,7 +121,11 @@ impl Store {
         self.move_in(path, &dest)?;
         let mut stat = self.stat();
         for e in &manifest {
-            let file = if e.path.is_empty() { dest.clone() } else { dest.join(&e.path) };
+            let file = if e.path.is_empty() {
+                dest.clone()
+            } else {
+                dest.join(&e.path)
+            };
             stat.record(&file, e.hash).map_err(io_err("read", &file))?;
         }
         let _ = stat.save(); // a lost stat cache costs a rehash, nothing more
@@ -142,7 +156,11 @@ impl Store {
     /// Stores `bytes` as a file object (temp file, fsync, rename).
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<Artifact, CacheError> {
         let hash = hash::hash_bytes(bytes);
-        let artifact = Artifact { hash, kind: ArtifactKind::File, bytes: bytes.len() as u64 };
+        let artifact = Artifact {
+            hash,
+            kind: ArtifactKind::File,
+            bytes: bytes.len() as u64,
+        };
         if self.state(&hash) == ObjectState::Valid {
             return Ok(artifact);
         }
@@ -241,7 +259,10 @@ pub(crate) mod tests {
 
         fs::write(s.root().join("VERSION"), "7\n").unwrap();
         let err = Store::open(s.root()).unwrap_err();
-        assert!(matches!(err, CacheError::StoreTooNew { found: 7, .. }), "{err:?}");
+        assert!(
+            matches!(err, CacheError::StoreTooNew { found: 7, .. }),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("upgrade retort"), "{err}");
         fs::write(s.root().join("VERSION"), "seven").unwrap();
         let err = Store::open(s.root()).unwrap_err();
@@ -270,7 +291,10 @@ pub(crate) mod tests {
         assert_eq!(s.put_bytes(b"{\"q\":1}\n").unwrap(), a);
         assert_eq!(s.state(&a.hash), ObjectState::Valid);
         assert_eq!(s.verify(&a.hash), ObjectState::Valid);
-        assert!(fs::read_dir(s.tmp_root()).unwrap().next().is_none(), "no temp leftovers");
+        assert!(
+            fs::read_dir(s.tmp_root()).unwrap().next().is_none(),
+            "no temp leftovers"
+        );
     }
 
     #[test]
@@ -280,7 +304,14 @@ pub(crate) mod tests {
         let out = t.path().join("rows.jsonl");
         fs::write(&out, b"row\n").unwrap();
         let a = s.put_path(&out).unwrap();
-        assert_eq!(a, Artifact { hash: hash::hash_bytes(b"row\n"), kind: ArtifactKind::File, bytes: 4 });
+        assert_eq!(
+            a,
+            Artifact {
+                hash: hash::hash_bytes(b"row\n"),
+                kind: ArtifactKind::File,
+                bytes: 4
+            }
+        );
         assert!(!out.exists(), "moved, not copied");
         assert_eq!(mode(&s.object_path(&a.hash)), 0o444);
 
@@ -345,7 +376,10 @@ pub(crate) mod tests {
     #[ignore = "run by sigkill_mid_put_leaves_no_partial_object"]
     fn writer_child() {
         let root = std::env::var("RETORT_CACHE_TEST_STORE").expect("child only");
-        let first: u32 = std::env::var("RETORT_CACHE_TEST_FIRST").unwrap().parse().unwrap();
+        let first: u32 = std::env::var("RETORT_CACHE_TEST_FIRST")
+            .unwrap()
+            .parse()
+            .unwrap();
         let s = Store::open(Path::new(&root)).unwrap();
         // Each child writes objects no earlier child wrote, so it cannot
         // repair (and hide) what a killed predecessor left behind.
@@ -362,12 +396,22 @@ pub(crate) mod tests {
             }
             let a = s.put_path(&model).unwrap();
             let rec = RunRecord {
-                outputs: [("model".into(), OutputRecord { hash: a.hash, kind: a.kind, bytes: a.bytes, rows: None })].into(),
+                outputs: [(
+                    "model".into(),
+                    OutputRecord {
+                        hash: a.hash,
+                        kind: a.kind,
+                        bytes: a.bytes,
+                        rows: None,
+                    },
+                )]
+                .into(),
                 metrics: BTreeMap::new(),
                 duration_ms: 1,
                 created_unix_ms: u64::from(i),
             };
-            s.put_run(&hash::hash_bytes(&i.to_le_bytes()), &rec).unwrap();
+            s.put_run(&hash::hash_bytes(&i.to_le_bytes()), &rec)
+                .unwrap();
         }
     }
 
@@ -379,7 +423,12 @@ pub(crate) mod tests {
         for round in 0..10u64 {
             let seen = s.entries("objects", "").unwrap().len();
             let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-                .args(["store::tests::writer_child", "--exact", "--ignored", "--test-threads=1"])
+                .args([
+                    "store::tests::writer_child",
+                    "--exact",
+                    "--ignored",
+                    "--test-threads=1",
+                ])
                 .env("RETORT_CACHE_TEST_STORE", s.root())
                 .env("RETORT_CACHE_TEST_FIRST", (round * 1000).to_string())
                 .stdout(std::process::Stdio::null())
@@ -397,11 +446,24 @@ pub(crate) mod tests {
             child.wait().unwrap();
         }
         let objects = s.entries("objects", "").unwrap();
-        assert!(objects.len() >= 10, "the child made progress: {}", objects.len());
+        assert!(
+            objects.len() >= 10,
+            "the child made progress: {}",
+            objects.len()
+        );
         for (hash, path) in &objects {
-            assert_eq!(s.verify(hash), ObjectState::Valid, "partial object {}", path.display());
+            assert_eq!(
+                s.verify(hash),
+                ObjectState::Valid,
+                "partial object {}",
+                path.display()
+            );
         }
         let records = s.entries("runs", ".json").unwrap().len();
-        assert_eq!(s.runs().unwrap().len(), records, "every visible run record parses");
+        assert_eq!(
+            s.runs().unwrap().len(),
+            records,
+            "every visible run record parses"
+        );
     }
 }
