@@ -16,6 +16,7 @@ mod lockfile;
 mod records;
 mod runs;
 mod stat;
+mod stat_file;
 mod store;
 
 pub use canonical::{canonical_json, fingerprint, try_fingerprint};

@@ -7,10 +7,7 @@
 //! the same timestamp tick as the one we saw could change the bytes without
 //! changing the stat (git's "racy clean" problem); such entries are rehashed.
 //!
-//! On disk it is a small text file, one entry per line:
-//! `hash \t dev \t ino \t size \t mtime_ns \t recorded_ns \t path`. Anything
-//! unreadable is simply not cached: losing the stat cache costs time, never
-//! correctness.
+//! Its on-disk format is in `stat_file.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -23,36 +20,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{io_err, CacheError};
 use crate::hash::{self, Hash};
+use crate::stat_file::{encode, mtime_ns, read_entries, Entry};
 use crate::store::ArtifactKind;
-
-/// First line of the file; another header means another format, and the file
-/// is ignored.
-const HEADER: &[u8] = b"retort-stat-cache 1\n";
 
 /// How much older than its recording time a file's mtime must be for the
 /// entry to be trusted.
 pub(crate) const RACY_NS: i64 = 2_000_000_000;
-
-/// The stat key of a file plus its hash and when that was observed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Entry {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i64,
-    recorded_ns: i64,
-    hash: Hash,
-}
-
-impl Entry {
-    fn matches(&self, meta: &fs::Metadata) -> bool {
-        self.dev == meta.dev()
-            && self.ino == meta.ino()
-            && self.size == meta.len()
-            && self.mtime_ns == mtime_ns(meta)
-            && self.recorded_ns.saturating_sub(self.mtime_ns) >= RACY_NS
-    }
-}
 
 /// Remembers file hashes by stat so unchanged files are not re-hashed.
 #[derive(Debug)]
@@ -227,64 +200,11 @@ fn same_stat(a: &fs::Metadata, b: &fs::Metadata) -> bool {
     (a.dev(), a.ino(), a.len(), mtime_ns(a)) == (b.dev(), b.ino(), b.len(), mtime_ns(b))
 }
 
-pub(crate) fn mtime_ns(meta: &fs::Metadata) -> i64 {
-    meta.mtime()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(meta.mtime_nsec())
-}
-
 fn now_ns() -> i64 {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
-}
-
-fn encode(entries: &BTreeMap<Vec<u8>, Entry>) -> Vec<u8> {
-    let mut out = HEADER.to_vec();
-    for (path, e) in entries {
-        let line = format!(
-            "{}\t{}\t{}\t{}\t{}\t{}\t",
-            e.hash, e.dev, e.ino, e.size, e.mtime_ns, e.recorded_ns
-        );
-        out.extend_from_slice(line.as_bytes());
-        out.extend_from_slice(path);
-        out.push(b'\n');
-    }
-    out
-}
-
-fn read_entries(file: &Path) -> BTreeMap<Vec<u8>, Entry> {
-    let Ok(bytes) = fs::read(file) else {
-        return BTreeMap::new();
-    };
-    let Some(body) = bytes.strip_prefix(HEADER) else {
-        return BTreeMap::new();
-    };
-    body.split(|&b| b == b'\n').filter_map(parse_line).collect()
-}
-
-/// One line, or `None` if it is damaged in any way (the entry is dropped).
-fn parse_line(line: &[u8]) -> Option<(Vec<u8>, Entry)> {
-    let mut fields = line.splitn(7, |&b| b == b'\t');
-    let mut next = || std::str::from_utf8(fields.next()?).ok();
-    let hash = next()?.parse().ok()?;
-    let dev = next()?.parse().ok()?;
-    let ino = next()?.parse().ok()?;
-    let size = next()?.parse().ok()?;
-    let mtime_ns = next()?.parse().ok()?;
-    let recorded_ns = next()?.parse().ok()?;
-    let path = fields.next().filter(|p| !p.is_empty())?;
-    let path = path.to_vec();
-    let entry = Entry {
-        dev,
-        ino,
-        size,
-        mtime_ns,
-        recorded_ns,
-        hash,
-    };
-    Some((path, entry))
 }
 
 #[cfg(test)]
@@ -379,22 +299,6 @@ mod tests {
             ino,
             "nothing changed, nothing written"
         );
-    }
-
-    #[test]
-    fn missing_or_corrupt_file_loads_empty() {
-        let d = tempfile::tempdir().unwrap();
-        assert_eq!(StatCache::load(&d.path().join("absent")).len(), 0);
-        let bad = d.path().join("bad");
-        fs::write(&bad, b"\xff\xfe garbage").unwrap();
-        assert_eq!(StatCache::load(&bad).len(), 0);
-        // Right header, damaged lines: the damaged entries are dropped.
-        let mut text = HEADER.to_vec();
-        text.extend_from_slice(b"nothex\t1\t2\t3\t4\t5\t/x\n");
-        text.extend_from_slice(format!("{}\t1\t2\t3\t4\t5\t/ok\n", hash_bytes(b"")).as_bytes());
-        text.extend_from_slice(format!("{}\t1\t2\n", hash_bytes(b"")).as_bytes());
-        fs::write(&bad, text).unwrap();
-        assert_eq!(StatCache::load(&bad).len(), 1);
     }
 
     #[test]
