@@ -55,7 +55,7 @@ impl std::error::Error for SpecError {}
 pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(name, c), c))
+        .map(|c| (strsim::jaro_winkler(name, c).max(strsim::normalized_damerau_levenshtein(name, c) + 0.15), c))
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)

@@ -80,7 +80,7 @@ impl Graph {
                 downstream[u].push(i);
             }
         }
-        let order = topo_order(&upstream, &downstream).map_err(|rest| cycle_error(p, &upstream, &rest))?;
+        let order = topo_order(&upstream, &downstream).map_err(|rest| cycle_error(p, &upstream, &downstream, &rest))?;
         Ok(Graph { order, inputs, upstream, downstream })
     }
 
@@ -218,7 +218,7 @@ fn topo_order(upstream: &[Vec<usize>], downstream: &[Vec<usize>]) -> Result<Vec<
 }
 
 /// Names the stages of one cycle, in order: `a -> b -> c -> a`.
-fn cycle_error(p: &Pipeline, upstream: &[Vec<usize>], stuck: &[usize]) -> SpecError {
+fn cycle_error(p: &Pipeline, upstream: &[Vec<usize>], downstream: &[Vec<usize>], stuck: &[usize]) -> SpecError {
     let graph = Graph { order: vec![], inputs: vec![], upstream: upstream.to_vec(), downstream: vec![] }.to_petgraph();
     let cycle: Vec<usize> = tarjan_scc(&graph)
         .into_iter()
@@ -226,12 +226,12 @@ fn cycle_error(p: &Pipeline, upstream: &[Vec<usize>], stuck: &[usize]) -> SpecEr
         .find(|scc| scc.len() > 1 || upstream[scc[0]].contains(&scc[0]))
         .unwrap_or_else(|| stuck.to_vec());
     let members: HashMap<usize, ()> = cycle.iter().map(|&i| (i, ())).collect();
-    // Walk the cycle from its first stage in file order along upstream edges.
+    // Walk the cycle from its first stage in file order, following data flow.
     let start = *cycle.iter().min().expect("a cycle has stages");
     let mut path = vec![start];
     let mut cur = start;
     loop {
-        let next = upstream[cur].iter().copied().find(|u| members.contains_key(u) && (*u == start || !path.contains(u)));
+        let next = downstream[cur].iter().copied().find(|u| members.contains_key(u) && (*u == start || !path.contains(u)));
         match next {
             Some(n) if n == start => break,
             Some(n) => {
@@ -241,7 +241,6 @@ fn cycle_error(p: &Pipeline, upstream: &[Vec<usize>], stuck: &[usize]) -> SpecEr
             None => break,
         }
     }
-    path.reverse();
     path.push(path[0]);
     let names: Vec<&str> = path.iter().map(|&i| p.stages[i].name.as_str()).collect();
     p.error_at(&join("stages", names[0]), format!("cycle between stages: {}", names.join(" -> ")))

@@ -260,7 +260,8 @@ impl Typer<'_> {
         if let Err(e) = parsed.stage.check() {
             return Err(SpecError::new(self.file, self.source.value(&join(&at, &e.field)), format!("stage `{name}`: {}", e.message)));
         }
-        Ok(StageNode { name, kind: kind.kind(), version: kind.version(), stage: parsed.stage, params: parsed.params, seed })
+        let params = without_references(parsed.params, &parsed.stage.inputs());
+        Ok(StageNode { name, kind: kind.kind(), version: kind.version(), stage: parsed.stage, params, seed })
     }
 
     fn err_value(&self, path: &str, msg: impl Into<String>) -> SpecError {
@@ -289,6 +290,50 @@ impl Typer<'_> {
         }
         err.help = unknown_field_help(&message);
         err
+    }
+}
+
+/// The parameters minus the fields that name inputs: an input enters the
+/// fingerprint by its content hash, so renaming the stage or file it comes
+/// from must not change the fingerprint. Object keys are removed; list items
+/// become null so the other items keep their positions.
+fn without_references(mut params: serde_json::Value, inputs: &[crate::stage::InputDecl]) -> serde_json::Value {
+    for decl in inputs {
+        let mut parts: Vec<(&str, Option<usize>)> = Vec::new();
+        for seg in decl.field.split('.') {
+            match seg.split_once('[') {
+                Some((k, idx)) => parts.push((k, idx.trim_end_matches(']').parse().ok())),
+                None => parts.push((seg, None)),
+            }
+        }
+        remove_path(&mut params, &parts);
+    }
+    params
+}
+
+
+
+fn remove_path(v: &mut serde_json::Value, parts: &[(&str, Option<usize>)]) {
+    let Some(((key, idx), rest)) = parts.split_first() else { return };
+    let Some(obj) = v.as_object_mut() else { return };
+    match (idx, rest.is_empty()) {
+        (None, true) => {
+            obj.remove(*key);
+        }
+        (None, false) => {
+            if let Some(child) = obj.get_mut(*key) {
+                remove_path(child, rest);
+            }
+        }
+        (Some(i), last) => {
+            if let Some(item) = obj.get_mut(*key).and_then(|a| a.as_array_mut()).and_then(|a| a.get_mut(*i)) {
+                if last {
+                    *item = serde_json::Value::Null;
+                } else {
+                    remove_path(item, rest);
+                }
+            }
+        }
     }
 }
 

@@ -1,0 +1,12 @@
+//! End-to-end tests of the `retort` binary (one test binary, as nextest and
+//! ripgrep do). Each test builds a pipeline in a fresh temp dir and drives the
+//! CLI contract of DESIGN.md.
+
+mod util;
+
+mod cache_semantics;
+mod errors;
+mod execution;
+mod fingerprints;
+mod inspect;
+mod schema;
