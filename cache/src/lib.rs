@@ -4,6 +4,13 @@
 //! turborepo's cache crate): the engine decides *what* to hash, this crate
 //! decides *how* bytes are hashed, named, written atomically, verified and
 //! collected.
+//!
+//! Unix only: the stat cache keys on device and inode numbers, objects are
+//! sealed with Unix permissions, and the store lock is `flock`.
+//!
+//! Errors are [`CacheError`]s whose `Display` is one lowercase line naming
+//! the path; the OS error is its `source()`, so print the chain (anyhow's
+//! `{:#}`) to show the reason as well.
 #![warn(missing_docs)]
 
 mod canonical;
