@@ -1,0 +1,229 @@
+//! Batched generation with a KV cache.
+//!
+//! Prompts of different lengths are left-padded to a common length; the
+//! padding is masked out of attention and skipped by RoPE positions, so
+//! each sequence computes what it would alone. Finished sequences are
+//! dropped from the batch (and its cache) as they accumulate.
+
+use burn::tensor::{Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{KvCache, Llama};
+use crate::sampling::{Sampler, SamplingParams};
+
+/// Prompt tokens processed per forward call during prefill; bounds the
+/// size of the attention bias and activations for long prompts.
+const PREFILL_CHUNK: usize = 256;
+
+/// Id fed in place of a token where a sequence has none (padding); any
+/// valid id works since those positions are masked.
+const PAD_ID: u32 = 0;
+
+/// Why a sequence stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// It produced an EOS token (included in `tokens`).
+    Eos,
+    /// Its text contains a stop string (the completing token is included).
+    Stop,
+    /// It reached `max_new_tokens`.
+    Length,
+}
+
+/// One sequence's output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Generation {
+    /// Generated tokens (not the prompt).
+    pub tokens: Vec<u32>,
+    /// Why generation stopped.
+    pub finish_reason: FinishReason,
+    /// The stop string found, for [`FinishReason::Stop`].
+    pub stop: Option<String>,
+}
+
+/// Turns tokens into text, for stop strings.
+pub trait Decode {
+    /// The text of `tokens`.
+    fn decode(&self, tokens: &[u32]) -> String;
+}
+
+impl<F: Fn(&[u32]) -> String> Decode for F {
+    fn decode(&self, tokens: &[u32]) -> String {
+        self(tokens)
+    }
+}
+
+/// What [`generate`] needs besides the model.
+pub struct GenerateRequest<'a> {
+    /// Prompt tokens per sequence (each non-empty).
+    pub prompts: &'a [Vec<u32>],
+    /// Per-sequence ids that seed each sequence's RNG (e.g. item index × samples + sample).
+    pub item_ids: &'a [u64],
+    /// Sampling settings shared by the batch.
+    pub params: &'a SamplingParams,
+    /// Detokenizer for stop strings; required when `params.stop` is not empty.
+    pub decode: Option<&'a dyn Decode>,
+}
+
+struct Active {
+    /// Index into the request.
+    index: usize,
+    left_pad: usize,
+    sampler: Sampler,
+    tokens: Vec<u32>,
+}
+
+/// Generates continuations for a batch of prompts.
+///
+/// # Panics
+/// If a prompt is empty, `item_ids` and `prompts` differ in length, or a
+/// sequence would exceed the model's `max_position_embeddings`.
+pub fn generate(model: &Llama, req: &GenerateRequest<'_>) -> Vec<Generation> {
+    let GenerateRequest {
+        prompts,
+        item_ids,
+        params,
+        decode,
+    } = *req;
+    assert_eq!(prompts.len(), item_ids.len(), "one item id per prompt");
+    assert!(prompts.iter().all(|p| !p.is_empty()), "empty prompt");
+    let mut results: Vec<Option<Generation>> = vec![None; prompts.len()];
+    if prompts.is_empty() || params.max_new_tokens == 0 {
+        return prompts
+            .iter()
+            .map(|_| Generation {
+                tokens: vec![],
+                finish_reason: FinishReason::Length,
+                stop: None,
+            })
+            .collect();
+    }
+    let eos = params
+        .eos_token_ids
+        .clone()
+        .unwrap_or_else(|| model.config().eos_ids());
+    let max_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let capacity = max_len + params.max_new_tokens;
+    assert!(
+        capacity <= model.config().max_position_embeddings,
+        "prompt ({max_len}) + max_new_tokens ({}) exceeds max_position_embeddings ({})",
+        params.max_new_tokens,
+        model.config().max_position_embeddings
+    );
+    let mut active: Vec<Active> = prompts
+        .iter()
+        .enumerate()
+        .map(|(index, p)| Active {
+            index,
+            left_pad: max_len - p.len(),
+            sampler: Sampler::new(params, item_ids[index]),
+            tokens: Vec::new(),
+        })
+        .collect();
+    let mut cache = model.new_cache(prompts.len(), capacity);
+    let mut logits = prefill(model, prompts, &active, &mut cache);
+    let vocab = model.config().vocab_size;
+    loop {
+        let mut finished = Vec::new();
+        for (row, seq) in active.iter_mut().enumerate() {
+            let token = seq.sampler.sample(&logits[row * vocab..(row + 1) * vocab]);
+            seq.tokens.push(token);
+            if let Some(done) = finish(seq, token, &eos, params, decode) {
+                results[seq.index] = Some(done);
+                finished.push(row);
+            }
+        }
+        if !finished.is_empty() {
+            let keep: Vec<usize> = (0..active.len()).filter(|r| !finished.contains(r)).collect();
+            if keep.is_empty() {
+                break;
+            }
+            if keep.len() < active.len() {
+                cache.retain(&keep);
+                let mut rows: Vec<Option<Active>> = active.into_iter().map(Some).collect();
+                active = keep.iter().map(|&r| rows[r].take().expect("kept once")).collect();
+            }
+        }
+        let last: Vec<u32> = active.iter().map(|s| *s.tokens.last().expect("sampled")).collect();
+        logits = step(model, &last, &active, &mut cache);
+    }
+    results.into_iter().map(|r| r.expect("every sequence finishes")).collect()
+}
+
+/// Whether `seq` is done after sampling `token`.
+fn finish(
+    seq: &Active,
+    token: u32,
+    eos: &[u32],
+    params: &SamplingParams,
+    decode: Option<&dyn Decode>,
+) -> Option<Generation> {
+    let done = |finish_reason, stop| {
+        Some(Generation {
+            tokens: seq.tokens.clone(),
+            finish_reason,
+            stop,
+        })
+    };
+    if eos.contains(&token) {
+        return done(FinishReason::Eos, None);
+    }
+    if !params.stop.is_empty() {
+        let decode = decode.expect("stop strings need a decoder");
+        let text = decode.decode(&seq.tokens);
+        if let Some(s) = params.stop.iter().find(|s| text.contains(s.as_str())) {
+            return done(FinishReason::Stop, Some(s.clone()));
+        }
+    }
+    if seq.tokens.len() >= params.max_new_tokens {
+        return done(FinishReason::Length, None);
+    }
+    None
+}
+
+fn tokens_tensor(model: &Llama, ids: Vec<u32>, batch: usize, seq: usize) -> Tensor<2, Int> {
+    let ids: Vec<i32> = ids.into_iter().map(|t| t as i32).collect();
+    Tensor::from_data(TensorData::new(ids, [batch, seq]), &model.device())
+}
+
+/// Runs the left-padded prompts through the model in chunks; returns the
+/// last position's logits, `[batch * vocab]` row-major.
+fn prefill(model: &Llama, prompts: &[Vec<u32>], active: &[Active], cache: &mut KvCache) -> Vec<f32> {
+    let max_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let pads: Vec<usize> = active.iter().map(|s| s.left_pad).collect();
+    let mut start = 0;
+    loop {
+        let len = PREFILL_CHUNK.min(max_len - start);
+        let mut ids = Vec::with_capacity(prompts.len() * len);
+        for (p, &pad) in prompts.iter().zip(&pads) {
+            ids.extend((start..start + len).map(|i| if i < pad { PAD_ID } else { p[i - pad] }));
+        }
+        let tokens = tokens_tensor(model, ids, prompts.len(), len);
+        let layout = model.layout(&pads, start, len);
+        start += len;
+        if start == max_len {
+            return to_host(model.forward_last(tokens, &layout, Some(cache)));
+        }
+        let _ = model.forward_hidden(tokens, &layout, Some(cache));
+    }
+}
+
+/// One decoding step for every active sequence.
+fn step(model: &Llama, last: &[u32], active: &[Active], cache: &mut KvCache) -> Vec<f32> {
+    let pads: Vec<usize> = active.iter().map(|s| s.left_pad).collect();
+    let tokens = tokens_tensor(model, last.to_vec(), last.len(), 1);
+    let layout = model.layout(&pads, cache.len(), 1);
+    to_host(model.forward_last(tokens, &layout, Some(cache)))
+}
+
+fn to_host(t: Tensor<2>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32 logits")
+}
+
+/// Last-position logits of one unpadded sequence (no cache kept).
+pub fn last_logits(model: &Llama, tokens: &[u32]) -> Vec<f32> {
+    let t = tokens_tensor(model, tokens.to_vec(), 1, tokens.len());
+    let layout = model.layout(&[0], 0, tokens.len());
+    to_host(model.forward_last(t, &layout, None))
+}

@@ -1,0 +1,307 @@
+//! Llama-family decoder (Llama, SmolLM, Qwen2, Mistral without sliding
+//! windows): token embedding, pre-norm blocks of grouped-query attention
+//! with RoPE and SwiGLU, final RMSNorm, tied or untied output head.
+//!
+//! One model serves inference (with a [`KvCache`], left-padded batches)
+//! and training (no cache; put the device in autodiff mode with
+//! `device.autodiff()` before [`LlamaConfig::init`]).
+//!
+//! Reference: transformers' `modeling_llama.py`; layout after candle's
+//! `qwen2.rs` and burn's `llama-burn`.
+
+mod attention;
+mod block;
+mod mlp;
+mod norm;
+mod rope;
+
+use burn::module::{Ignored, Module, Param};
+use burn::nn::{Embedding, Initializer, Linear};
+use burn::tensor::module::linear;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::config::LlamaConfig;
+use attention::{Attention, LayerCache};
+use block::Block;
+use mlp::Mlp;
+use norm::RmsNorm;
+pub(crate) use rope::RotaryEmbedding;
+
+
+/// Additive attention bias for masked positions: large and finite, so a
+/// row with every key masked (a padding query) stays finite, while
+/// `exp(MASKED - max)` is exactly 0 for rows with a visible key.
+const MASKED: f32 = -1e30;
+
+/// A Llama-family causal language model.
+#[derive(Module, Debug)]
+pub struct Llama {
+    pub(crate) embed: Embedding,
+    pub(crate) blocks: Vec<Block>,
+    pub(crate) norm: RmsNorm,
+    /// Untied output head `[hidden, vocab]`; `None` when tied to `embed`.
+    pub(crate) lm_head: Option<Linear>,
+    pub(crate) rope: RotaryEmbedding,
+    pub(crate) config: Ignored<LlamaConfig>,
+}
+
+/// Positions and attention bias for one forward call over a batch whose
+/// sequences are left-padded.
+///
+/// # Shapes
+/// - `positions`: `[batch, seq]` (RoPE position of each token)
+/// - `bias`: `[batch or 1, 1, groups * seq, offset + seq]`
+#[derive(Debug, Clone)]
+pub struct AttnLayout {
+    positions: Tensor<2, Int>,
+    bias: Tensor<4>,
+    offset: usize,
+    seq: usize,
+}
+
+/// Cached keys and values of every layer for a batch.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<LayerCache>,
+    len: usize,
+    capacity: usize,
+    batch: usize,
+}
+
+impl LlamaConfig {
+    /// A randomly initialised model (normal, std 0.02, as transformers
+    /// does; norms at 1). Seed with `device.seed(..)` first.
+    pub fn init(&self, device: &Device) -> Llama {
+        let init = Initializer::Normal {
+            mean: 0.0,
+            std: 0.02,
+        };
+        let linear = |d_in: usize, d_out: usize, bias: bool| Linear {
+            weight: init.init([d_in, d_out], device),
+            bias: bias.then(|| Initializer::Zeros.init([d_out], device)),
+        };
+        let norm = || RmsNorm {
+            weight: Initializer::Ones.init([self.hidden_size], device),
+            eps: self.rms_norm_eps,
+        };
+        let (d, hd) = (self.hidden_size, self.head_dim());
+        let (nh, nkv) = (self.num_attention_heads, self.n_kv_heads());
+        let blocks = (0..self.num_hidden_layers)
+            .map(|_| Block {
+                attn_norm: norm(),
+                attn: Attention {
+                    qkv: linear(d, (nh + 2 * nkv) * hd, self.attention_bias),
+                    o_proj: linear(nh * hd, d, false),
+                    n_heads: nh,
+                    n_kv_heads: nkv,
+                    head_dim: hd,
+                },
+                mlp_norm: norm(),
+                mlp: Mlp {
+                    gate_up: linear(d, 2 * self.intermediate_size, false),
+                    down: linear(self.intermediate_size, d, false),
+                    intermediate: self.intermediate_size,
+                },
+            })
+            .collect();
+        Llama {
+            embed: Embedding {
+                weight: init.init([self.vocab_size, d], device),
+            },
+            blocks,
+            norm: norm(),
+            lm_head: (!self.tie_word_embeddings).then(|| linear(d, self.vocab_size, false)),
+            rope: RotaryEmbedding::new(self.rope_theta, hd, self.max_position_embeddings, device),
+            config: Ignored(self.clone()),
+        }
+    }
+}
+
+impl Llama {
+    /// The model's config.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config.0
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.embed.weight.val().device()
+    }
+
+    /// Layout for a fresh causal forward over unpadded sequences (training).
+    pub fn causal_layout(&self, batch: usize, seq: usize) -> AttnLayout {
+        let mut layout = self.layout(&[0], 0, seq);
+        let pos = layout.positions.clone();
+        layout.positions = pos.expand([batch, seq]);
+        layout
+    }
+
+    /// Layout for tokens at cache positions `offset..offset + seq` of a
+    /// batch whose sequence `b` starts after `left_pad[b]` padding tokens.
+    /// Padding is neither attended to nor counted in RoPE positions.
+    pub fn layout(&self, left_pad: &[usize], offset: usize, seq: usize) -> AttnLayout {
+        let batch = left_pad.len();
+        let groups = self.config().num_attention_heads / self.config().n_kv_heads();
+        let total = offset + seq;
+        let mut positions = Vec::with_capacity(batch * seq);
+        let mut bias = Vec::with_capacity(batch * groups * seq * total);
+        for &pad in left_pad {
+            positions.extend((offset..total).map(|p| p.saturating_sub(pad) as i32));
+            for _ in 0..groups {
+                for s in 0..seq {
+                    let q = offset + s;
+                    bias.extend((0..total).map(|j| if j >= pad && j <= q { 0.0 } else { MASKED }));
+                }
+            }
+        }
+        let device = self.device();
+        AttnLayout {
+            positions: Tensor::from_data(TensorData::new(positions, [batch, seq]), &device),
+            bias: Tensor::from_data(TensorData::new(bias, [batch, 1, groups * seq, total]), &device),
+            offset,
+            seq,
+        }
+    }
+
+    /// An empty cache for `batch` sequences of up to `capacity` tokens.
+    pub fn new_cache(&self, batch: usize, capacity: usize) -> KvCache {
+        let cfg = self.config();
+        let shape = [batch, cfg.n_kv_heads(), capacity, cfg.head_dim()];
+        let device = self.device();
+        KvCache {
+            layers: (0..cfg.num_hidden_layers)
+                .map(|_| LayerCache {
+                    k: Some(Tensor::zeros(shape, &device)),
+                    v: Some(Tensor::zeros(shape, &device)),
+                })
+                .collect(),
+            len: 0,
+            capacity,
+            batch,
+        }
+    }
+
+    /// Hidden states after the last block (before the final norm).
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, seq]`
+    /// - output: `[batch, seq, hidden]`
+    ///
+    /// # Panics
+    /// If `layout` does not match `tokens` and the cache, or the cache is full.
+    pub fn forward_hidden(
+        &self,
+        tokens: Tensor<2, Int>,
+        layout: &AttnLayout,
+        mut cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
+        let [batch, seq] = tokens.dims();
+        let offset = cache.as_ref().map_or(0, |c| c.len);
+        assert_eq!((layout.offset, layout.seq), (offset, seq), "layout does not match the call");
+        if let Some(c) = &cache {
+            assert!(offset + seq <= c.capacity, "KV cache full: {} + {seq} > {}", offset, c.capacity);
+            assert_eq!(c.batch, batch, "KV cache batch size");
+        }
+        let rope = self.rope.at(layout.positions.clone());
+        let mut x = self.embed.forward(tokens);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let layer = cache.as_mut().map(|c| &mut c.layers[i]);
+            x = block.forward(x, &rope, &layout.bias, layer, offset);
+        }
+        if let Some(c) = cache {
+            c.len += seq;
+        }
+        x
+    }
+
+    /// Logits from hidden states: final norm, then the output head.
+    ///
+    /// # Shapes
+    /// - `hidden`: `[batch, seq, hidden]`
+    /// - output: `[batch, seq, vocab]`
+    pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let h = self.norm.forward(hidden);
+        match &self.lm_head {
+            Some(head) => head.forward(h),
+            None => linear(h, self.embed.weight.val().transpose(), None),
+        }
+    }
+
+    /// Logits at every position.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, seq]`
+    /// - output: `[batch, seq, vocab]`
+    pub fn forward(&self, tokens: Tensor<2, Int>, layout: &AttnLayout, cache: Option<&mut KvCache>) -> Tensor<3> {
+        self.head(self.forward_hidden(tokens, layout, cache))
+    }
+
+    /// Logits at the last position only (the head runs on one row per sequence).
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, seq]`
+    /// - output: `[batch, vocab]`
+    pub fn forward_last(&self, tokens: Tensor<2, Int>, layout: &AttnLayout, cache: Option<&mut KvCache>) -> Tensor<2> {
+        let h = self.forward_hidden(tokens, layout, cache);
+        let [batch, seq, _] = h.dims();
+        self.head(h.narrow(1, seq - 1, 1)).reshape([batch, self.config().vocab_size])
+    }
+}
+
+impl KvCache {
+    /// Tokens cached so far (including left padding).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Most tokens the cache can hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Sequences in the batch.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Forgets everything cached (the buffers are kept).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Keeps only the sequences at `rows` (in that order), e.g. to drop
+    /// finished sequences from a batch.
+    pub fn retain(&mut self, rows: &[usize]) {
+        let Some(first) = self.layers.first().and_then(|l| l.k.as_ref()) else {
+            return;
+        };
+        let device = first.device();
+        let idx: Tensor<1, Int> = Tensor::from_data(
+            TensorData::new(rows.iter().map(|&r| r as i32).collect::<Vec<_>>(), [rows.len()]),
+            &device,
+        );
+        for layer in &mut self.layers {
+            for slot in [&mut layer.k, &mut layer.v] {
+                let t = slot.take().expect("cache allocated");
+                *slot = Some(t.select(0, idx.clone()));
+            }
+        }
+        self.batch = rows.len();
+    }
+}
+
+/// Builds a [`Linear`] from a row-major `[d_in, d_out]` weight.
+pub(crate) fn linear_from(weight: Tensor<2>, bias: Option<Tensor<1>>) -> Linear {
+    Linear {
+        weight: Param::from_tensor(weight),
+        bias: bias.map(Param::from_tensor),
+    }
+}
+
+#[cfg(test)]
+mod tests;

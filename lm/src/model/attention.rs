@@ -1,0 +1,101 @@
+//! Grouped-query self-attention with an optional KV cache.
+//!
+//! Query heads that share a key/value head are folded into the query
+//! sequence axis (`[batch, kv_heads, groups * seq, head_dim]`), so the
+//! cached keys and values are never repeated per query head.
+
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::tensor::Tensor;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+
+use super::rope::RopeAt;
+
+/// Keys and values of one layer for every cached position.
+///
+/// # Shapes
+/// - `k`, `v`: `[batch, kv_heads, capacity, head_dim]`
+#[derive(Debug, Clone)]
+pub(crate) struct LayerCache {
+    pub k: Option<Tensor<4>>,
+    pub v: Option<Tensor<4>>,
+}
+
+#[derive(Module, Debug)]
+pub(crate) struct Attention {
+    /// q, k and v projections fused: `[hidden, (heads + 2 * kv_heads) * head_dim]`.
+    pub qkv: Linear,
+    /// `[heads * head_dim, hidden]`
+    pub o_proj: Linear,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl Attention {
+    /// Attends from `x`'s positions (absolute `offset..offset + seq`) to
+    /// every earlier position: the cache's first `offset` entries, then `x`.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, seq, hidden]`
+    /// - `bias`: `[batch or 1, 1, groups * seq, offset + seq]`, additive (0 or a large negative)
+    /// - output: `[batch, seq, hidden]`
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &RopeAt,
+        bias: &Tensor<4>,
+        cache: Option<&mut LayerCache>,
+        offset: usize,
+    ) -> Tensor<3> {
+        let [batch, seq, _] = x.dims();
+        let (nh, nkv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
+        let groups = nh / nkv;
+        let qkv = self.qkv.forward(x);
+        let q = qkv.clone().narrow(2, 0, nh * hd).reshape([batch, seq, nh, hd]);
+        let k = qkv.clone().narrow(2, nh * hd, nkv * hd).reshape([batch, seq, nkv, hd]);
+        let v = qkv.narrow(2, (nh + nkv) * hd, nkv * hd).reshape([batch, seq, nkv, hd]);
+        let q = rope.apply(q);
+        let k = rope.apply(k).swap_dims(1, 2); // [batch, kv_heads, seq, head_dim]
+        let v = v.swap_dims(1, 2);
+        // [batch, seq, kv_heads, groups, hd] -> [batch, kv_heads, groups * seq, hd]
+        let q = q
+            .reshape([batch, seq, nkv, groups, hd])
+            .permute([0, 2, 3, 1, 4])
+            .reshape([batch, nkv, groups * seq, hd]);
+        let (k, v) = match cache {
+            None => (k, v),
+            Some(cache) => cache.append(k, v, offset),
+        };
+        let options = AttentionModuleOptions {
+            scale: Some(1.0 / (hd as f64).sqrt()),
+            ..Default::default()
+        };
+        let out = attention(q, k, v, None, Some(bias.clone()), options);
+        let out = out
+            .reshape([batch, nkv, groups, seq, hd])
+            .permute([0, 3, 1, 2, 4])
+            .reshape([batch, seq, nh * hd]);
+        self.o_proj.forward(out)
+    }
+}
+
+impl LayerCache {
+    /// Writes `k`/`v` at `offset..offset + seq` and returns views of
+    /// positions `0..offset + seq`.
+    ///
+    /// # Shapes
+    /// - `k`, `v`: `[batch, kv_heads, seq, head_dim]`
+    fn append(&mut self, k: Tensor<4>, v: Tensor<4>, offset: usize) -> (Tensor<4>, Tensor<4>) {
+        let end = offset + k.dims()[2];
+        // The cache tensors are uniquely owned here, so burn writes in place.
+        let write = |slot: &mut Option<Tensor<4>>, new: Tensor<4>| {
+            let full = slot.take().expect("cache allocated").slice_assign([.., .., offset..end], new);
+            let view = full.clone().narrow(2, 0, end);
+            *slot = Some(full);
+            view
+        };
+        (write(&mut self.k, k), write(&mut self.v, v))
+    }
+}
