@@ -81,7 +81,8 @@ pub struct GcStats {
     pub removed_runs: u64,
 }
 
-/// The state of an object, as seen by [`Store::state`] or [`Store::verify`].
+/// The state of an object, as seen by [`Store::state`](crate::Store::state) or
+/// [`Store::verify`](crate::Store::verify).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectState {
     /// Present, and its bytes hash to its name.
