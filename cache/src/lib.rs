@@ -17,6 +17,7 @@ mod canonical;
 mod error;
 mod fsutil;
 mod hash;
+mod items;
 mod integrity;
 mod lock;
 mod lockfile;

@@ -403,7 +403,7 @@ impl Job<'_> {
     /// output into the store and records the run. Nothing becomes visible
     /// unless the stage succeeded and every output was written.
     fn run(self) -> Result<RunRecord, String> {
-        let tmp = self.store.temp_dir().map_err(|e| e.to_string())?;
+        let tmp = self.store.temp_dir().map_err(chain)?;
         let mut ctx = StageCtx {
             stage: &self.node.name,
             seed: self.seed,
@@ -427,15 +427,20 @@ impl Job<'_> {
             if !path.exists() {
                 return Err(format!("stage did not write its output `{name}`"));
             }
-            let rows = if path.is_file() { Some(count_lines(&path).map_err(|e| e.to_string())?) } else { None };
-            let art = self.store.put_path(&path).map_err(|e| e.to_string())?;
+            let rows = if path.is_file() { Some(count_lines(&path).map_err(chain)?) } else { None };
+            let art = self.store.put_path(&path).map_err(chain)?;
             outputs.insert(name, OutputRecord { hash: art.hash, kind: art.kind, bytes: art.bytes, rows });
         }
         let created_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let record = RunRecord { outputs, metrics, duration_ms, created_unix_ms };
-        self.store.put_run(&self.fp, &record).map_err(|e| e.to_string())?;
+        self.store.put_run(&self.fp, &record).map_err(chain)?;
         Ok(record)
     }
+}
+
+/// An error with its causes, `a: b: c`, as anyhow prints them.
+fn chain(e: impl std::error::Error + Send + Sync + 'static) -> String {
+    format!("{:#}", anyhow::Error::new(e))
 }
 
 fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {

@@ -105,9 +105,17 @@ impl RunSummary {
             let time = if s.duration_ms > 0 { human_ms(s.duration_ms) } else { String::new() };
             let rows: Vec<String> =
                 s.outputs.iter().map(|(k, o)| o.rows.map_or(k.clone(), |r| format!("{k}={r}"))).collect();
+            let metrics: Vec<String> = s
+                .metrics
+                .iter()
+                .filter(|(k, v)| k.as_str() != "rows" && (v.is_number() || v.is_boolean()))
+                .take(4)
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let results = [rows.join(" "), metrics.join(" ")].join("  ");
             let detail = match s.status {
-                Status::Cached => rows.join(" "),
-                Status::Ran => format!("{} ({})", rows.join(" "), s.reason),
+                Status::Cached => results,
+                Status::Ran => format!("{}  ({})", results.trim(), s.reason),
                 Status::Failed => s.error.clone().unwrap_or_default(),
                 _ => s.reason.clone(),
             };
