@@ -93,13 +93,14 @@ for n in numpy gguf torch transformers llama; do
 done
 echo "setup-peers: import check"
 "$PY" - <<'PY'
+from importlib.metadata import version
 mods = [("numpy", "numpy"), ("gguf", "gguf"), ("torch", "torch"),
-        ("transformers", "transformers"), ("llama_cpp", "llama_cpp")]
-for label, mod in mods:
+        ("transformers", "transformers"), ("llama_cpp", "llama_cpp_python")]
+for mod, dist in mods:
     try:
-        m = __import__(mod)
-        print(f"  {label:13s} {getattr(m, '__version__', '?')}")
+        __import__(mod)
+        print(f"  {mod:13s} {version(dist)}")
     except Exception as e:  # noqa: BLE001
-        print(f"  {label:13s} NOT IMPORTABLE: {type(e).__name__}: {e}")
+        print(f"  {mod:13s} NOT IMPORTABLE: {type(e).__name__}: {e}")
 PY
 exit $rc
