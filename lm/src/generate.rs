@@ -218,7 +218,7 @@ fn step(model: &Llama, last: &[u32], active: &[Active], cache: &mut KvCache) -> 
 }
 
 fn to_host(t: Tensor<2>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32 logits")
+    t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 logits")
 }
 
 /// Last-position logits of one unpadded sequence (no cache kept).

@@ -15,8 +15,7 @@ pub mod model;
 pub mod quant;
 pub mod sampling;
 pub mod weights;
-pub mod tokenizer;
-pub mod chat;
+pub mod train;
 
 #[cfg(test)]
 pub(crate) mod test_util;

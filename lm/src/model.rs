@@ -15,7 +15,7 @@ mod mlp;
 mod norm;
 mod rope;
 
-use burn::module::{Ignored, Module, Param};
+use burn::module::{Module, Param};
 use burn::nn::{Embedding, Initializer, Linear};
 use burn::tensor::module::linear;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -42,7 +42,8 @@ pub struct Llama {
     /// Untied output head `[hidden, vocab]`; `None` when tied to `embed`.
     pub(crate) lm_head: Option<Linear>,
     pub(crate) rope: RotaryEmbedding,
-    pub(crate) config: Ignored<LlamaConfig>,
+    #[module(skip)]
+    pub(crate) config: LlamaConfig,
 }
 
 /// Positions and attention bias for one forward call over a batch whose
@@ -112,7 +113,7 @@ impl LlamaConfig {
             norm: norm(),
             lm_head: (!self.tie_word_embeddings).then(|| linear(d, self.vocab_size, false)),
             rope: RotaryEmbedding::new(self.rope_theta, hd, self.max_position_embeddings, device),
-            config: Ignored(self.clone()),
+            config: self.clone(),
         }
     }
 }
@@ -120,7 +121,7 @@ impl LlamaConfig {
 impl Llama {
     /// The model's config.
     pub fn config(&self) -> &LlamaConfig {
-        &self.config.0
+        &self.config
     }
 
     /// The device the weights live on.

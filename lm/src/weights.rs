@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::module::{Ignored, Param};
+use burn::module::Param;
 use burn::nn::Embedding;
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
@@ -330,7 +330,7 @@ pub(crate) fn load_llama(cfg: &LlamaConfig, src: &dyn TensorSource, device: &Dev
         norm,
         lm_head,
         rope: RotaryEmbedding::new(cfg.rope_theta, hd, cfg.max_position_embeddings, device),
-        config: Ignored(cfg.clone()),
+        config: cfg.clone(),
     })
 }
 
@@ -349,7 +349,7 @@ pub fn load_safetensors_dir(dir: &Path, device: &Device) -> Result<Llama, LmErro
 
 fn to_vec(t: Tensor<2>) -> (Vec<f32>, [usize; 2]) {
     let dims = t.dims();
-    let data = t.into_data().convert::<f32>().to_vec::<f32>().expect("f32 tensor");
+    let data = t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 tensor");
     (data, dims)
 }
 
@@ -358,9 +358,9 @@ pub fn hf_tensors(model: &Llama) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let cfg = model.config();
     let (hd, nh, nkv, inter) = (cfg.head_dim(), cfg.num_attention_heads, cfg.n_kv_heads(), cfg.intermediate_size);
     let mut out = Vec::new();
-    let vec1 = |t: Tensor<1>| t.into_data().convert::<f32>().to_vec::<f32>().expect("f32 tensor");
+    let vec1 = |t: Tensor<1>| t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 tensor");
     // Split a `[d_in, sum(out)]` weight back into HF `[out_i, d_in]` pieces.
-    let mut split = |w: Tensor<2>, names: &[(String, usize)], out: &mut Vec<_>| {
+    let split = |w: Tensor<2>, names: &[(String, usize)], out: &mut Vec<_>| {
         let (data, [d_in, d_out]) = to_vec(w);
         let t = transpose(&data, d_in, d_out);
         let mut row = 0;

@@ -91,7 +91,8 @@ impl LayerCache {
         let end = offset + k.dims()[2];
         // The cache tensors are uniquely owned here, so burn writes in place.
         let write = |slot: &mut Option<Tensor<4>>, new: Tensor<4>| {
-            let full = slot.take().expect("cache allocated").slice_assign([.., .., offset..end], new);
+            let [b, h, _, d] = new.dims();
+            let full = slot.take().expect("cache allocated").slice_assign([0..b, 0..h, offset..end, 0..d], new);
             let view = full.clone().narrow(2, 0, end);
             *slot = Some(full);
             view

@@ -55,11 +55,6 @@ impl RotaryEmbedding {
         }
     }
 
-    /// Largest position + 1 the tables cover.
-    pub fn max_positions(&self) -> usize {
-        self.cos.dims()[0]
-    }
-
     /// Gathers the tables at `positions`.
     ///
     /// # Shapes
@@ -124,7 +119,7 @@ mod tests {
         let positions = [[0i32, 1, 2], [5, 17, 40]];
         let pos = Tensor::<2, Int>::from_data(TensorData::new(positions.concat(), [batch, seq]), &dev);
         let out = rope.at(pos).apply(tensor4(&x, [batch, seq, heads, hd], &dev));
-        let out = out.into_data().to_vec::<f32>().unwrap();
+        let out = out.into_data().try_to_vec::<f32>().unwrap();
         for b in 0..batch {
             for s in 0..seq {
                 for h in 0..heads {

@@ -117,7 +117,7 @@ fn all_logits(model: &Llama, tokens: &[u32]) -> Vec<Vec<f32>> {
     let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
     let t = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, tokens.len()]), &model.device());
     let layout = model.layout(&[0], 0, tokens.len());
-    let v = model.forward(t, &layout, None).into_data().to_vec::<f32>().unwrap();
+    let v = model.forward(t, &layout, None).into_data().try_to_vec::<f32>().unwrap();
     v.chunks(model.config().vocab_size).map(<[f32]>::to_vec).collect()
 }
 
@@ -147,11 +147,11 @@ fn kv_cache_decode_equals_full_forward() {
     };
     let layout = model.layout(&[0], 0, prefill);
     let first = model.forward_last(ids(&TOKENS[..prefill]), &layout, Some(&mut cache));
-    assert_close(&first.into_data().to_vec::<f32>().unwrap(), &full[prefill - 1], 1e-5);
+    assert_close(&first.into_data().try_to_vec::<f32>().unwrap(), &full[prefill - 1], 1e-5);
     for pos in prefill..TOKENS.len() {
         let layout = model.layout(&[0], cache.len(), 1);
         let step = model.forward_last(ids(&TOKENS[pos..=pos]), &layout, Some(&mut cache));
-        assert_close(&step.into_data().to_vec::<f32>().unwrap(), &full[pos], 1e-5);
+        assert_close(&step.into_data().try_to_vec::<f32>().unwrap(), &full[pos], 1e-5);
     }
     assert_eq!(cache.len(), TOKENS.len());
 }
@@ -271,7 +271,7 @@ fn causal_layout_trains_without_cache() {
     let layout = model.causal_layout(2, 4);
     let ids: Vec<i32> = [&TOKENS[..4], &TOKENS[4..8]].concat().iter().map(|&t| t as i32).collect();
     let t = Tensor::<2, Int>::from_data(TensorData::new(ids, [2, 4]), &model.device());
-    let logits = model.forward(t, &layout, None).into_data().to_vec::<f32>().unwrap();
+    let logits = model.forward(t, &layout, None).into_data().try_to_vec::<f32>().unwrap();
     let v = model.config().vocab_size;
     assert_close(&logits[7 * v..8 * v], &all_logits(&model, &TOKENS[4..8])[3], 1e-5);
 }
