@@ -7,7 +7,7 @@ pub const GRPO_EPS: f64 = 1e-6;
 fn groups(rewards: &[f32], group_size: usize) -> std::slice::Chunks<'_, f32> {
     assert!(group_size > 0, "group_size must be at least 1");
     assert!(
-        rewards.len() % group_size == 0,
+        rewards.len().is_multiple_of(group_size),
         "{} rewards do not split into groups of {group_size}",
         rewards.len()
     );

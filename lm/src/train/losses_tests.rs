@@ -167,15 +167,14 @@ fn dpo_gradient_on_autodiff() {
     all_close(&vec_of(pr.grad(&grads).unwrap()), &[-want[0], -want[1]], 1e-5);
 }
 
-/// GRPO example, ε = 0.2, old log-probs 0 so ρ = exp(new_lp):
-/// - seq 0, A = +1: ρ = 1.5 → −min(1.5, 1.2) = −1.2 (clip binds, upper side)
-///                  ρ = 0.5 → −min(0.5, 0.8) = −0.5
-/// - seq 1, A = −1: ρ = 0.5 → −min(−0.5, −0.8) = +0.8 (clip binds, lower side)
-///                  ρ = 1.5 → −min(−1.5, −1.2) = +1.5
-/// - seq 2, A = +2: ρ = 1.0 → −2.0; second token masked, with old_lp = −1e30
-///   there (exp would overflow if it were not zeroed first)
-///
-/// pg = (−1.2 − 0.5 + 0.8 + 1.5 − 2.0) / 5 = −0.28, clip fraction 2/5.
+// GRPO example, ε = 0.2, old log-probs 0 so ρ = exp(new_lp):
+//   seq 0, A = +1: ρ = 1.5 → −min(1.5, 1.2) = −1.2 (clip binds, upper side)
+//                  ρ = 0.5 → −min(0.5, 0.8) = −0.5
+//   seq 1, A = −1: ρ = 0.5 → −min(−0.5, −0.8) = +0.8 (clip binds, lower side)
+//                  ρ = 1.5 → −min(−1.5, −1.2) = +1.5
+//   seq 2, A = +2: ρ = 1.0 → −2.0; second token masked, with old_lp = −1e30
+//                  there (exp would overflow if it were not zeroed first)
+// pg = (−1.2 − 0.5 + 0.8 + 1.5 − 2.0) / 5 = −0.28, clip fraction 2/5.
 fn grpo_example(d: &Device) -> (Tensor<2>, Tensor<2>, Tensor<1>, Tensor<2>) {
     let (up, down) = (1.5f32.ln(), 0.5f32.ln());
     (
