@@ -60,8 +60,13 @@ pub fn render(template: &str, messages: &[ChatMessage], add_generation_prompt: b
 /// Renders a chat template with `bos_token`/`eos_token` set as well.
 pub fn render_with(template: &str, messages: &[ChatMessage], opts: &RenderOptions) -> Result<String, ChatError> {
     let mut env = minijinja::Environment::new();
-    env.set_trim_blocks(true);
-    env.set_lstrip_blocks(true);
+    // jinja2 as HF configures it for chat templates.
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .build()
+        .expect("default delimiters are valid");
+    env.set_syntax(syntax);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
         Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
@@ -74,7 +79,7 @@ pub fn render_with(template: &str, messages: &[ChatMessage], opts: &RenderOption
     env.add_template("chat", template).map_err(ChatError::Syntax)?;
     let tmpl = env.get_template("chat").map_err(ChatError::Syntax)?;
     let ctx = minijinja::context! {
-        messages => minijinja::Value::from_serialize(messages),
+        messages => minijinja::Value::from(minijinja::value::Serde(messages)),
         add_generation_prompt => opts.add_generation_prompt,
         bos_token => opts.bos_token.clone().unwrap_or_default(),
         eos_token => opts.eos_token.clone().unwrap_or_default(),

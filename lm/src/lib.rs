@@ -5,6 +5,8 @@
 //! - [`weights`]: GGUF/safetensors loading, checkpoint saving.
 //! - [`sampling`], [`generate`]: batched generation with a KV cache.
 //! - [`device`]: `cpu|wgpu|cuda` selection at run time.
+//! - [`tokenizer`]: tokenizers from GGUF metadata, `tokenizer.json`, or a trained
+//!   character vocabulary; [`chat`]: chat templates.
 
 pub mod config;
 pub mod device;
@@ -16,6 +18,8 @@ pub mod quant;
 pub mod sampling;
 pub mod weights;
 pub mod train;
+pub mod tokenizer;
+pub mod chat;
 
 #[cfg(test)]
 pub(crate) mod test_util;

@@ -153,8 +153,10 @@ pub(super) fn build(vocab: &GgufVocab) -> Result<Tokenizer, TokenizerError> {
     let mut merges = Vec::with_capacity(vocab.merges.len());
     for (rank, m) in vocab.merges.iter().enumerate() {
         // llama.cpp splits at the first space after the first byte (a merge's
-        // left side is never empty, and may itself be a space in some vocabs).
-        let pos = m.get(1..).and_then(|rest| rest.find(' ')).map(|p| p + 1);
+        // left side is never empty, and may itself be a space in some vocabs);
+        // no UTF-8 continuation byte is a space, so after the first char is the same.
+        let first = m.chars().next().map_or(0, char::len_utf8);
+        let pos = m[first..].find(' ').map(|p| p + first);
         match pos {
             Some(p) => merges.push((m[..p].to_string(), m[p + 1..].to_string())),
             None => return Err(vocab.err(format!("merge {rank} ({m:?}) is not \"left right\""))),

@@ -28,6 +28,7 @@ use serde_json::Value;
 use tokenizers::DecoderWrapper;
 
 pub use bytes::Utf8Stream;
+pub use char_level::{DEFAULT_SPECIALS, UNK};
 pub use gguf_vocab::{pre_tokenizer_regexes, token_type, GgufVocab};
 
 /// What went wrong loading, building, saving or running a tokenizer.
@@ -431,7 +432,10 @@ impl Tokenizer {
         &self.inner
     }
 
-    /// A character vocabulary for from-scratch models: see [`char_level`].
+    /// A character vocabulary for from-scratch models: the special tokens
+    /// (e.g. [`DEFAULT_SPECIALS`]) take ids 0.. in the order given, then
+    /// [`UNK`] unless given, then every character seen, in code point order.
+    /// EOS is `<|endoftext|>` (else `<|im_end|>`), PAD `<pad>`, when present.
     pub fn train_char_level<I, S>(texts: I, special_tokens: &[&str]) -> Result<Self>
     where
         I: IntoIterator<Item = S>,
