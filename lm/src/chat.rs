@@ -14,7 +14,10 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self { role: role.into(), content: content.into() }
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 
     pub fn system(content: impl Into<String>) -> Self {
@@ -53,12 +56,27 @@ pub struct RenderOptions {
 }
 
 /// Renders a chat template over `messages`.
-pub fn render(template: &str, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, ChatError> {
-    render_with(template, messages, &RenderOptions { add_generation_prompt, ..Default::default() })
+pub fn render(
+    template: &str,
+    messages: &[ChatMessage],
+    add_generation_prompt: bool,
+) -> Result<String, ChatError> {
+    render_with(
+        template,
+        messages,
+        &RenderOptions {
+            add_generation_prompt,
+            ..Default::default()
+        },
+    )
 }
 
 /// Renders a chat template with `bos_token`/`eos_token` set as well.
-pub fn render_with(template: &str, messages: &[ChatMessage], opts: &RenderOptions) -> Result<String, ChatError> {
+pub fn render_with(
+    template: &str,
+    messages: &[ChatMessage],
+    opts: &RenderOptions,
+) -> Result<String, ChatError> {
     let mut env = minijinja::Environment::new();
     // jinja2 as HF configures it for chat templates.
     let syntax = minijinja::syntax::SyntaxConfig::builder()
@@ -68,15 +86,22 @@ pub fn render_with(template: &str, messages: &[ChatMessage], opts: &RenderOption
         .expect("default delimiters are valid");
     env.set_syntax(syntax);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-    env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
-        Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
-    });
+    env.add_function(
+        "raise_exception",
+        |msg: String| -> Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                msg,
+            ))
+        },
+    );
     env.add_function("strftime_now", |_fmt: String| -> String {
         // Deterministic output matters more here than the date: renders go into
         // cache keys. Templates only use it for a "today is" line.
         "01 Jan 2025".to_string()
     });
-    env.add_template("chat", template).map_err(ChatError::Syntax)?;
+    env.add_template("chat", template)
+        .map_err(ChatError::Syntax)?;
     let tmpl = env.get_template("chat").map_err(ChatError::Syntax)?;
     let ctx = minijinja::context! {
         messages => minijinja::Value::from(minijinja::value::Serde(messages)),
@@ -100,8 +125,16 @@ mod tests {
             out,
             "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n"
         );
-        let out = render(SMOLLM2, &[ChatMessage::system("Be brief."), ChatMessage::user("Hi")], false).unwrap();
-        assert_eq!(out, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n");
+        let out = render(
+            SMOLLM2,
+            &[ChatMessage::system("Be brief."), ChatMessage::user("Hi")],
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+        );
     }
 
     #[test]
@@ -116,10 +149,19 @@ mod tests {
     #[test]
     fn python_methods_trim_blocks_and_raise() {
         let t = "{% for m in messages %}\n  {{ m.content.strip() | upper }}|{% if m.role == 'bad' %}{{ raise_exception('no ' ~ m.role) }}{% endif %}\n{% endfor %}{{ bos_token }}";
-        let opts = RenderOptions { bos_token: Some("<s>".into()), ..Default::default() };
-        assert_eq!(render_with(t, &[ChatMessage::user("  hi  ")], &opts).unwrap(), "  HI|<s>");
+        let opts = RenderOptions {
+            bos_token: Some("<s>".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            render_with(t, &[ChatMessage::user("  hi  ")], &opts).unwrap(),
+            "  HI|<s>"
+        );
         let err = render(t, &[ChatMessage::new("bad", "x")], false).unwrap_err();
         assert!(err.to_string().contains("no bad"), "{err}");
-        assert!(matches!(render("{% if %}", &[], false), Err(ChatError::Syntax(_))));
+        assert!(matches!(
+            render("{% if %}", &[], false),
+            Err(ChatError::Syntax(_))
+        ));
     }
 }

@@ -38,7 +38,10 @@ fn smollm2() -> Option<&'static Tokenizer> {
     TOK.get_or_init(|| {
         let path = model_path();
         if !path.exists() {
-            eprintln!("SKIPPED: {} is absent; run scripts/fetch-smollm2.sh", path.display());
+            eprintln!(
+                "SKIPPED: {} is absent; run scripts/fetch-smollm2.sh",
+                path.display()
+            );
             return None;
         }
         let file = GgufFile::open(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -48,13 +51,21 @@ fn smollm2() -> Option<&'static Tokenizer> {
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().expect("array of ids").iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .expect("array of ids")
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn golden_prompts() -> Vec<Value> {
     let path = golden_path();
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str::<Value>(&text).unwrap().as_array().unwrap().clone()
+    serde_json::from_str::<Value>(&text)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 fn extra_cases() -> Vec<Value> {
@@ -81,7 +92,9 @@ fn golden_prompt_tokens_match_llama_cpp() {
 #[test]
 fn chat_template_gives_golden_formatted_text() {
     let Some(tok) = smollm2() else { return };
-    let template = tok.chat_template().expect("SmolLM2's GGUF has a chat template");
+    let template = tok
+        .chat_template()
+        .expect("SmolLM2's GGUF has a chat template");
     for p in golden_prompts() {
         let prompt = p["prompt"].as_str().unwrap();
         let formatted = p["formatted"].as_str().unwrap();
@@ -107,18 +120,37 @@ fn extra_strings_match_llama_cpp() {
         let text = c["text"].as_str().unwrap();
         let special = c["special"].as_bool().unwrap();
         let want = ids(&c["tokens"]);
-        let got = tok.encode_with(text, EncodeOptions { add_special: false, parse_special: special }).unwrap();
+        let got = tok
+            .encode_with(
+                text,
+                EncodeOptions {
+                    add_special: false,
+                    parse_special: special,
+                },
+            )
+            .unwrap();
         if got != want {
-            failures.push(format!("{text:?} (special={special}):\n   ours  {got:?}\n   llama {want:?}"));
+            failures.push(format!(
+                "{text:?} (special={special}):\n   ours  {got:?}\n   llama {want:?}"
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn round_trips() {
     let Some(tok) = smollm2() else { return };
-    let mut texts: Vec<String> = extra_cases().iter().map(|c| c["text"].as_str().unwrap().to_string()).collect();
+    let mut texts: Vec<String> = extra_cases()
+        .iter()
+        .map(|c| c["text"].as_str().unwrap().to_string())
+        .collect();
     texts.extend(
         [
             "12345678901234567890",
@@ -152,7 +184,10 @@ fn round_trips() {
     assert_eq!(tok.token_to_id("<|im_end|>"), Some(2));
     assert_eq!(tok.id_to_token(1).as_deref(), Some("<|im_start|>"));
     assert_eq!(tok.vocab_size(), 49152);
-    assert_eq!(tok.decode_skip_special(&tok.encode("<|im_start|>hi<|im_end|>", false).unwrap()), "hi");
+    assert_eq!(
+        tok.decode_skip_special(&tok.encode("<|im_start|>hi<|im_end|>", false).unwrap()),
+        "hi"
+    );
 }
 
 #[test]
@@ -161,10 +196,21 @@ fn saved_tokenizer_json_gives_identical_ids() {
     let dir = tempfile::tempdir().unwrap();
     tok.save_dir(dir.path()).unwrap();
     let back = Tokenizer::from_dir(dir.path()).unwrap();
-    let mut texts: Vec<String> = golden_prompts().iter().map(|p| p["formatted"].as_str().unwrap().to_string()).collect();
-    texts.extend(extra_cases().iter().map(|c| c["text"].as_str().unwrap().to_string()));
+    let mut texts: Vec<String> = golden_prompts()
+        .iter()
+        .map(|p| p["formatted"].as_str().unwrap().to_string())
+        .collect();
+    texts.extend(
+        extra_cases()
+            .iter()
+            .map(|c| c["text"].as_str().unwrap().to_string()),
+    );
     for s in &texts {
-        assert_eq!(back.encode(s, false).unwrap(), tok.encode(s, false).unwrap(), "{s:?}");
+        assert_eq!(
+            back.encode(s, false).unwrap(),
+            tok.encode(s, false).unwrap(),
+            "{s:?}"
+        );
     }
     assert_eq!(back.bos_id(), tok.bos_id());
     assert_eq!(back.eos_id(), tok.eos_id());

@@ -36,7 +36,10 @@ static CHAR_TO_BYTE: LazyLock<HashMap<char, u8>> = LazyLock::new(|| {
 /// `<|im_start|>` with a char outside the table) stands for its own UTF-8,
 /// exactly as the `tokenizers` ByteLevel decoder does.
 pub(crate) fn byte_level_token_bytes(token: &str) -> Vec<u8> {
-    let mapped: Option<Vec<u8>> = token.chars().map(|c| CHAR_TO_BYTE.get(&c).copied()).collect();
+    let mapped: Option<Vec<u8>> = token
+        .chars()
+        .map(|c| CHAR_TO_BYTE.get(&c).copied())
+        .collect();
     mapped.unwrap_or_else(|| token.as_bytes().to_vec())
 }
 
@@ -71,7 +74,9 @@ impl Utf8Stream {
                 }
                 Err(e) => {
                     let valid = e.valid_up_to();
-                    out.push_str(std::str::from_utf8(&self.pending[..valid]).expect("valid prefix"));
+                    out.push_str(
+                        std::str::from_utf8(&self.pending[..valid]).expect("valid prefix"),
+                    );
                     match e.error_len() {
                         // Incomplete sequence at the end: keep it for later.
                         None => {
@@ -122,7 +127,10 @@ mod tests {
 
     #[test]
     fn added_token_text_is_its_own_bytes() {
-        assert_eq!(byte_level_token_bytes("<|im_start|>"), b"<|im_start|>".to_vec());
+        assert_eq!(
+            byte_level_token_bytes("<|im_start|>"),
+            b"<|im_start|>".to_vec()
+        );
         assert_eq!(byte_level_token_bytes("ĠParis"), b" Paris".to_vec());
         // '€' is not in the table: the token stands for its UTF-8.
         assert_eq!(byte_level_token_bytes("a€"), "a€".as_bytes().to_vec());

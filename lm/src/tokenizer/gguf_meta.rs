@@ -5,7 +5,10 @@ use crate::gguf::{GgufFile, MetaValue};
 use super::{GgufVocab, TokenizerError};
 
 pub(super) fn vocab_from_gguf(file: &GgufFile) -> Result<GgufVocab, TokenizerError> {
-    let err = |message: String| TokenizerError::Vocab { origin: file.path().display().to_string(), message };
+    let err = |message: String| TokenizerError::Vocab {
+        origin: file.path().display().to_string(),
+        message,
+    };
     let present = |key: &str| file.metadata().contains_key(key);
     let str_array = |key: &str| -> Result<Vec<String>, TokenizerError> {
         file.get_str_array(key)
@@ -17,7 +20,9 @@ pub(super) fn vocab_from_gguf(file: &GgufFile) -> Result<GgufVocab, TokenizerErr
         if !present(key) {
             return Ok(None);
         }
-        file.get_u32(key).map(Some).ok_or_else(|| err(format!("{key} is not a token id")))
+        file.get_u32(key)
+            .map(Some)
+            .ok_or_else(|| err(format!("{key} is not a token id")))
     };
     let flag = |key: &str| -> Result<bool, TokenizerError> {
         match file.metadata().get(key) {
@@ -29,24 +34,37 @@ pub(super) fn vocab_from_gguf(file: &GgufFile) -> Result<GgufVocab, TokenizerErr
 
     let model = file
         .get_str("tokenizer.ggml.model")
-        .ok_or_else(|| err("tokenizer.ggml.model is missing: the file has no tokenizer".to_string()))?
+        .ok_or_else(|| {
+            err("tokenizer.ggml.model is missing: the file has no tokenizer".to_string())
+        })?
         .to_string();
     let tokens = str_array("tokenizer.ggml.tokens")?;
-    let merges = if present("tokenizer.ggml.merges") { str_array("tokenizer.ggml.merges")? } else { Vec::new() };
+    let merges = if present("tokenizer.ggml.merges") {
+        str_array("tokenizer.ggml.merges")?
+    } else {
+        Vec::new()
+    };
     let token_types = if present("tokenizer.ggml.token_type") {
         file.get_i32_array("tokenizer.ggml.token_type")
-            .ok_or_else(|| err("tokenizer.ggml.token_type is not an array of integers".to_string()))?
+            .ok_or_else(|| {
+                err("tokenizer.ggml.token_type is not an array of integers".to_string())
+            })?
     } else {
         Vec::new()
     };
     let pre = match file.metadata().get("tokenizer.ggml.pre") {
         None => "default".to_string(),
-        Some(v) => v.as_str().ok_or_else(|| err("tokenizer.ggml.pre is not a string".to_string()))?.to_string(),
+        Some(v) => v
+            .as_str()
+            .ok_or_else(|| err("tokenizer.ggml.pre is not a string".to_string()))?
+            .to_string(),
     };
     let chat_template = match file.metadata().get("tokenizer.chat_template") {
         None => None,
         Some(v) => Some(
-            v.as_str().ok_or_else(|| err("tokenizer.chat_template is not a string".to_string()))?.to_string(),
+            v.as_str()
+                .ok_or_else(|| err("tokenizer.chat_template is not a string".to_string()))?
+                .to_string(),
         ),
     };
     Ok(GgufVocab {

@@ -43,8 +43,8 @@ pub fn pre_tokenizer_regexes(pre: &str) -> Option<Vec<&'static str>> {
         "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b" => {
             vec![r"\p{N}", GPT2_WORDS]
         }
-        "gpt-2" | "gpt2" | "phi-2" | "jina-es" | "jina-de" | "jina-v2-es" | "jina-v2-de" | "mpt"
-        | "olmo" | "jais" => vec![GPT2_WORDS],
+        "gpt-2" | "gpt2" | "phi-2" | "jina-es" | "jina-de" | "jina-v2-es" | "jina-v2-de"
+        | "mpt" | "olmo" | "jais" => vec![GPT2_WORDS],
         "llama-bpe" | "llama3" | "llama-v3" | "dbrx" | "smaug-bpe" => vec![LLAMA3_WORDS],
         "qwen2" | "stablelm2" => vec![QWEN2_WORDS],
         _ => return None,
@@ -134,7 +134,12 @@ pub(super) fn build(vocab: &GgufVocab) -> Result<Tokenizer, TokenizerError> {
             vocab.tokens.len()
         )));
     }
-    for (what, id) in [("bos", vocab.bos), ("eos", vocab.eos), ("unk", vocab.unk), ("pad", vocab.pad)] {
+    for (what, id) in [
+        ("bos", vocab.bos),
+        ("eos", vocab.eos),
+        ("unk", vocab.unk),
+        ("pad", vocab.pad),
+    ] {
         vocab.check_id(what, id)?;
     }
     let regexes = pre_tokenizer_regexes(&vocab.pre).ok_or_else(|| {
@@ -147,7 +152,9 @@ pub(super) fn build(vocab: &GgufVocab) -> Result<Tokenizer, TokenizerError> {
     let mut ids = tokenizers::models::bpe::Vocab::default();
     for (id, tok) in vocab.tokens.iter().enumerate() {
         if ids.insert(tok.clone(), id as u32).is_some() {
-            return Err(vocab.err(format!("token {tok:?} appears twice in tokenizer.ggml.tokens")));
+            return Err(vocab.err(format!(
+                "token {tok:?} appears twice in tokenizer.ggml.tokens"
+            )));
         }
     }
     let mut merges = Vec::with_capacity(vocab.merges.len());
@@ -170,8 +177,12 @@ pub(super) fn build(vocab: &GgufVocab) -> Result<Tokenizer, TokenizerError> {
     let mut inner = tokenizers::Tokenizer::new(bpe);
     let mut steps: Vec<PreTokenizerWrapper> = Vec::with_capacity(regexes.len() + 1);
     for re in regexes {
-        let split = Split::new(SplitPattern::Regex(re.to_string()), SplitDelimiterBehavior::Isolated, false)
-            .map_err(|e| vocab.err(format!("compiling pre-tokenizer regex {re:?}: {e}")))?;
+        let split = Split::new(
+            SplitPattern::Regex(re.to_string()),
+            SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .map_err(|e| vocab.err(format!("compiling pre-tokenizer regex {re:?}: {e}")))?;
         steps.push(split.into());
     }
     steps.push(ByteLevel::new(false, true, false).into());
@@ -205,16 +216,22 @@ pub(super) fn build(vocab: &GgufVocab) -> Result<Tokenizer, TokenizerError> {
 
     let tok_text = |id: Option<u32>| id.map(|i| (vocab.tokens[i as usize].clone(), i));
     if vocab.add_bos || vocab.add_eos {
-        let bos = if vocab.add_bos {
-            Some(tok_text(vocab.bos).ok_or_else(|| vocab.err("add_bos_token is set but there is no bos_token_id"))?)
-        } else {
-            None
-        };
-        let eos = if vocab.add_eos {
-            Some(tok_text(vocab.eos).ok_or_else(|| vocab.err("add_eos_token is set but there is no eos_token_id"))?)
-        } else {
-            None
-        };
+        let bos =
+            if vocab.add_bos {
+                Some(tok_text(vocab.bos).ok_or_else(|| {
+                    vocab.err("add_bos_token is set but there is no bos_token_id")
+                })?)
+            } else {
+                None
+            };
+        let eos =
+            if vocab.add_eos {
+                Some(tok_text(vocab.eos).ok_or_else(|| {
+                    vocab.err("add_eos_token is set but there is no eos_token_id")
+                })?)
+            } else {
+                None
+            };
         let mut single = Vec::new();
         let mut pair = Vec::new();
         let mut specials = Vec::new();
@@ -248,6 +265,13 @@ pub(super) fn build(vocab: &GgufVocab) -> Result<Tokenizer, TokenizerError> {
         inner.with_post_processor(Some(post));
     }
 
-    let ids = SpecialIds { bos: vocab.bos, eos: vocab.eos, pad: vocab.pad, unk: vocab.unk, add_bos: vocab.add_bos, add_eos: vocab.add_eos };
+    let ids = SpecialIds {
+        bos: vocab.bos,
+        eos: vocab.eos,
+        pad: vocab.pad,
+        unk: vocab.unk,
+        add_bos: vocab.add_bos,
+        add_eos: vocab.add_eos,
+    };
     Tokenizer::from_parts(inner, ids, vocab.chat_template.clone())
 }

@@ -93,7 +93,10 @@ pub struct EncodeOptions {
 
 impl Default for EncodeOptions {
     fn default() -> Self {
-        Self { add_special: false, parse_special: true }
+        Self {
+            add_special: false,
+            parse_special: true,
+        }
     }
 }
 
@@ -190,7 +193,12 @@ impl Tokenizer {
                     .into_bytes(),
             });
         }
-        for (what, id) in [("bos", ids.bos), ("eos", ids.eos), ("pad", ids.pad), ("unk", ids.unk)] {
+        for (what, id) in [
+            ("bos", ids.bos),
+            ("eos", ids.eos),
+            ("pad", ids.pad),
+            ("unk", ids.unk),
+        ] {
             if let Some(id) = id {
                 if id as usize >= n {
                     return Err(TokenizerError::Encode(format!(
@@ -199,7 +207,15 @@ impl Tokenizer {
                 }
             }
         }
-        Ok(Self { inner, plain: OnceLock::new(), ids, chat_template, decode_kind, token_bytes, is_special })
+        Ok(Self {
+            inner,
+            plain: OnceLock::new(),
+            ids,
+            chat_template,
+            decode_kind,
+            token_bytes,
+            is_special,
+        })
     }
 
     /// Builds llama.cpp's tokenizer for a gpt2-style GGUF vocabulary.
@@ -218,19 +234,26 @@ impl Tokenizer {
     /// directory when there is one (HF layout; [`Tokenizer::save_dir`] writes it).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| TokenizerError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| TokenizerError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let inner = text
             .parse::<tokenizers::Tokenizer>()
-            .map_err(|e| TokenizerError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+            .map_err(|e| TokenizerError::Parse {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
         let config_path = path.with_file_name("tokenizer_config.json");
         let (ids, template) = if config_path.is_file() {
             read_config(&config_path, &inner)?
         } else {
             (SpecialIds::default(), None)
         };
-        Self::from_parts(inner, ids, template)
-            .map_err(|e| TokenizerError::Parse { path: path.to_path_buf(), message: e.to_string() })
+        Self::from_parts(inner, ids, template).map_err(|e| TokenizerError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
     }
 
     /// Loads `tokenizer.json` (and `tokenizer_config.json` if present) from a directory.
@@ -240,16 +263,19 @@ impl Tokenizer {
 
     /// The `tokenizer.json` text (compact; deterministic for a given tokenizer).
     pub fn to_json(&self) -> Result<String> {
-        self.inner.to_string(false).map_err(|e| TokenizerError::Encode(format!("serializing: {e}")))
+        self.inner
+            .to_string(false)
+            .map_err(|e| TokenizerError::Encode(format!("serializing: {e}")))
     }
 
     /// Writes `tokenizer.json` to `path` (special ids and the chat template are
     /// not part of that format: see [`Tokenizer::save_dir`]).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let json = self
-            .to_json()
-            .map_err(|e| TokenizerError::Write { path: path.to_path_buf(), message: e.to_string() })?;
+        let json = self.to_json().map_err(|e| TokenizerError::Write {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         write_file(path, json.as_bytes())
     }
 
@@ -268,7 +294,10 @@ impl Tokenizer {
         config.insert("unk_token".into(), tok(self.ids.unk));
         config.insert(
             "chat_template".into(),
-            self.chat_template.clone().map(Value::String).unwrap_or(Value::Null),
+            self.chat_template
+                .clone()
+                .map(Value::String)
+                .unwrap_or(Value::Null),
         );
         config.insert("tokenizer_class".into(), "PreTrainedTokenizerFast".into());
         serde_json::to_string_pretty(&Value::Object(config)).expect("JSON map serializes")
@@ -278,17 +307,28 @@ impl Tokenizer {
     /// if missing), the files [`Tokenizer::from_dir`] reads back.
     pub fn save_dir(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir)
-            .map_err(|e| TokenizerError::Write { path: dir.to_path_buf(), message: e.to_string() })?;
+        std::fs::create_dir_all(dir).map_err(|e| TokenizerError::Write {
+            path: dir.to_path_buf(),
+            message: e.to_string(),
+        })?;
         self.save(dir.join("tokenizer.json"))?;
-        write_file(&dir.join("tokenizer_config.json"), self.config_json().as_bytes())
+        write_file(
+            &dir.join("tokenizer_config.json"),
+            self.config_json().as_bytes(),
+        )
     }
 
     /// Encodes text, special tokens in it parsed as specials (llama.cpp's
     /// `special=True`). `add_special` adds BOS/EOS where the tokenizer is set
     /// to (SmolLM2's GGUF: neither, so it changes nothing there).
     pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
-        self.encode_with(text, EncodeOptions { add_special, parse_special: true })
+        self.encode_with(
+            text,
+            EncodeOptions {
+                add_special,
+                parse_special: true,
+            },
+        )
     }
 
     /// Encodes text with explicit options.
@@ -302,9 +342,9 @@ impl Tokenizer {
                 t
             })
         };
-        let enc = tok
-            .encode_fast(text, opts.add_special)
-            .map_err(|e| TokenizerError::Encode(format!("encoding {} bytes of text: {e}", text.len())))?;
+        let enc = tok.encode_fast(text, opts.add_special).map_err(|e| {
+            TokenizerError::Encode(format!("encoding {} bytes of text: {e}", text.len()))
+        })?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -320,7 +360,10 @@ impl Tokenizer {
     /// The bytes one token stands for (an unknown id: none). For byte-level
     /// vocabularies a token can be part of a multi-byte character.
     pub fn token_bytes(&self, id: u32) -> &[u8] {
-        self.token_bytes.get(id as usize).map(Vec::as_slice).unwrap_or(&[])
+        self.token_bytes
+            .get(id as usize)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// The bytes of a sequence of ids, special tokens included as their text.
@@ -336,9 +379,10 @@ impl Tokenizer {
     /// `skip_special_tokens=False`); invalid UTF-8 becomes U+FFFD.
     pub fn decode(&self, ids: &[u32]) -> String {
         match self.decode_kind {
-            DecodeKind::Other => self.inner.decode(ids, false).unwrap_or_else(|_| {
-                String::from_utf8_lossy(&self.decode_bytes(ids)).into_owned()
-            }),
+            DecodeKind::Other => self
+                .inner
+                .decode(ids, false)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&self.decode_bytes(ids)).into_owned()),
             _ => String::from_utf8_lossy(&self.decode_bytes(ids)).into_owned(),
         }
     }
@@ -346,7 +390,11 @@ impl Tokenizer {
     /// Decodes ids to text leaving out special tokens (llama.cpp's
     /// `detokenize(special=False)`, HF's `skip_special_tokens=True`).
     pub fn decode_skip_special(&self, ids: &[u32]) -> String {
-        let kept: Vec<u32> = ids.iter().copied().filter(|&id| !self.is_special_id(id)).collect();
+        let kept: Vec<u32> = ids
+            .iter()
+            .copied()
+            .filter(|&id| !self.is_special_id(id))
+            .collect();
         self.decode(&kept)
     }
 
@@ -418,7 +466,10 @@ impl Tokenizer {
         messages: &[crate::chat::ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String> {
-        let template = self.chat_template.as_deref().ok_or(crate::chat::ChatError::NoTemplate)?;
+        let template = self
+            .chat_template
+            .as_deref()
+            .ok_or(crate::chat::ChatError::NoTemplate)?;
         let opts = crate::chat::RenderOptions {
             add_generation_prompt,
             bos_token: self.ids.bos.and_then(|i| self.id_to_token(i)),
@@ -448,16 +499,24 @@ impl Tokenizer {
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     // Write beside and rename, so a reader never sees half a file.
     let tmp = path.with_extension("json.tmp");
-    let werr = |e: std::io::Error| TokenizerError::Write { path: path.to_path_buf(), message: e.to_string() };
+    let werr = |e: std::io::Error| TokenizerError::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
     std::fs::write(&tmp, bytes).map_err(werr)?;
     std::fs::rename(&tmp, path).map_err(werr)
 }
 
 /// Reads special tokens and the chat template from an HF `tokenizer_config.json`.
 fn read_config(path: &Path, inner: &tokenizers::Tokenizer) -> Result<(SpecialIds, Option<String>)> {
-    let perr = |message: String| TokenizerError::Parse { path: path.to_path_buf(), message };
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| TokenizerError::Read { path: path.to_path_buf(), source })?;
+    let perr = |message: String| TokenizerError::Parse {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| TokenizerError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let v: Value = serde_json::from_str(&text).map_err(|e| perr(e.to_string()))?;
     // A token is a string or {"content": "..."}; it must be in the vocabulary.
     let token = |key: &str| -> Result<Option<u32>> {

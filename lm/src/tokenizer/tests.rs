@@ -38,7 +38,10 @@ fn tiny_vocab() -> GgufVocab {
 }
 
 fn tok_ids(t: &Tokenizer, pieces: &[&str]) -> Vec<u32> {
-    pieces.iter().map(|p| t.token_to_id(p).unwrap_or_else(|| panic!("no token {p:?}"))).collect()
+    pieces
+        .iter()
+        .map(|p| t.token_to_id(p).unwrap_or_else(|| panic!("no token {p:?}")))
+        .collect()
 }
 
 #[test]
@@ -53,7 +56,10 @@ fn gguf_vocab_merges_and_specials() {
     let ids = t.encode(" the 12", false).unwrap();
     assert_eq!(ids, tok_ids(&t, &["Ġthe", "Ġ", "1", "2"]));
     let ids = t.encode("<|im_start|>hell<|im_end|><tool>", false).unwrap();
-    assert_eq!(ids, tok_ids(&t, &["<|im_start|>", "he", "ll", "<|im_end|>", "<tool>"]));
+    assert_eq!(
+        ids,
+        tok_ids(&t, &["<|im_start|>", "he", "ll", "<|im_end|>", "<tool>"])
+    );
     assert_eq!(ids[0], 1);
     assert_eq!(t.decode(&ids), "<|im_start|>hell<|im_end|><tool>");
     assert_eq!(t.decode_skip_special(&ids), "hell<tool>");
@@ -62,7 +68,10 @@ fn gguf_vocab_merges_and_specials() {
 #[test]
 fn parse_special_off_reads_specials_as_text() {
     let t = Tokenizer::from_gguf_vocab(&tiny_vocab()).unwrap();
-    let opts = EncodeOptions { add_special: false, parse_special: false };
+    let opts = EncodeOptions {
+        add_special: false,
+        parse_special: false,
+    };
     let ids = t.encode_with("<|im_end|>", opts).unwrap();
     assert!(ids.len() > 1 && !ids.contains(&2), "{ids:?}");
     assert_eq!(t.decode(&ids), "<|im_end|>");
@@ -75,8 +84,14 @@ fn add_bos_post_processor() {
     let mut v = tiny_vocab();
     v.add_bos = true;
     let t = Tokenizer::from_gguf_vocab(&v).unwrap();
-    assert_eq!(t.encode("he", true).unwrap(), vec![1, t.token_to_id("he").unwrap()]);
-    assert_eq!(t.encode("he", false).unwrap(), vec![t.token_to_id("he").unwrap()]);
+    assert_eq!(
+        t.encode("he", true).unwrap(),
+        vec![1, t.token_to_id("he").unwrap()]
+    );
+    assert_eq!(
+        t.encode("he", false).unwrap(),
+        vec![t.token_to_id("he").unwrap()]
+    );
 }
 
 #[test]
@@ -106,7 +121,10 @@ fn bad_vocab_errors() {
     assert!(Tokenizer::from_gguf_vocab(&v).is_err());
     let mut v = tiny_vocab();
     v.merges.push("nospace".into());
-    assert!(Tokenizer::from_gguf_vocab(&v).unwrap_err().to_string().contains("nospace"));
+    assert!(Tokenizer::from_gguf_vocab(&v)
+        .unwrap_err()
+        .to_string()
+        .contains("nospace"));
 }
 
 #[test]
@@ -115,8 +133,16 @@ fn json_round_trip_keeps_ids_and_config() {
     let dir = tempfile::tempdir().unwrap();
     t.save_dir(dir.path()).unwrap();
     let back = Tokenizer::from_dir(dir.path()).unwrap();
-    for s in ["<|im_start|>user\nthe 12 hello<|im_end|>\n", "  x\t\n🙂", "<tool>the"] {
-        assert_eq!(back.encode(s, false).unwrap(), t.encode(s, false).unwrap(), "{s:?}");
+    for s in [
+        "<|im_start|>user\nthe 12 hello<|im_end|>\n",
+        "  x\t\n🙂",
+        "<tool>the",
+    ] {
+        assert_eq!(
+            back.encode(s, false).unwrap(),
+            t.encode(s, false).unwrap(),
+            "{s:?}"
+        );
     }
     assert_eq!(back.bos_id(), Some(1));
     assert_eq!(back.eos_id(), Some(2));
@@ -127,7 +153,10 @@ fn json_round_trip_keeps_ids_and_config() {
     let only = dir.path().join("only.json");
     t.save(&only).unwrap();
     let bare = Tokenizer::from_file(&only).unwrap();
-    assert_eq!(bare.encode("the 12", false).unwrap(), t.encode("the 12", false).unwrap());
+    assert_eq!(
+        bare.encode("the 12", false).unwrap(),
+        t.encode("the 12", false).unwrap()
+    );
 }
 
 #[test]
@@ -181,7 +210,10 @@ fn char_level_vocab() {
     assert_eq!(ids.len(), 1 + 5 + 1 + 1);
     assert_eq!(t.decode(&ids), s);
     // Unseen characters are <unk>, one per character.
-    assert_eq!(t.encode("3x7", false).unwrap(), vec![t.token_to_id("3").unwrap(), 4, 4]);
+    assert_eq!(
+        t.encode("3x7", false).unwrap(),
+        vec![t.token_to_id("3").unwrap(), 4, 4]
+    );
     // Same inputs, same file; saved and loaded, same ids.
     let again = Tokenizer::train_char_level(["10-2=8\n", "3+5=8"], &specials).unwrap();
     assert_eq!(again.to_json().unwrap(), t.to_json().unwrap());
@@ -193,6 +225,11 @@ fn char_level_vocab() {
     assert_eq!(back.encode(s, false).unwrap(), ids);
     assert_eq!(back.decode(&ids), s);
     assert_eq!(back.eos_id(), Some(0));
-    let prompt = back.apply_chat_template(&[ChatMessage::user("3+5")], true).unwrap();
-    assert_eq!(prompt, "<|im_start|>user\n3+5<|im_end|>\n<|im_start|>assistant\n");
+    let prompt = back
+        .apply_chat_template(&[ChatMessage::user("3+5")], true)
+        .unwrap();
+    assert_eq!(
+        prompt,
+        "<|im_start|>user\n3+5<|im_end|>\n<|im_start|>assistant\n"
+    );
 }
