@@ -347,6 +347,19 @@ pub fn load_safetensors_dir(dir: &Path, device: &Device) -> Result<Llama, LmErro
     load_llama(&cfg, &src, device)
 }
 
+/// Loads a model from a `.gguf` file or a directory with `config.json`
+/// and safetensors (a retort checkpoint or an HF model directory).
+pub fn load_path(path: &Path, device: &Device) -> Result<Llama, LmError> {
+    if path.is_dir() {
+        if !path.join("config.json").exists() {
+            return Err(LmError::NotAModel { path: path.to_path_buf() });
+        }
+        return load_safetensors_dir(path, device);
+    }
+    let file = GgufFile::open(path)?;
+    load_gguf(&file, device)
+}
+
 fn to_vec(t: Tensor<2>) -> (Vec<f32>, [usize; 2]) {
     let dims = t.dims();
     let data = t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 tensor");

@@ -1,0 +1,105 @@
+//! Throughput of prompt processing and decoding, printed as one JSON line.
+//!
+//! ```text
+//! cargo run -p retort-lm --release --example bench -- \
+//!     --model models/SmolLM2-135M-Instruct.Q4_1.gguf --batch 16 --prompt-len 200 --new-tokens 128
+//! ```
+//!
+//! Threads: set `RAYON_NUM_THREADS` (the scripts use 2).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use retort_lm::generate::{generate, GenerateRequest};
+use retort_lm::{DeviceKind, SamplingParams};
+
+struct Args {
+    model: PathBuf,
+    batch: usize,
+    prompt_len: usize,
+    new_tokens: usize,
+    device: DeviceKind,
+}
+
+fn parse() -> Args {
+    let mut args = Args {
+        model: PathBuf::from("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        batch: 1,
+        prompt_len: 200,
+        new_tokens: 128,
+        device: DeviceKind::Cpu,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--model" => args.model = value.into(),
+            "--batch" => args.batch = value.parse().expect("--batch N"),
+            "--prompt-len" => args.prompt_len = value.parse().expect("--prompt-len N"),
+            "--new-tokens" => args.new_tokens = value.parse().expect("--new-tokens N"),
+            "--device" => args.device = value.parse().expect("--device cpu|wgpu|cuda"),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    args
+}
+
+fn main() {
+    let args = parse();
+    let device = args.device.device().unwrap_or_else(|e| panic!("{e}"));
+    let t0 = Instant::now();
+    let model = retort_lm::weights::load_path(&args.model, &device).unwrap_or_else(|e| panic!("{e}"));
+    let load_s = t0.elapsed().as_secs_f64();
+    let vocab = model.config().vocab_size as u32;
+    // Deterministic pseudo-text prompts, distinct per sequence.
+    let prompts: Vec<Vec<u32>> = (0..args.batch)
+        .map(|b| (0..args.prompt_len).map(|i| ((i * 7919 + b * 104_729 + 13) as u32) % (vocab - 100) + 50).collect())
+        .collect();
+    let ids: Vec<u64> = (0..args.batch as u64).collect();
+    let run = |max_new_tokens: usize| {
+        let params = SamplingParams {
+            // No EOS: every sequence generates exactly `max_new_tokens`.
+            eos_token_ids: Some(vec![]),
+            ..SamplingParams::greedy(max_new_tokens)
+        };
+        let t = Instant::now();
+        let out = generate(
+            &model,
+            &GenerateRequest {
+                prompts: &prompts,
+                item_ids: &ids,
+                params: &params,
+                decode: None,
+            },
+        );
+        assert!(out.iter().all(|g| g.tokens.len() == max_new_tokens));
+        t.elapsed().as_secs_f64()
+    };
+    run(2); // warm-up
+    // Prefill + 1 token, then prefill + N tokens: the difference is decoding.
+    let prefill_s = run(1);
+    let total_s = run(args.new_tokens + 1);
+    let decode_s = total_s - prefill_s;
+    let json = serde_json::json!({
+        "model": args.model.display().to_string(),
+        "device": args.device.to_string(),
+        "batch": args.batch,
+        "prompt_len": args.prompt_len,
+        "new_tokens": args.new_tokens,
+        "load_s": load_s,
+        "prefill_s": prefill_s,
+        "prefill_tok_s": (args.batch * args.prompt_len) as f64 / prefill_s,
+        "decode_s": decode_s,
+        "decode_tok_s": (args.batch * args.new_tokens) as f64 / decode_s,
+        "peak_rss_mib": peak_rss_mib(),
+    });
+    println!("{json}");
+}
+
+/// Peak resident set size from `/proc/self/status` (Linux), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}

@@ -1,0 +1,102 @@
+//! SmolLM2-135M-Instruct (Q4_1 GGUF) against transformers' f32 outputs and
+//! llama.cpp's first token (`../shared/golden/smollm2-135m-q4_1.json`).
+//!
+//! Skips with a notice when `models/SmolLM2-135M-Instruct.Q4_1.gguf` is
+//! absent (run `scripts/fetch-smollm2.sh`). Build with `--release`.
+
+use std::path::PathBuf;
+
+use retort_lm::generate::{generate, last_logits, GenerateRequest};
+use retort_lm::{DeviceKind, GgufFile, SamplingParams};
+
+const EOS: u32 = 2;
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+struct Golden {
+    prompt: String,
+    prompt_tokens: Vec<u32>,
+    hf_greedy: Vec<u32>,
+    hf_top5: Vec<(u32, f32)>,
+    llamacpp_first: u32,
+}
+
+fn goldens() -> Vec<Golden> {
+    let path = workspace().join("../shared/golden/smollm2-135m-q4_1.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let ids = |v: &serde_json::Value| -> Vec<u32> { v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect() };
+    json.as_array()
+        .unwrap()
+        .iter()
+        .map(|g| Golden {
+            prompt: g["prompt"].as_str().unwrap().to_string(),
+            prompt_tokens: ids(&g["prompt_tokens"]),
+            hf_greedy: ids(&g["hf_f32_greedy"]),
+            hf_top5: g["hf_f32_last_logits_top5"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_f64().unwrap() as f32))
+                .collect(),
+            llamacpp_first: ids(&g["llamacpp_greedy"])[0],
+        })
+        .collect()
+}
+
+#[test]
+fn smollm2_matches_transformers_and_llamacpp() {
+    let model_path = workspace().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !model_path.exists() {
+        eprintln!("skipping: {} is absent (run scripts/fetch-smollm2.sh)", model_path.display());
+        return;
+    }
+    let device = DeviceKind::Cpu.device().unwrap();
+    let file = GgufFile::open(&model_path).unwrap();
+    let model = retort_lm::weights::load_gguf(&file, &device).unwrap();
+    let goldens = goldens();
+    assert!(!goldens.is_empty());
+    for g in &goldens {
+        let logits = last_logits(&model, &g.prompt_tokens);
+        for &(tok, want) in &g.hf_top5 {
+            let got = logits[tok as usize];
+            assert!((got - want).abs() <= 1e-3, "{:?}: logit of {tok}: got {got}, want {want}", g.prompt);
+        }
+    }
+    // All prompts in one mixed-length batch: greedy must match transformers
+    // (which ran each alone), so padding changes nothing.
+    let prompts: Vec<Vec<u32>> = goldens.iter().map(|g| g.prompt_tokens.clone()).collect();
+    let item_ids: Vec<u64> = (0..prompts.len() as u64).collect();
+    let params = SamplingParams {
+        eos_token_ids: Some(vec![EOS]),
+        ..SamplingParams::greedy(32)
+    };
+    let out = generate(
+        &model,
+        &GenerateRequest {
+            prompts: &prompts,
+            item_ids: &item_ids,
+            params: &params,
+            decode: None,
+        },
+    );
+    for (g, o) in goldens.iter().zip(&out) {
+        assert_eq!(o.tokens, g.hf_greedy, "{:?}", g.prompt);
+        assert_eq!(o.tokens[0], g.llamacpp_first, "{:?}", g.prompt);
+    }
+    // And each prompt alone.
+    for (i, g) in goldens.iter().enumerate() {
+        let alone = generate(
+            &model,
+            &GenerateRequest {
+                prompts: std::slice::from_ref(&g.prompt_tokens),
+                item_ids: &[i as u64],
+                params: &params,
+                decode: None,
+            },
+        );
+        assert_eq!(alone[0].tokens, g.hf_greedy, "{:?} alone", g.prompt);
+    }
+}
