@@ -231,7 +231,8 @@ impl Tokenizer {
     /// Loads a `tokenizer.json`. Special ids (`bos_token`, `eos_token`,
     /// `pad_token`, `unk_token`), `add_bos_token`/`add_eos_token` and
     /// `chat_template` come from a `tokenizer_config.json` in the same
-    /// directory when there is one (HF layout; [`Tokenizer::save_dir`] writes it).
+    /// directory when there is one (HF layout; [`Tokenizer::save_dir`] writes
+    /// it); a `chat_template.jinja` there overrides the config's template.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| TokenizerError::Read {
@@ -245,11 +246,21 @@ impl Tokenizer {
                 message: e.to_string(),
             })?;
         let config_path = path.with_file_name("tokenizer_config.json");
-        let (ids, template) = if config_path.is_file() {
+        let (ids, mut template) = if config_path.is_file() {
             read_config(&config_path, &inner)?
         } else {
             (SpecialIds::default(), None)
         };
+        // Newer transformers write the template to its own file; it wins.
+        let jinja_path = path.with_file_name("chat_template.jinja");
+        if jinja_path.is_file() {
+            template = Some(std::fs::read_to_string(&jinja_path).map_err(|source| {
+                TokenizerError::Read {
+                    path: jinja_path,
+                    source,
+                }
+            })?);
+        }
         Self::from_parts(inner, ids, template).map_err(|e| TokenizerError::Parse {
             path: path.to_path_buf(),
             message: e.to_string(),

@@ -233,3 +233,43 @@ fn char_level_vocab() {
         "<|im_start|>user\n3+5<|im_end|>\n<|im_start|>assistant\n"
     );
 }
+
+#[test]
+fn hf_style_config_files() {
+    let t = Tokenizer::from_gguf_vocab(&tiny_vocab()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    t.save(dir.path().join("tokenizer.json")).unwrap();
+    let config = r#"{"bos_token": {"content": "<|im_start|>", "special": true}, "eos_token": "<|im_end|>",
+        "model_max_length": 1000000000000000019884624838656,
+        "chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]}"#;
+    std::fs::write(dir.path().join("tokenizer_config.json"), config).unwrap();
+    let back = Tokenizer::from_dir(dir.path()).unwrap();
+    assert_eq!(
+        (back.bos_id(), back.eos_id(), back.pad_id()),
+        (Some(1), Some(2), None)
+    );
+    assert_eq!(back.chat_template(), Some("D"));
+    // transformers >= 4.50 writes the template to its own file, which wins.
+    std::fs::write(
+        dir.path().join("chat_template.jinja"),
+        "J{{ messages[0].content }}",
+    )
+    .unwrap();
+    let back = Tokenizer::from_dir(dir.path()).unwrap();
+    assert_eq!(
+        back.apply_chat_template(&[ChatMessage::user("x")], false)
+            .unwrap(),
+        "Jx"
+    );
+    // A special token the vocabulary lacks is an error naming the config file.
+    std::fs::write(
+        dir.path().join("tokenizer_config.json"),
+        r#"{"eos_token": "</s>"}"#,
+    )
+    .unwrap();
+    let e = Tokenizer::from_dir(dir.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("tokenizer_config.json") && e.contains("</s>"),
+        "{e}"
+    );
+}
