@@ -9,12 +9,14 @@
 //! - [`compose`]: SkillFactory silver traces (METHODS §1, S4–S5).
 //! - [`cascade`]: CasCoD rationale/answer split (METHODS §3, C1–C2).
 //! - [`arithmetic`]: a tiny arithmetic task for smoke tests.
+//! - [`metrics`]: accuracy by arity, pass@k, SkillFactory skill use (METHODS §1).
 
 pub mod arithmetic;
 pub mod cascade;
 pub mod compose;
 pub mod countdown;
 mod error;
+pub mod metrics;
 mod ratio;
 mod rng;
 pub mod verify;
@@ -28,5 +30,6 @@ pub use cascade::{cascade_split, CascadeSpec, CascadeStats};
 pub use compose::{compose, ComposeSpec, Reflect};
 pub use countdown::{generate, prompt_text, solve, CountdownSpec, Split};
 pub use error::DataError;
+pub use metrics::{accuracy_by, arity, pass_at_k, pass_at_k_by, skill_use, PassAtK, SkillUse};
 pub use rng::Rng;
 pub use verify::{verify_countdown, verify_rows, Verdict};
