@@ -32,9 +32,16 @@ pub fn group_advantages(rewards: &[f32], group_size: usize) -> Vec<f32> {
         }
         let n = g.len() as f64;
         let mean = g.iter().map(|&r| f64::from(r)).sum::<f64>() / n;
-        let var = g.iter().map(|&r| (f64::from(r) - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        let var = g
+            .iter()
+            .map(|&r| (f64::from(r) - mean).powi(2))
+            .sum::<f64>()
+            / (n - 1.0);
         let std = var.sqrt();
-        out.extend(g.iter().map(|&r| ((f64::from(r) - mean) / (std + GRPO_EPS)) as f32));
+        out.extend(
+            g.iter()
+                .map(|&r| ((f64::from(r) - mean) / (std + GRPO_EPS)) as f32),
+        );
     }
     out
 }
@@ -81,7 +88,10 @@ mod tests {
         // = 0.6066667, /2 = 0.3033333, std = 0.5507571
         // A = [−0.3666667, −0.2666667, 0.6333333] / 0.5507581 = [−0.6657491, −0.4841811, 1.1499302]
         let a = group_advantages(&[0.0, 0.1, 1.0, 5.0, 5.0, 5.0], 3);
-        close(&a, &[-0.665_749_1, -0.484_181_1, 1.149_930_2, 0.0, 0.0, 0.0]);
+        close(
+            &a,
+            &[-0.665_749_1, -0.484_181_1, 1.149_930_2, 0.0, 0.0, 0.0],
+        );
     }
 
     #[test]

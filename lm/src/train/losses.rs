@@ -215,7 +215,11 @@ pub fn grpo_loss(
     let ratio = log_ratio.exp();
     let unclipped = (ratio.clone() * adv.clone()).neg();
     let clipped = (ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * adv).neg();
-    let binds = clipped.clone().detach().greater(unclipped.clone().detach()).float();
+    let binds = clipped
+        .clone()
+        .detach()
+        .greater(unclipped.clone().detach())
+        .float();
     let per_token = unclipped.max_pair(clipped);
     let pg = masked_mean(per_token, mask.clone(), n);
     let clip_fraction = scalar(masked_mean(binds, mask.clone(), n));
@@ -284,10 +288,18 @@ impl IdftParams {
 ///
 /// # Shapes
 /// - `logits`: `[B, T, V]`; `targets`: `[B, T]`; returns `[B, T]`
-pub fn idft_gamma(logits: Tensor<3>, targets: Tensor<2, Int>, lambda: f64, params: &IdftParams) -> Tensor<2> {
+pub fn idft_gamma(
+    logits: Tensor<3>,
+    targets: Tensor<2, Int>,
+    lambda: f64,
+    params: &IdftParams,
+) -> Tensor<2> {
     let logits = logits.detach();
     let phi = token_logprobs(logits.clone(), targets) + token_entropy(logits);
-    let raw = phi.div_scalar(-params.beta).exp().clamp(params.gamma_min, params.gamma_max);
+    let raw = phi
+        .div_scalar(-params.beta)
+        .exp()
+        .clamp(params.gamma_min, params.gamma_max);
     raw.sub_scalar(1.0).mul_scalar(lambda).add_scalar(1.0)
 }
 
@@ -297,7 +309,12 @@ pub fn idft_gamma(logits: Tensor<3>, targets: Tensor<2, Int>, lambda: f64, param
 ///
 /// # Shapes
 /// - `logits`: `[B, T, V]`; `targets`: `[B, T]`; returns `[B, T]`
-pub fn idft_weights(logits: Tensor<3>, targets: Tensor<2, Int>, lambda: f64, params: &IdftParams) -> Tensor<2> {
+pub fn idft_weights(
+    logits: Tensor<3>,
+    targets: Tensor<2, Int>,
+    lambda: f64,
+    params: &IdftParams,
+) -> Tensor<2> {
     let logits = logits.detach();
     let gamma = idft_gamma(logits.clone(), targets.clone(), lambda, params);
     (token_logprobs(logits, targets).clamp_min(LN_P_FLOOR) * gamma).exp()
@@ -331,7 +348,11 @@ pub fn idft_loss(
     let gamma = idft_gamma(logits.clone(), targets.clone(), lambda, params);
     // log of p clamped at 1e-10 (the clamp also zeroes the gradient below it, as torch.clamp does)
     let log_p = zero_masked(token_logprobs(logits, targets).clamp_min(LN_P_FLOOR), &mask);
-    let log_p_w = if detach_weight { log_p.clone().detach() } else { log_p.clone() };
+    let log_p_w = if detach_weight {
+        log_p.clone().detach()
+    } else {
+        log_p.clone()
+    };
     let weight = (log_p_w * zero_masked(gamma, &mask)).exp(); // p^γ
     (masked_mean(weight * log_p, mask, n).neg(), n)
 }

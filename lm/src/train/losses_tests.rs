@@ -27,7 +27,11 @@ fn ids(v: &[i64], shape: [usize; 2], d: &Device) -> Tensor<2, Int> {
 }
 
 fn vec_of<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().as_slice::<f32>().unwrap().to_vec()
+    t.into_data()
+        .convert::<f32>()
+        .as_slice::<f32>()
+        .unwrap()
+        .to_vec()
 }
 
 fn one(t: Tensor<1>) -> f32 {
@@ -36,14 +40,20 @@ fn one(t: Tensor<1>) -> f32 {
 
 #[track_caller]
 fn close(got: f32, want: f32, tol: f32) {
-    assert!((got - want).abs() <= tol * (1.0 + want.abs()), "got {got}, want {want}");
+    assert!(
+        (got - want).abs() <= tol * (1.0 + want.abs()),
+        "got {got}, want {want}"
+    );
 }
 
 #[track_caller]
 fn all_close(got: &[f32], want: &[f32], tol: f32) {
     assert_eq!(got.len(), want.len());
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "at {i}: got {g}, want {w}");
+        assert!(
+            (g - w).abs() <= tol * (1.0 + w.abs()),
+            "at {i}: got {g}, want {w}"
+        );
     }
 }
 
@@ -81,7 +91,14 @@ fn token_logprobs_by_hand() {
     let lp = vec_of(token_logprobs(logits, targets));
     // −ln4, ln(1/2), ln(4/7), ln(1/8), −ln4, and the masked one: y=-100 clamps to
     // id 0 → log softmax([100,0,0,0])[0] = −ln(1 + 3e−100) ≈ 0
-    let want = [-2.0 * LN2, -LN2, (4.0f32 / 7.0).ln(), -3.0 * LN2, -2.0 * LN2, 0.0];
+    let want = [
+        -2.0 * LN2,
+        -LN2,
+        (4.0f32 / 7.0).ln(),
+        -3.0 * LN2,
+        -2.0 * LN2,
+        0.0,
+    ];
     all_close(&lp, &want, 1e-5);
 }
 
@@ -164,7 +181,11 @@ fn dpo_gradient_on_autodiff() {
     let s = |z: f32| 1.0 / (1.0 + z.exp());
     let want = [-0.1 * s(0.2) / 2.0, -0.1 * s(-0.1) / 2.0];
     all_close(&vec_of(pc.grad(&grads).unwrap()), &want, 1e-5);
-    all_close(&vec_of(pr.grad(&grads).unwrap()), &[-want[0], -want[1]], 1e-5);
+    all_close(
+        &vec_of(pr.grad(&grads).unwrap()),
+        &[-want[0], -want[1]],
+        1e-5,
+    );
 }
 
 // GRPO example, ε = 0.2, old log-probs 0 so ρ = exp(new_lp):
@@ -216,7 +237,9 @@ fn k3_kl_by_hand() {
     let mask = t2(&[1.0, 1.0, 1.0, 0.0], [2, 2], &d);
     let lp = t2(&[-1.0, -2.0, -0.5, -3.0], [2, 2], &d);
     // equal log-probs ⇒ d = 0 ⇒ e⁰ − 0 − 1 = 0
-    assert!(vec_of(k3_kl(lp.clone(), lp.clone(), &mask)).iter().all(|&x| x == 0.0));
+    assert!(vec_of(k3_kl(lp.clone(), lp.clone(), &mask))
+        .iter()
+        .all(|&x| x == 0.0));
     // d = ref − new: +1 → e − 2 = 0.7182818; −1 → e⁻¹ + 1 − 1 = 0.3678794;
     // +5 → e⁵ − 6 = 142.4 → clamped to 10; masked (d = 1e30) → 0
     let new = t2(&[0.0, 0.0, 0.0, 0.0], [2, 2], &d);
@@ -246,15 +269,30 @@ fn idft_by_hand() {
     //     ⇒ γ_raw = 2^−0.75 = 0.5946036 ⇒ ℓ = 0.5^0.5946036 · ln2 = 0.4590204
     // P, y = 0: p = ⅛ ⇒ φ = −1.25 ln2 ⇒ γ_raw = 2^1.25 = 2.38 → clamped to 2
     //     ⇒ ℓ = (1/64)·3ln2 = 0.0324913
-    let logits = t3(&[[0.0; 4], [0.0, 0.0, l2, l4], [0.0, 0.0, l2, l4]].concat(), [1, 3, 4], &d);
+    let logits = t3(
+        &[[0.0; 4], [0.0, 0.0, l2, l4], [0.0, 0.0, l2, l4]].concat(),
+        [1, 3, 4],
+        &d,
+    );
     let targets = ids(&[2, 3, 0], [1, 3], &d);
     let mask = t2(&[1.0, 1.0, 1.0], [1, 3], &d);
     let p = IdftParams::default();
     let gamma = vec_of(idft_gamma(logits.clone(), targets.clone(), 1.0, &p));
     all_close(&gamma, &[1.0, 0.594_603_6, 2.0], 1e-5);
-    let (loss, n) = idft_loss(logits.clone(), targets.clone(), mask.clone(), 1.0, &p, false);
+    let (loss, n) = idft_loss(
+        logits.clone(),
+        targets.clone(),
+        mask.clone(),
+        1.0,
+        &p,
+        false,
+    );
     assert_eq!(n, 3);
-    close(one(loss), (0.346_573_6 + 0.459_020_4 + 0.032_491_3) / 3.0, 1e-5);
+    close(
+        one(loss),
+        (0.346_573_6 + 0.459_020_4 + 0.032_491_3) / 3.0,
+        1e-5,
+    );
     // λ = 0.5 ⇒ γ = 1 + 0.5(γ_raw − 1): for the P,y=3 token γ = 0.7973018, ℓ = 0.3988538
     let w = vec_of(idft_weights(logits, targets, 0.5, &p));
     close(w[1], 0.5f32.powf(0.797_301_8), 1e-5);
@@ -325,16 +363,25 @@ fn sft_loss_gradient_matches_finite_differences() {
 
     let ad = plain.autodiff();
     let logits = t3(&x, GC_SHAPE, &ad).require_grad();
-    let (loss, n) = sft_loss(logits.clone(), ids(&GC_TARGETS, [2, 3], &ad), t2(&GC_MASK, [2, 3], &ad));
+    let (loss, n) = sft_loss(
+        logits.clone(),
+        ids(&GC_TARGETS, [2, 3], &ad),
+        t2(&GC_MASK, [2, 3], &ad),
+    );
     assert_eq!(n, 4);
     let analytic = vec_of(logits.grad(&loss.backward()).unwrap());
     grads_agree(&analytic, &numeric);
     // masked positions get exactly zero gradient
-    assert!(analytic[10..15].iter().chain(&analytic[25..30]).all(|&g| g == 0.0));
+    assert!(analytic[10..15]
+        .iter()
+        .chain(&analytic[25..30])
+        .all(|&g| g == 0.0));
     // and the closed form (softmax − onehot) / n at the first position
     let row = &x[0..5];
     let z: f32 = row.iter().map(|v| v.exp()).sum();
-    let want: Vec<f32> = (0..5).map(|k| (row[k].exp() / z - f32::from(k == 4)) / 4.0).collect();
+    let want: Vec<f32> = (0..5)
+        .map(|k| (row[k].exp() / z - f32::from(k == 4)) / 4.0)
+        .collect();
     all_close(&analytic[0..5], &want, 1e-5);
 }
 
@@ -379,10 +426,19 @@ fn idft_detached_weight_gradient_is_weighted_sft() {
     let logits = t3(&x, GC_SHAPE, &ad).require_grad();
     let targets = ids(&GC_TARGETS, [2, 3], &ad);
     let w = vec_of(idft_weights(logits.clone(), targets.clone(), 1.0, &p));
-    let (loss, _) = idft_loss(logits.clone(), targets, t2(&GC_MASK, [2, 3], &ad), 1.0, &p, true);
+    let (loss, _) = idft_loss(
+        logits.clone(),
+        targets,
+        t2(&GC_MASK, [2, 3], &ad),
+        1.0,
+        &p,
+        true,
+    );
     let g = vec_of(logits.grad(&loss.backward()).unwrap());
     let row = &x[0..5];
     let z: f32 = row.iter().map(|v| v.exp()).sum();
-    let want: Vec<f32> = (0..5).map(|k| w[0] * (row[k].exp() / z - f32::from(k == 4)) / 4.0).collect();
+    let want: Vec<f32> = (0..5)
+        .map(|k| w[0] * (row[k].exp() / z - f32::from(k == 4)) / 4.0)
+        .collect();
     all_close(&g[0..5], &want, 1e-5);
 }

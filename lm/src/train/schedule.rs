@@ -108,7 +108,7 @@ mod tests {
         close(s.lr_at(60, base), 0.55e-3); // progress ½: 0.1 + 0.9·½
         close(s.lr_at(110, base), 1e-4); // progress 1: min
         close(s.lr_at(500, base), 1e-4); // past the end: stays at min
-        // decreasing after warmup
+                                         // decreasing after warmup
         assert!((10..110).all(|i| s.lr_at(i + 1, base) <= s.lr_at(i, base)));
     }
 
@@ -136,7 +136,9 @@ mod tests {
     fn serde_forms() {
         let c: LrSchedule = serde_json::from_str(r#""constant""#).unwrap();
         assert_eq!(c, LrSchedule::Constant);
-        let w: LrSchedule = serde_json::from_str(r#"{"warmup_cosine": {"warmup_steps": 3, "min_lr_ratio": 0.1}}"#).unwrap();
+        let w: LrSchedule =
+            serde_json::from_str(r#"{"warmup_cosine": {"warmup_steps": 3, "min_lr_ratio": 0.1}}"#)
+                .unwrap();
         assert_eq!(
             w,
             LrSchedule::WarmupCosine {
@@ -153,7 +155,10 @@ mod tests {
                 min_lr_ratio: 0.1
             }
         );
-        assert_eq!(LrSchedule::Constant.with_run_steps(50), LrSchedule::Constant);
+        assert_eq!(
+            LrSchedule::Constant.with_run_steps(50),
+            LrSchedule::Constant
+        );
         let back = serde_json::to_string(&w).unwrap();
         assert_eq!(serde_json::from_str::<LrSchedule>(&back).unwrap(), w);
         assert!(serde_json::from_str::<LrSchedule>(r#"{"warmup_cosine": {"warmup": 3}}"#).is_err());
