@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use retort_lm::generate::{generate, GenerateRequest};
-use retort_lm::{DeviceKind, SamplingParams};
+use retort_lm::{DeviceKind, LoadedModel, SamplingParams};
 
 struct Args {
     model: PathBuf,
@@ -46,9 +46,9 @@ fn parse() -> Args {
 
 fn main() {
     let args = parse();
-    let device = args.device.device().unwrap_or_else(|e| panic!("{e}"));
     let t0 = Instant::now();
-    let model = retort_lm::weights::load_path(&args.model, &device).unwrap_or_else(|e| panic!("{e}"));
+    let loaded = LoadedModel::load(&args.model, args.device).unwrap_or_else(|e| panic!("{e}"));
+    let model = loaded.model();
     let load_s = t0.elapsed().as_secs_f64();
     let vocab = model.config().vocab_size as u32;
     // Deterministic pseudo-text prompts, distinct per sequence.
@@ -62,9 +62,9 @@ fn main() {
             eos_token_ids: Some(vec![]),
             ..SamplingParams::greedy(max_new_tokens)
         };
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_seconds());
         let out = generate(
-            &model,
+            model,
             &GenerateRequest {
                 prompts: &prompts,
                 item_ids: &ids,
@@ -73,16 +73,18 @@ fn main() {
             },
         );
         assert!(out.iter().all(|g| g.tokens.len() == max_new_tokens));
-        t.elapsed().as_secs_f64()
+        (t.elapsed().as_secs_f64(), cpu_seconds() - c)
     };
     run(2); // warm-up
     // Prefill + 1 token, then prefill + N tokens: the difference is decoding.
-    let prefill_s = run(1);
-    let total_s = run(args.new_tokens + 1);
+    let (prefill_s, prefill_cpu) = run(1);
+    let (total_s, total_cpu) = run(args.new_tokens + 1);
     let decode_s = total_s - prefill_s;
+    let decode_cpu = total_cpu - prefill_cpu;
     let json = serde_json::json!({
         "model": args.model.display().to_string(),
         "device": args.device.to_string(),
+        "packed": model.is_packed(),
         "batch": args.batch,
         "prompt_len": args.prompt_len,
         "new_tokens": args.new_tokens,
@@ -91,9 +93,22 @@ fn main() {
         "prefill_tok_s": (args.batch * args.prompt_len) as f64 / prefill_s,
         "decode_s": decode_s,
         "decode_tok_s": (args.batch * args.new_tokens) as f64 / decode_s,
+        // CPU seconds (all threads): comparable across runs on a busy machine.
+        "prefill_cpu_s": prefill_cpu,
+        "decode_cpu_s": decode_cpu,
         "peak_rss_mib": peak_rss_mib(),
     });
     println!("{json}");
+}
+
+/// User + system CPU time of this process so far (`/proc/self/stat`).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are 14th and 15th overall.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
+    let ticks = 100.0; // USER_HZ on Linux
+    f.get(11).copied().unwrap_or(0.0) / ticks + f.get(12).copied().unwrap_or(0.0) / ticks
 }
 
 /// Peak resident set size from `/proc/self/status` (Linux), in MiB.

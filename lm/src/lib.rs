@@ -4,6 +4,7 @@
 //! - [`config`], [`model`]: the decoder and its hyper-parameters.
 //! - [`weights`]: GGUF/safetensors loading, checkpoint saving.
 //! - [`sampling`], [`generate`]: batched generation with a KV cache.
+//! - [`loaded`]: [`LoadedModel`], a model with its tokenizer (what callers use).
 //! - [`device`]: `cpu|wgpu|cuda` selection at run time.
 //! - [`tokenizer`]: tokenizers from GGUF metadata, `tokenizer.json`, or a trained
 //!   character vocabulary; [`chat`]: chat templates.
@@ -13,7 +14,9 @@ pub mod device;
 pub mod error;
 pub mod generate;
 pub mod gguf;
+pub mod loaded;
 pub mod model;
+pub mod qmatmul;
 pub mod quant;
 pub mod sampling;
 pub mod weights;
@@ -29,6 +32,7 @@ pub use device::DeviceKind;
 pub use error::LmError;
 pub use generate::{generate, FinishReason, Generation, GenerateRequest};
 pub use gguf::{GgufFile, MetaValue, TensorInfo};
+pub use loaded::LoadedModel;
 pub use model::{AttnLayout, KvCache, Llama};
 pub use quant::GgmlType;
 pub use sampling::{Sampler, SamplingParams};

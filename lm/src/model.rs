@@ -17,10 +17,12 @@ mod rope;
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, Initializer, Linear};
-use burn::tensor::module::linear;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use std::sync::Arc;
+
 use crate::config::LlamaConfig;
+use crate::qmatmul::{PackedModel, QMatrix};
 use attention::{Attention, LayerCache};
 use block::Block;
 use mlp::Mlp;
@@ -44,6 +46,9 @@ pub struct Llama {
     pub(crate) rope: RotaryEmbedding,
     #[module(skip)]
     pub(crate) config: LlamaConfig,
+    /// Block-format weights for fast CPU decoding (see [`Llama::set_packed`]).
+    #[module(skip)]
+    pub(crate) packed: Option<Arc<PackedModel>>,
 }
 
 /// Positions and attention bias for one forward call over a batch whose
@@ -114,6 +119,7 @@ impl LlamaConfig {
             lm_head: (!self.tie_word_embeddings).then(|| linear(d, self.vocab_size, false)),
             rope: RotaryEmbedding::new(self.rope_theta, hd, self.max_position_embeddings, device),
             config: self.clone(),
+            packed: None,
         }
     }
 }
@@ -122,6 +128,21 @@ impl Llama {
     /// The model's config.
     pub fn config(&self) -> &LlamaConfig {
         &self.config
+    }
+
+    /// Attaches (or with `None` drops) block-format copies of the linear
+    /// weights, used instead of f32 gemm when a forward call has at most
+    /// [`PACKED_MAX_ROWS`] rows (decoding). They are an inference cache:
+    /// drop them before changing the weights (training), or the packed
+    /// path keeps computing with the old ones. Parameters that require
+    /// gradients never take the packed path.
+    pub fn set_packed(&mut self, packed: Option<PackedModel>) {
+        self.packed = packed.map(Arc::new);
+    }
+
+    /// Whether packed weights are attached.
+    pub fn is_packed(&self) -> bool {
+        self.packed.is_some()
     }
 
     /// The device the weights live on.
@@ -207,7 +228,8 @@ impl Llama {
         let mut x = self.embed.forward(tokens);
         for (i, block) in self.blocks.iter().enumerate() {
             let layer = cache.as_mut().map(|c| &mut c.layers[i]);
-            x = block.forward(x, &rope, &layout.bias, layer, offset);
+            let packed = self.packed.as_ref().map(|p| &p.blocks[i]);
+            x = block.forward(x, &rope, &layout.bias, layer, offset, packed);
         }
         if let Some(c) = cache {
             c.len += seq;
@@ -223,8 +245,14 @@ impl Llama {
     pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
         let h = self.norm.forward(hidden);
         match &self.lm_head {
-            Some(head) => head.forward(h),
-            None => linear(h, self.embed.weight.val().transpose(), None),
+            Some(head) => apply_linear(head, h, self.packed.as_ref().map(|p| &p.head)),
+            None => {
+                let weight = self.embed.weight.val();
+                match self.packed.as_ref() {
+                    Some(p) if use_packed(&h, &weight) => packed_linear(&p.head, h, None),
+                    _ => linear3(h, weight.transpose(), None),
+                }
+            }
         }
     }
 
@@ -293,6 +321,61 @@ impl KvCache {
             }
         }
         self.batch = rows.len();
+    }
+}
+
+/// `x @ weight + bias` as one 2-D matmul over all rows: flex multiplies
+/// strided (e.g. transposed) 2-D operands in place, where burn's generic
+/// `linear` broadcasts a batched matmul that copies the weight first.
+///
+/// # Shapes
+/// - `x`: `[batch, seq, d_in]`
+/// - `weight`: `[d_in, d_out]` (any strides)
+/// - output: `[batch, seq, d_out]`
+pub(crate) fn linear3(x: Tensor<3>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<3> {
+    let [batch, seq, d_in] = x.dims();
+    let d_out = weight.dims()[1];
+    let y = x.reshape([batch * seq, d_in]).matmul(weight);
+    let y = match bias {
+        Some(b) => y + b.unsqueeze::<2>(),
+        None => y,
+    };
+    y.reshape([batch, seq, d_out])
+}
+
+/// Most rows (`batch * seq`) for which a forward call uses packed weights;
+/// more rows are compute-bound and go to burn's f32 gemm.
+pub const PACKED_MAX_ROWS: usize = 16;
+
+fn use_packed(x: &Tensor<3>, weight: &Tensor<2>) -> bool {
+    let [b, s, _] = x.dims();
+    b * s <= PACKED_MAX_ROWS && !weight.is_require_grad()
+}
+
+/// [`linear3`] with a [`Linear`]'s parameters, or with its packed copy.
+pub(crate) fn apply_linear(layer: &Linear, x: Tensor<3>, packed: Option<&QMatrix>) -> Tensor<3> {
+    let weight = layer.weight.val();
+    let bias = layer.bias.as_ref().map(|b| b.val());
+    match packed {
+        Some(q) if use_packed(&x, &weight) => packed_linear(q, x, bias),
+        _ => linear3(x, weight, bias),
+    }
+}
+
+/// `x @ qᵀ + bias` on the host with a block-format weight.
+///
+/// # Shapes
+/// - `x`: `[batch, seq, q.cols()]`
+/// - output: `[batch, seq, q.rows()]`
+fn packed_linear(q: &QMatrix, x: Tensor<3>, bias: Option<Tensor<1>>) -> Tensor<3> {
+    let [batch, seq, _] = x.dims();
+    let device = x.device();
+    let data = x.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 activations");
+    let y = q.matmul(&data, batch * seq);
+    let y = Tensor::<3>::from_data(TensorData::new(y, [batch, seq, q.rows()]), &device);
+    match bias {
+        Some(b) => y + b.unsqueeze::<3>(),
+        None => y,
     }
 }
 

@@ -17,6 +17,7 @@ use crate::config::LlamaConfig;
 use crate::error::LmError;
 use crate::gguf::GgufFile;
 use crate::model::{linear_from, Llama, RotaryEmbedding};
+use crate::qmatmul::{self, PackedBlock, PackedModel, QMatrix};
 
 /// f32 tensors by HF name, with row-major shapes.
 pub(crate) trait TensorSource {
@@ -74,6 +75,79 @@ pub(crate) fn unpermute_rows(data: &[f32], n_head: usize, cols: usize) -> Vec<f3
     out
 }
 
+/// The head count of llama.cpp's Q/K row permutation for a GGUF tensor,
+/// or `None` if it is not permuted. Only the `llama` converter permutes;
+/// qwen2 uses NeoX RoPE on unpermuted rows.
+fn permuted_heads(file: &GgufFile, cfg: &LlamaConfig, gguf_name: &str) -> Option<usize> {
+    match (file.get_str("general.architecture"), gguf_name.rsplit('.').nth(1)) {
+        (Some("llama"), Some("attn_q")) => Some(cfg.num_attention_heads),
+        (Some("llama"), Some("attn_k")) => Some(cfg.n_kv_heads()),
+        _ => None,
+    }
+}
+
+/// Row order undoing the permutation: HF row `h*hd + j*hd/2 + i` is GGUF
+/// row `h*hd + 2i + j`.
+fn unpermute_order(n_head: usize, rows: usize) -> Vec<usize> {
+    let hd = rows / n_head;
+    let mut order = Vec::with_capacity(rows);
+    for h in 0..n_head {
+        for j in 0..2 {
+            order.extend((0..hd / 2).map(|i| h * hd + 2 * i + j));
+        }
+    }
+    order
+}
+
+/// Block-format copies of a GGUF model's linear weights for fast CPU
+/// decoding ([`Llama::set_packed`]); `None` when a weight's type has no
+/// kernel (e.g. F16 or K-quants) or q/k/v (gate/up) types differ.
+pub fn pack_gguf(file: &GgufFile, cfg: &LlamaConfig) -> Result<Option<PackedModel>, LmError> {
+    let matrix = |hf: &str| -> Result<Option<QMatrix>, LmError> {
+        let gname = gguf_name(hf).expect("known name");
+        let Some(info) = file.tensor_info(&gname) else {
+            return Err(LmError::MissingTensor {
+                path: file.path().to_path_buf(),
+                name: gname,
+            });
+        };
+        if !qmatmul::supported(info.dtype) || info.dims.len() != 2 {
+            return Ok(None);
+        }
+        let (_, bytes) = file.tensor_bytes(&gname)?;
+        let [rows, cols] = [info.dims[1] as usize, info.dims[0] as usize];
+        let q = QMatrix::new(info.dtype, rows, cols, bytes.to_vec());
+        Ok(Some(match permuted_heads(file, cfg, &gname) {
+            Some(n_head) => q.permute_rows(&unpermute_order(n_head, rows)),
+            None => q,
+        }))
+    };
+    let stack = |names: &[String]| -> Result<Option<QMatrix>, LmError> {
+        let mut parts = Vec::new();
+        for n in names {
+            match matrix(n)? {
+                Some(q) => parts.push(q),
+                None => return Ok(None),
+            }
+        }
+        let same = parts.windows(2).all(|w| w[0].dtype() == w[1].dtype());
+        Ok(same.then(|| QMatrix::vstack(&parts)))
+    };
+    let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
+    for i in 0..cfg.num_hidden_layers {
+        let p = |s: &str| format!("model.layers.{i}.{s}");
+        let qkv = stack(&[p("self_attn.q_proj.weight"), p("self_attn.k_proj.weight"), p("self_attn.v_proj.weight")])?;
+        let gate_up = stack(&[p("mlp.gate_proj.weight"), p("mlp.up_proj.weight")])?;
+        let (o, down) = (matrix(&p("self_attn.o_proj.weight"))?, matrix(&p("mlp.down_proj.weight"))?);
+        let (Some(qkv), Some(o), Some(gate_up), Some(down)) = (qkv, o, gate_up, down) else {
+            return Ok(None);
+        };
+        blocks.push(PackedBlock { qkv, o, gate_up, down });
+    }
+    let head = if cfg.tie_word_embeddings { "model.embed_tokens.weight" } else { "lm_head.weight" };
+    Ok(matrix(head)?.map(|head| PackedModel { blocks, head }))
+}
+
 /// A GGUF file as a [`TensorSource`].
 pub(crate) struct GgufSource<'a> {
     pub file: &'a GgufFile,
@@ -93,13 +167,7 @@ impl TensorSource for GgufSource<'_> {
             return Ok(None);
         }
         let (shape, data) = self.file.tensor_f32(&gname)?;
-        // Only the `llama` converter permutes; qwen2 uses NeoX RoPE as is.
-        let permuted_heads = match (self.file.get_str("general.architecture"), gname.rsplit('.').nth(1)) {
-            (Some("llama"), Some("attn_q")) => Some(self.config.num_attention_heads),
-            (Some("llama"), Some("attn_k")) => Some(self.config.n_kv_heads()),
-            _ => None,
-        };
-        Ok(Some(match permuted_heads {
+        Ok(Some(match permuted_heads(self.file, self.config, &gname) {
             Some(n_head) => {
                 let cols = if shape.len() == 2 { shape[1] } else { 1 };
                 (shape, unpermute_rows(&data, n_head, cols))
@@ -331,6 +399,7 @@ pub(crate) fn load_llama(cfg: &LlamaConfig, src: &dyn TensorSource, device: &Dev
         lm_head,
         rope: RotaryEmbedding::new(cfg.rope_theta, hd, cfg.max_position_embeddings, device),
         config: cfg.clone(),
+        packed: None,
     })
 }
 

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use retort_lm::generate::{generate, last_logits, GenerateRequest};
-use retort_lm::{DeviceKind, GgufFile, SamplingParams};
+use retort_lm::{DeviceKind, GgufFile, LoadedModel, SamplingParams};
 
 const EOS: u32 = 2;
 
@@ -53,18 +53,24 @@ fn smollm2_matches_transformers_and_llamacpp() {
         eprintln!("skipping: {} is absent (run scripts/fetch-smollm2.sh)", model_path.display());
         return;
     }
-    let device = DeviceKind::Cpu.device().unwrap();
-    let file = GgufFile::open(&model_path).unwrap();
-    let model = retort_lm::weights::load_gguf(&file, &device).unwrap();
     let goldens = goldens();
     assert!(!goldens.is_empty());
-    for g in &goldens {
-        let logits = last_logits(&model, &g.prompt_tokens);
-        for &(tok, want) in &g.hf_top5 {
-            let got = logits[tok as usize];
-            assert!((got - want).abs() <= 1e-3, "{:?}: logit of {tok}: got {got}, want {want}", g.prompt);
+    // The f32 model, then with packed Q4_1/Q8_0 weights for decoding
+    // (what `LoadedModel` uses on CPU): both must match.
+    let device = DeviceKind::Cpu.device().unwrap();
+    let unpacked = retort_lm::weights::load_gguf(&GgufFile::open(&model_path).unwrap(), &device).unwrap();
+    let loaded = LoadedModel::load(&model_path, DeviceKind::Cpu).unwrap();
+    assert!(loaded.model().is_packed());
+    for model in [&unpacked, loaded.model()] {
+        for g in &goldens {
+            let logits = last_logits(model, &g.prompt_tokens);
+            for &(tok, want) in &g.hf_top5 {
+                let got = logits[tok as usize];
+                assert!((got - want).abs() <= 1e-3, "{:?}: logit of {tok}: got {got}, want {want}", g.prompt);
+            }
         }
     }
+    let model = loaded.model();
     // All prompts in one mixed-length batch: greedy must match transformers
     // (which ran each alone), so padding changes nothing.
     let prompts: Vec<Vec<u32>> = goldens.iter().map(|g| g.prompt_tokens.clone()).collect();
@@ -74,7 +80,7 @@ fn smollm2_matches_transformers_and_llamacpp() {
         ..SamplingParams::greedy(32)
     };
     let out = generate(
-        &model,
+        model,
         &GenerateRequest {
             prompts: &prompts,
             item_ids: &item_ids,
@@ -89,7 +95,7 @@ fn smollm2_matches_transformers_and_llamacpp() {
     // And each prompt alone.
     for (i, g) in goldens.iter().enumerate() {
         let alone = generate(
-            &model,
+            model,
             &GenerateRequest {
                 prompts: std::slice::from_ref(&g.prompt_tokens),
                 item_ids: &[i as u64],

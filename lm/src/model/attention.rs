@@ -10,7 +10,9 @@ use burn::tensor::Tensor;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
+use super::apply_linear;
 use super::rope::RopeAt;
+use crate::qmatmul::PackedBlock;
 
 /// Keys and values of one layer for every cached position.
 ///
@@ -48,11 +50,12 @@ impl Attention {
         bias: &Tensor<4>,
         cache: Option<&mut LayerCache>,
         offset: usize,
+        packed: Option<&PackedBlock>,
     ) -> Tensor<3> {
         let [batch, seq, _] = x.dims();
         let (nh, nkv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
         let groups = nh / nkv;
-        let qkv = self.qkv.forward(x);
+        let qkv = apply_linear(&self.qkv, x, packed.map(|p| &p.qkv));
         let q = qkv.clone().narrow(2, 0, nh * hd).reshape([batch, seq, nh, hd]);
         let k = qkv.clone().narrow(2, nh * hd, nkv * hd).reshape([batch, seq, nkv, hd]);
         let v = qkv.narrow(2, (nh + nkv) * hd, nkv * hd).reshape([batch, seq, nkv, hd]);
@@ -77,7 +80,7 @@ impl Attention {
             .reshape([batch, nkv, groups, seq, hd])
             .permute([0, 3, 1, 2, 4])
             .reshape([batch, seq, nh * hd]);
-        self.o_proj.forward(out)
+        apply_linear(&self.o_proj, out, packed.map(|p| &p.o))
     }
 }
 

@@ -7,6 +7,7 @@ use super::attention::{Attention, LayerCache};
 use super::mlp::Mlp;
 use super::norm::RmsNorm;
 use super::rope::RopeAt;
+use crate::qmatmul::PackedBlock;
 
 #[derive(Module, Debug)]
 pub(crate) struct Block {
@@ -27,8 +28,10 @@ impl Block {
         bias: &Tensor<4>,
         cache: Option<&mut LayerCache>,
         offset: usize,
+        packed: Option<&PackedBlock>,
     ) -> Tensor<3> {
-        let h = x.clone() + self.attn.forward(self.attn_norm.forward(x), rope, bias, cache, offset);
-        h.clone() + self.mlp.forward(self.mlp_norm.forward(h))
+        let attn = self.attn.forward(self.attn_norm.forward(x.clone()), rope, bias, cache, offset, packed);
+        let h = x + attn;
+        h.clone() + self.mlp.forward(self.mlp_norm.forward(h), packed)
     }
 }

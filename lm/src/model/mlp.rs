@@ -5,6 +5,9 @@ use burn::nn::Linear;
 use burn::tensor::Tensor;
 use burn::tensor::activation::silu;
 
+use super::apply_linear;
+use crate::qmatmul::PackedBlock;
+
 #[derive(Module, Debug)]
 pub(crate) struct Mlp {
     /// gate and up projections fused: `[hidden, 2 * intermediate]`.
@@ -18,10 +21,10 @@ impl Mlp {
     /// # Shapes
     /// - `x`: `[batch, seq, hidden]`
     /// - output: `[batch, seq, hidden]`
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate_up = self.gate_up.forward(x);
+    pub fn forward(&self, x: Tensor<3>, packed: Option<&PackedBlock>) -> Tensor<3> {
+        let gate_up = apply_linear(&self.gate_up, x, packed.map(|p| &p.gate_up));
         let gate = gate_up.clone().narrow(2, 0, self.intermediate);
         let up = gate_up.narrow(2, self.intermediate, self.intermediate);
-        self.down.forward(silu(gate) * up)
+        apply_linear(&self.down, silu(gate) * up, packed.map(|p| &p.down))
     }
 }
