@@ -1,8 +1,11 @@
-//! The `retort` binary: the engine's CLI with this workspace's stage kinds.
+//! The `retort` binary: the engine's CLI with this workspace's stage kinds,
+//! plus `sample`, which needs the model runtime.
+
+mod sample;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use retort_engine::cli::{main_impl, Command, Common};
 
 /// Run LLM self-improvement recipes from YAML, re-running only what changed.
@@ -12,10 +15,21 @@ struct Cli {
     #[command(flatten)]
     common: Common,
     #[command(subcommand)]
-    command: Command,
+    command: Top,
+}
+
+#[derive(Subcommand, Debug)]
+enum Top {
+    #[command(flatten)]
+    Engine(Command),
+    /// Generate from a model (a .gguf file or a checkpoint directory).
+    Sample(sample::SampleArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    main_impl(cli.command, &cli.common, &retort_stages::registry())
+    match cli.command {
+        Top::Engine(command) => main_impl(command, &cli.common, &retort_stages::registry()),
+        Top::Sample(args) => sample::run(args),
+    }
 }

@@ -10,15 +10,23 @@ pub mod data;
 mod cascade;
 mod command;
 mod compose;
+mod evaluate;
 mod export;
+mod generate;
+pub mod model_io;
+mod sampler;
 mod task;
+mod train;
 mod verify;
 
 pub use cascade::CascadeSplitStage;
 pub use command::CommandStage;
 pub use compose::{ComposeStage, ReflectFrom};
+pub use evaluate::EvaluateStage;
 pub use export::{ExportFormat, ExportStage};
+pub use generate::{GenerateStage, Sampling};
 pub use task::{Arity, TaskName, TaskStage};
+pub use train::{Objective, Schedule, TrainStage};
 pub use verify::{Verifier, VerifyStage};
 
 use retort_engine::Registry;
@@ -31,6 +39,9 @@ pub fn registry() -> Registry {
         .register::<VerifyStage>()
         .register::<ComposeStage>()
         .register::<CascadeSplitStage>()
-        .register::<ExportStage>();
+        .register::<ExportStage>()
+        .register::<GenerateStage>()
+        .register::<EvaluateStage>()
+        .register::<TrainStage>();
     r
 }

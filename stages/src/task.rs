@@ -46,6 +46,10 @@ pub struct TaskStage {
     /// Countdown: largest starting number (default max_target - 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_number: Option<i64>,
+    /// Countdown: the prompt, with `{nums}` and `{target}` filled in (default:
+    /// the TinyZero instruction). Short prompts suit small from-scratch models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
     /// Arithmetic: digits per operand (default 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digits: Option<usize>,
@@ -96,7 +100,7 @@ impl TaskStage {
         let mut set = vec![];
         let c = self.task == TaskName::Countdown;
         let a = self.task == TaskName::Arithmetic;
-        let checks: [(&'static str, bool, bool); 8] = [
+        let checks: [(&'static str, bool, bool); 9] = [
             ("numbers", self.numbers.is_some(), c),
             ("count", self.count.is_some(), c || a),
             ("split", self.split.is_some(), c),
@@ -105,6 +109,7 @@ impl TaskStage {
             ("digits", self.digits.is_some(), a),
             ("ops", self.ops.is_some(), a),
             ("path", self.path.is_some(), self.task == TaskName::File),
+            ("template", self.template.is_some(), c),
         ];
         for (name, given, allowed) in checks {
             if given && !allowed {
@@ -166,7 +171,15 @@ impl Stage for TaskStage {
                     split: self.split.as_deref().and_then(Split::parse).unwrap_or(Split::Train),
                     seed: ctx.seed,
                 };
-                data::generate(&spec)?
+                let mut rows = data::generate(&spec)?;
+                if let Some(t) = &self.template {
+                    for r in &mut rows {
+                        let nums = r["nums"].to_string().replace(',', ", ");
+                        let text = t.replace("{nums}", &nums).replace("{target}", &r["target"].to_string());
+                        r.insert("prompt".into(), text.into());
+                    }
+                }
+                rows
             }
             TaskName::Arithmetic => {
                 let ops: Vec<char> = self.ops.as_deref().unwrap_or("+-*").chars().collect();

@@ -1,0 +1,103 @@
+//! Sampling many (prompt, sample) items through a model, with the item
+//! cache in front: shared by `generate` and `evaluate`.
+//!
+//! An item's key covers the model's content hash, the sampling parameters,
+//! the exact prompt text, the sample index and the seed, so adding prompts
+//! samples only the new ones and a killed run resumes where it stopped.
+//! Each item's RNG is seeded from (seed, item id), and the item id is derived
+//! from the prompt text and sample index, not the item's position: a sample
+//! does not depend on which other prompts share its batch or the file.
+
+use retort_cache::{fingerprint, Hash, Store};
+use retort_engine::StageCtx;
+use retort_lm::{generate, GenerateRequest, SamplingParams};
+use serde::{Deserialize, Serialize};
+
+use crate::model_io::LoadedModel;
+
+/// One thing to sample.
+pub struct Item {
+    /// The prompt text (already templated).
+    pub prompt: String,
+    /// Which sample of this prompt.
+    pub sample_index: usize,
+}
+
+/// What sampling an item produced (cached per item).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Sampled {
+    /// Generated text (special tokens removed).
+    pub response: String,
+    /// Generated token count.
+    pub tokens: usize,
+    /// `eos`, `stop` or `length`.
+    pub finish_reason: String,
+    /// The item's RNG seed.
+    pub seed: u64,
+}
+
+#[derive(Serialize)]
+struct ItemKey<'a> {
+    model: Hash,
+    params: &'a SamplingParams,
+    prompt: &'a str,
+    sample_index: usize,
+    cache_key: u32,
+}
+
+/// Bump when what a cached item means changes.
+const ITEM_CACHE_VERSION: u32 = 1;
+
+/// Samples every item, reusing cached ones; reports progress on `ctx`.
+pub fn sample_all(
+    ctx: &StageCtx<'_>,
+    lm: &LoadedModel,
+    model_hash: Hash,
+    params: &SamplingParams,
+    items: &[Item],
+    batch_size: usize,
+) -> anyhow::Result<(Vec<Sampled>, usize)> {
+    let store: &Store = ctx.store;
+    let keys: Vec<Hash> = items
+        .iter()
+        .map(|it| {
+            fingerprint(&ItemKey { model: model_hash, params, prompt: &it.prompt, sample_index: it.sample_index, cache_key: ITEM_CACHE_VERSION })
+        })
+        .collect();
+    let mut out: Vec<Option<Sampled>> =
+        keys.iter().map(|k| store.item_get(k).and_then(|b| serde_json::from_slice(&b).ok())).collect();
+    let cached = out.iter().filter(|o| o.is_some()).count();
+    let todo: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
+    let total = items.len() as u64;
+    ctx.progress(cached as u64, Some(total), "samples");
+    let decode = |t: &[u32]| lm.tokenizer.decode(t);
+    for chunk in todo.chunks(batch_size.max(1)) {
+        let mut prompts = Vec::with_capacity(chunk.len());
+        let mut ids = Vec::with_capacity(chunk.len());
+        for &i in chunk {
+            prompts.push(lm.tokenizer.encode(&items[i].prompt, false)?);
+            ids.push(item_id(&items[i]));
+        }
+        let req = GenerateRequest { prompts: &prompts, item_ids: &ids, params, decode: Some(&decode) };
+        let gens = generate(&lm.model, &req);
+        for ((&i, g), id) in chunk.iter().zip(gens).zip(&ids) {
+            let s = Sampled {
+                response: lm.tokenizer.decode_skip_special(&g.tokens),
+                tokens: g.tokens.len(),
+                finish_reason: serde_json::to_value(g.finish_reason)?.as_str().unwrap_or("").to_string(),
+                seed: *id,
+            };
+            store.item_put(&keys[i], &serde_json::to_vec(&s)?)?;
+            out[i] = Some(s);
+        }
+        let done = out.iter().filter(|o| o.is_some()).count() as u64;
+        ctx.progress(done, Some(total), "samples");
+    }
+    Ok((out.into_iter().map(|o| o.expect("every item sampled")).collect(), cached))
+}
+
+/// The per-item id that seeds its RNG: from the prompt and sample index.
+fn item_id(item: &Item) -> u64 {
+    let h = blake3::hash(format!("{}\u{0}{}", item.sample_index, item.prompt).as_bytes());
+    u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"))
+}
