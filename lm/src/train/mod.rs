@@ -1,19 +1,33 @@
-//! Training objectives and schedules: the numerics the `train` stage's
-//! loop (SFT, DPO, GRPO, IDFT) calls. Pure functions on burn tensors and
-//! plain numbers; no model, optimizer or I/O here.
+//! Training: the loops the `train` stage calls ([`train_sft`],
+//! [`train_dpo`], [`train_grpo`]) and the numerics they use.
 //!
+//! - [`trainer`]: [`TrainConfig`], [`StepMetrics`], batching, truncation,
+//!   the step plan; `optim` (private): AdamW, accumulation, global-norm clipping.
+//! - [`sft`], [`dpo`], [`grpo`]: the three objectives' loops.
 //! - [`losses`]: masked SFT, token log-probs, DPO, GRPO clipped surrogate
 //!   with k3 KL, IDFT (METHODS §0.2–0.4, §4.2).
 //! - [`advantages`]: GRPO group-normalized advantages (METHODS §0.2).
 //! - [`schedule`]: learning-rate schedules.
 
 pub mod advantages;
+pub mod dpo;
+pub mod grpo;
 pub mod losses;
+mod optim;
 pub mod schedule;
+pub mod sft;
+pub mod trainer;
+
+#[cfg(test)]
+mod loop_tests;
 
 pub use advantages::{group_advantages, zero_advantage_fraction, GRPO_EPS};
+pub use dpo::{train_dpo, DpoExample};
+pub use grpo::{train_grpo, GrpoConfig};
 pub use losses::{
-    dpo_loss, grpo_loss, idft_gamma, idft_loss, idft_weights, k3_kl, sequence_logprobs, sft_loss, token_entropy,
-    token_logprobs, DpoOut, GrpoOut, IdftParams,
+    dpo_loss, grpo_loss, idft_gamma, idft_loss, idft_weights, k3_kl, sequence_logprobs, sft_loss,
+    token_entropy, token_logprobs, DpoOut, GrpoOut, IdftParams,
 };
 pub use schedule::LrSchedule;
+pub use sft::{train_sft, SftExample};
+pub use trainer::{StepMetrics, TrainConfig};
