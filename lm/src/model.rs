@@ -344,12 +344,23 @@ pub(crate) fn linear3(x: Tensor<3>, weight: Tensor<2>, bias: Option<Tensor<1>>) 
 }
 
 /// Most rows (`batch * seq`) for which a forward call uses packed weights;
-/// more rows are compute-bound and go to burn's f32 gemm.
+/// more rows are compute-bound and go to burn's f32 gemm. The environment
+/// variable `RETORT_PACKED_MAX_ROWS` overrides it (for benchmarking).
 pub const PACKED_MAX_ROWS: usize = 16;
+
+fn packed_max_rows() -> usize {
+    static ROWS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *ROWS.get_or_init(|| {
+        std::env::var("RETORT_PACKED_MAX_ROWS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(PACKED_MAX_ROWS)
+    })
+}
 
 fn use_packed(x: &Tensor<3>, weight: &Tensor<2>) -> bool {
     let [b, s, _] = x.dims();
-    b * s <= PACKED_MAX_ROWS && !weight.is_require_grad()
+    b * s <= packed_max_rows() && !weight.is_require_grad()
 }
 
 /// [`linear3`] with a [`Linear`]'s parameters, or with its packed copy.

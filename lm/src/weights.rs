@@ -116,7 +116,7 @@ pub fn pack_gguf(file: &GgufFile, cfg: &LlamaConfig) -> Result<Option<PackedMode
         }
         let (_, bytes) = file.tensor_bytes(&gname)?;
         let [rows, cols] = [info.dims[1] as usize, info.dims[0] as usize];
-        let q = QMatrix::new(info.dtype, rows, cols, bytes.to_vec());
+        let q = QMatrix::new(info.dtype, rows, cols, bytes);
         Ok(Some(match permuted_heads(file, cfg, &gname) {
             Some(n_head) => q.permute_rows(&unpermute_order(n_head, rows)),
             None => q,
