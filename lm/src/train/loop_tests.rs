@@ -257,6 +257,8 @@ fn sft_memorizes_a_few_rows() {
 fn same_seed_same_weights() {
     // The `tiny` preset (width 256) at 4 × 48 tokens, so flex's matmuls and
     // reductions run multithreaded: bit-identical weights are still expected.
+    // Every run starts from the same checkpoint (burn's device RNG is
+    // process-wide, and tests running beside this one draw from it too).
     let data = rows(12, 16, 32, 9);
     let cfg = TrainConfig {
         batch_size: 4,
@@ -264,10 +266,11 @@ fn same_seed_same_weights() {
         steps: Some(3),
         ..sft_cfg(3)
     };
+    let dir = tempfile::tempdir().unwrap();
+    let init = LlamaConfig::preset("tiny", VOCAB).unwrap().init(&device());
+    crate::weights::save_safetensors_dir(&init, dir.path()).unwrap();
     let run = |seed: u64| {
-        let dev = device();
-        dev.seed(2);
-        let model = LlamaConfig::preset("tiny", VOCAB).unwrap().init(&dev);
+        let model = crate::weights::load_safetensors_dir(dir.path(), &device()).unwrap();
         let cfg = TrainConfig {
             seed,
             ..cfg.clone()

@@ -20,10 +20,15 @@
 //!
 //! # Determinism
 //!
-//! Shuffling uses a seeded [`SeqRng`] (never the OS), the device RNG is
-//! seeded with `cfg.seed`, and no step depends on timing, so the same
-//! model, data and config give the same weights on the same backend and
-//! thread count (checked bit for bit on `flex` by the tests).
+//! Shuffling and GRPO sampling use seeded [`SeqRng`]s (never the OS), and
+//! nothing depends on timing, so the same starting weights, data and config
+//! give the same weights on the same backend (checked bit for bit on `flex`,
+//! multithreaded, by the tests). The loops draw nothing from burn's device
+//! RNG (no dropout), so they do not seed it: that RNG is process-wide, and
+//! reseeding it here would disturb a model being initialized on another
+//! thread. A model built from scratch is reproducible only if nothing else
+//! draws from that RNG between its `device.seed(..)` and its first use
+//! (burn initializes parameters lazily).
 
 use std::collections::BTreeMap;
 
@@ -71,7 +76,7 @@ pub struct TrainConfig {
     /// Longest training sequence, prompt plus response, in tokens (see the
     /// module docs on truncation). At most the model's `max_position_embeddings`.
     pub max_len: usize,
-    /// Seed of the data order, of the device RNG and (GRPO) of sampling.
+    /// Seed of the data order and (GRPO) of sampling.
     pub seed: u64,
     /// AdamW's `(β1, β2)`.
     pub betas: (f64, f64),
@@ -339,10 +344,8 @@ pub(crate) struct Trainer {
 
 impl Trainer {
     /// Puts `model` on its device's autodiff variant with every parameter
-    /// requiring gradients (burn's `Module::train`), seeds the device RNG.
+    /// requiring gradients (burn's `Module::train`).
     pub fn new(model: Llama, cfg: &TrainConfig, total_steps: usize) -> Self {
-        let device = model.device().autodiff();
-        device.seed(cfg.seed);
         Trainer {
             model: Some(model.train()),
             optim: Optim::new(cfg),
