@@ -11,9 +11,10 @@ use serde::{Deserialize, Serialize};
 use crate::model::{KvCache, Llama};
 use crate::sampling::{Sampler, SamplingParams};
 
-/// Prompt tokens processed per forward call during prefill; bounds the
-/// size of the attention bias and activations for long prompts.
-const PREFILL_CHUNK: usize = 256;
+/// Rows (`batch * tokens`) per forward call during prefill: bounds the
+/// activations (and peak memory) for long prompts and big batches while
+/// keeping matrix products large.
+const PREFILL_ROWS: usize = 1024;
 
 /// Id fed in place of a token where a sequence has none (padding); any
 /// valid id works since those positions are masked.
@@ -192,15 +193,16 @@ fn tokens_tensor(model: &Llama, ids: Vec<u32>, batch: usize, seq: usize) -> Tens
 fn prefill(model: &Llama, prompts: &[Vec<u32>], active: &[Active], cache: &mut KvCache) -> Vec<f32> {
     let max_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let pads: Vec<usize> = active.iter().map(|s| s.left_pad).collect();
+    let chunk = (PREFILL_ROWS / prompts.len()).max(16);
     let mut start = 0;
     loop {
-        let len = PREFILL_CHUNK.min(max_len - start);
+        let len = chunk.min(max_len - start);
         let mut ids = Vec::with_capacity(prompts.len() * len);
         for (p, &pad) in prompts.iter().zip(&pads) {
             ids.extend((start..start + len).map(|i| if i < pad { PAD_ID } else { p[i - pad] }));
         }
         let tokens = tokens_tensor(model, ids, prompts.len(), len);
-        let layout = model.layout(&pads, start, len);
+        let layout = model.cache_layout(&pads, cache, len);
         start += len;
         if start == max_len {
             return to_host(model.forward_last(tokens, &layout, Some(cache)));
@@ -213,7 +215,7 @@ fn prefill(model: &Llama, prompts: &[Vec<u32>], active: &[Active], cache: &mut K
 fn step(model: &Llama, last: &[u32], active: &[Active], cache: &mut KvCache) -> Vec<f32> {
     let pads: Vec<usize> = active.iter().map(|s| s.left_pad).collect();
     let tokens = tokens_tensor(model, last.to_vec(), last.len(), 1);
-    let layout = model.layout(&pads, cache.len(), 1);
+    let layout = model.cache_layout(&pads, cache, 1);
     to_host(model.forward_last(tokens, &layout, Some(cache)))
 }
 
@@ -224,6 +226,6 @@ fn to_host(t: Tensor<2>) -> Vec<f32> {
 /// Last-position logits of one unpadded sequence (no cache kept).
 pub fn last_logits(model: &Llama, tokens: &[u32]) -> Vec<f32> {
     let t = tokens_tensor(model, tokens.to_vec(), 1, tokens.len());
-    let layout = model.layout(&[0], 0, tokens.len());
+    let layout = model.layout(&[0], tokens.len());
     to_host(model.forward_last(t, &layout, None))
 }

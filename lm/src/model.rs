@@ -56,13 +56,15 @@ pub struct Llama {
 ///
 /// # Shapes
 /// - `positions`: `[batch, seq]` (RoPE position of each token)
-/// - `bias`: `[batch or 1, 1, groups * seq, offset + seq]`
+/// - `bias`: `[batch or 1, 1, groups * seq, kv_len]` (`kv_len`: `seq`
+///   without a cache, the cache's capacity with one)
 #[derive(Debug, Clone)]
 pub struct AttnLayout {
     positions: Tensor<2, Int>,
     bias: Tensor<4>,
     offset: usize,
     seq: usize,
+    kv_len: usize,
 }
 
 /// Cached keys and values of every layer for a batch.
@@ -152,36 +154,48 @@ impl Llama {
 
     /// Layout for a fresh causal forward over unpadded sequences (training).
     pub fn causal_layout(&self, batch: usize, seq: usize) -> AttnLayout {
-        let mut layout = self.layout(&[0], 0, seq);
+        let mut layout = self.layout(&[0], seq);
         let pos = layout.positions.clone();
         layout.positions = pos.expand([batch, seq]);
         layout
     }
 
-    /// Layout for tokens at cache positions `offset..offset + seq` of a
-    /// batch whose sequence `b` starts after `left_pad[b]` padding tokens.
-    /// Padding is neither attended to nor counted in RoPE positions.
-    pub fn layout(&self, left_pad: &[usize], offset: usize, seq: usize) -> AttnLayout {
+    /// Layout for a forward call without a cache over a batch whose
+    /// sequence `b` starts after `left_pad[b]` padding tokens. Padding is
+    /// neither attended to nor counted in RoPE positions.
+    pub fn layout(&self, left_pad: &[usize], seq: usize) -> AttnLayout {
+        self.layout_kv(left_pad, 0, seq, seq)
+    }
+
+    /// Layout for the next `seq` tokens of each sequence in `cache` (see
+    /// [`Llama::layout`] for `left_pad`). Attention runs over the cache's
+    /// whole capacity with unwritten positions masked: the cache tensors
+    /// stay contiguous, so they are never copied.
+    pub fn cache_layout(&self, left_pad: &[usize], cache: &KvCache, seq: usize) -> AttnLayout {
+        self.layout_kv(left_pad, cache.len(), seq, cache.capacity())
+    }
+
+    fn layout_kv(&self, left_pad: &[usize], offset: usize, seq: usize, kv_len: usize) -> AttnLayout {
         let batch = left_pad.len();
         let groups = self.config().num_attention_heads / self.config().n_kv_heads();
-        let total = offset + seq;
         let mut positions = Vec::with_capacity(batch * seq);
-        let mut bias = Vec::with_capacity(batch * groups * seq * total);
+        let mut bias = Vec::with_capacity(batch * groups * seq * kv_len);
         for &pad in left_pad {
-            positions.extend((offset..total).map(|p| p.saturating_sub(pad) as i32));
+            positions.extend((offset..offset + seq).map(|p| p.saturating_sub(pad) as i32));
             for _ in 0..groups {
                 for s in 0..seq {
                     let q = offset + s;
-                    bias.extend((0..total).map(|j| if j >= pad && j <= q { 0.0 } else { MASKED }));
+                    bias.extend((0..kv_len).map(|j| if j >= pad && j <= q { 0.0 } else { MASKED }));
                 }
             }
         }
         let device = self.device();
         AttnLayout {
             positions: Tensor::from_data(TensorData::new(positions, [batch, seq]), &device),
-            bias: Tensor::from_data(TensorData::new(bias, [batch, 1, groups * seq, total]), &device),
+            bias: Tensor::from_data(TensorData::new(bias, [batch, 1, groups * seq, kv_len]), &device),
             offset,
             seq,
+            kv_len,
         }
     }
 
@@ -219,7 +233,8 @@ impl Llama {
     ) -> Tensor<3> {
         let [batch, seq] = tokens.dims();
         let offset = cache.as_ref().map_or(0, |c| c.len);
-        assert_eq!((layout.offset, layout.seq), (offset, seq), "layout does not match the call");
+        let kv_len = cache.as_ref().map_or(seq, |c| c.capacity);
+        assert_eq!((layout.offset, layout.seq, layout.kv_len), (offset, seq, kv_len), "layout does not match the call");
         if let Some(c) = &cache {
             assert!(offset + seq <= c.capacity, "KV cache full: {} + {seq} > {}", offset, c.capacity);
             assert_eq!(c.batch, batch, "KV cache batch size");

@@ -38,10 +38,11 @@ pub(crate) struct Attention {
 impl Attention {
     /// Attends from `x`'s positions (absolute `offset..offset + seq`) to
     /// every earlier position: the cache's first `offset` entries, then `x`.
+    /// With a cache, keys span its whole capacity (`bias` masks the rest).
     ///
     /// # Shapes
     /// - `x`: `[batch, seq, hidden]`
-    /// - `bias`: `[batch or 1, 1, groups * seq, offset + seq]`, additive (0 or a large negative)
+    /// - `bias`: `[batch or 1, 1, groups * seq, seq or capacity]`, additive (0 or a large negative)
     /// - output: `[batch, seq, hidden]`
     pub fn forward(
         &self,
@@ -85,8 +86,8 @@ impl Attention {
 }
 
 impl LayerCache {
-    /// Writes `k`/`v` at `offset..offset + seq` and returns views of
-    /// positions `0..offset + seq`.
+    /// Writes `k`/`v` at `offset..offset + seq` and returns the whole
+    /// (contiguous) cache tensors.
     ///
     /// # Shapes
     /// - `k`, `v`: `[batch, kv_heads, seq, head_dim]`
@@ -96,9 +97,8 @@ impl LayerCache {
         let write = |slot: &mut Option<Tensor<4>>, new: Tensor<4>| {
             let [b, h, _, d] = new.dims();
             let full = slot.take().expect("cache allocated").slice_assign([0..b, 0..h, offset..end, 0..d], new);
-            let view = full.clone().narrow(2, 0, end);
-            *slot = Some(full);
-            view
+            *slot = Some(full.clone());
+            full
         };
         (write(&mut self.k, k), write(&mut self.v, v))
     }

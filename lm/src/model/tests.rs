@@ -116,7 +116,7 @@ fn naive_forward(model: &Llama, tokens: &[u32]) -> Vec<Vec<f32>> {
 fn all_logits(model: &Llama, tokens: &[u32]) -> Vec<Vec<f32>> {
     let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
     let t = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, tokens.len()]), &model.device());
-    let layout = model.layout(&[0], 0, tokens.len());
+    let layout = model.layout(&[0], tokens.len());
     let v = model.forward(t, &layout, None).into_data().try_to_vec::<f32>().unwrap();
     v.chunks(model.config().vocab_size).map(<[f32]>::to_vec).collect()
 }
@@ -145,11 +145,11 @@ fn kv_cache_decode_equals_full_forward() {
         let v: Vec<i32> = t.iter().map(|&x| x as i32).collect();
         Tensor::<2, Int>::from_data(TensorData::new(v, [1, t.len()]), &model.device())
     };
-    let layout = model.layout(&[0], 0, prefill);
+    let layout = model.cache_layout(&[0], &cache, prefill);
     let first = model.forward_last(ids(&TOKENS[..prefill]), &layout, Some(&mut cache));
     assert_close(&first.into_data().try_to_vec::<f32>().unwrap(), &full[prefill - 1], 1e-5);
     for pos in prefill..TOKENS.len() {
-        let layout = model.layout(&[0], cache.len(), 1);
+        let layout = model.cache_layout(&[0], &cache, 1);
         let step = model.forward_last(ids(&TOKENS[pos..=pos]), &layout, Some(&mut cache));
         assert_close(&step.into_data().try_to_vec::<f32>().unwrap(), &full[pos], 1e-5);
     }
