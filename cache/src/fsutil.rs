@@ -22,6 +22,20 @@ pub(crate) fn write_atomic(
     bytes: &[u8],
     mode: u32,
 ) -> Result<(), CacheError> {
+    write_atomic_with(tmp_dir, dest, bytes, mode, true)
+}
+
+/// [`write_atomic`] with the fsync optional: a rename is atomic against a
+/// killed process either way; fsync only adds durability across a power
+/// loss, which records that are validated on read (a damaged one is a miss)
+/// do not need.
+pub(crate) fn write_atomic_with(
+    tmp_dir: &Path,
+    dest: &Path,
+    bytes: &[u8],
+    mode: u32,
+    sync: bool,
+) -> Result<(), CacheError> {
     if let Some(parent) = dest.parent() {
         fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
     }
@@ -30,7 +44,10 @@ pub(crate) fn write_atomic(
     let write = |f: &mut fs::File| -> io::Result<()> {
         f.write_all(bytes)?;
         f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.sync_all()
+        if sync {
+            f.sync_all()?;
+        }
+        Ok(())
     };
     write(tmp.as_file_mut()).map_err(io_err("write", tmp.path()))?;
     tmp.persist(dest)

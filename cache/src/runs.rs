@@ -62,7 +62,7 @@ impl Store {
             path: path.clone(),
             source,
         })?;
-        fsutil::write_atomic(&self.tmp_root(), &path, &bytes, 0o444)
+        fsutil::write_atomic_with(&self.tmp_root(), &path, &bytes, 0o444, false)
     }
 
     /// Every readable run record, newest first (for `cache ls`). Unreadable

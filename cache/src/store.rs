@@ -43,6 +43,12 @@ pub struct Store {
     pub(crate) stat: Mutex<StatCache>,
 }
 
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 impl Store {
     /// Opens the store at `root`, creating its layout if absent. Refuses a
     /// store written by a newer, incompatible retort.
@@ -128,7 +134,6 @@ impl Store {
             };
             stat.record(&file, e.hash).map_err(io_err("read", &file))?;
         }
-        let _ = stat.save(); // a lost stat cache costs a rehash, nothing more
         Ok(artifact)
     }
 
@@ -169,7 +174,6 @@ impl Store {
         let _ = fsutil::seal(&dest, fsutil::object_mtime());
         let mut stat = self.stat();
         stat.record(&dest, hash).map_err(io_err("read", &dest))?;
-        let _ = stat.save();
         Ok(artifact)
     }
 
@@ -182,6 +186,13 @@ impl Store {
         let mut stat = self.stat();
         stat.forget(path);
         let _ = stat.save();
+    }
+
+    /// Writes the objects' stat cache (done when the store is dropped, so
+    /// once per run rather than once per object; a lost stat cache costs a
+    /// rehash, nothing more).
+    pub fn flush(&self) {
+        let _ = self.stat().save();
     }
 
     pub(crate) fn stat(&self) -> MutexGuard<'_, StatCache> {
