@@ -544,6 +544,106 @@ mod tests {
         assert_eq!(p[cols], w[hd / 2 * cols]);
     }
 
+    /// Encodes f32 values as Q8_0 blocks (ggml's reference quantizer).
+    fn quantize_q8_0(x: &[f32]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for block in x.chunks(32) {
+            let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = amax / 127.0;
+            let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+            out.extend(half::f16::from_f32(d).to_le_bytes());
+            out.extend(block.iter().map(|v| (v * id).round() as i8 as u8));
+        }
+        out
+    }
+
+    /// Writes `model` as llama.cpp's converter would: GGUF names, ggml
+    /// dims, Q/K rows permuted; linear weights as `dtype` (F32 or Q8_0).
+    fn write_as_gguf(model: &Llama, path: &Path, dtype: crate::GgmlType) {
+        use crate::gguf::{write_gguf, MetaValue, RawTensor};
+        let cfg = model.config();
+        let md = vec![
+            ("general.architecture", MetaValue::String("llama".into())),
+            ("llama.embedding_length", MetaValue::U32(cfg.hidden_size as u32)),
+            ("llama.feed_forward_length", MetaValue::U32(cfg.intermediate_size as u32)),
+            ("llama.block_count", MetaValue::U32(cfg.num_hidden_layers as u32)),
+            ("llama.attention.head_count", MetaValue::U32(cfg.num_attention_heads as u32)),
+            ("llama.attention.head_count_kv", MetaValue::U32(cfg.n_kv_heads() as u32)),
+            ("llama.attention.layer_norm_rms_epsilon", MetaValue::F32(cfg.rms_norm_eps as f32)),
+            ("llama.rope.freq_base", MetaValue::F32(cfg.rope_theta as f32)),
+            ("llama.context_length", MetaValue::U32(cfg.max_position_embeddings as u32)),
+            ("llama.vocab_size", MetaValue::U32(cfg.vocab_size as u32)),
+        ];
+        let tensors: Vec<RawTensor> = hf_tensors(model)
+            .into_iter()
+            .map(|(name, shape, data)| {
+                let gname = gguf_name(&name).unwrap();
+                let cols = *shape.last().unwrap();
+                let data = if name.contains("q_proj") {
+                    permute(&data, cfg.num_attention_heads, if shape.len() == 2 { cols } else { 1 })
+                } else if name.contains("k_proj") {
+                    permute(&data, cfg.n_kv_heads(), if shape.len() == 2 { cols } else { 1 })
+                } else {
+                    data
+                };
+                let (dtype, bytes) = if shape.len() == 2 && dtype == crate::GgmlType::Q8_0 {
+                    (dtype, quantize_q8_0(&data))
+                } else {
+                    (crate::GgmlType::F32, data.iter().flat_map(|v| v.to_le_bytes()).collect())
+                };
+                RawTensor {
+                    name: gname,
+                    dims: shape.iter().rev().map(|&d| d as u64).collect(),
+                    dtype,
+                    data: bytes,
+                }
+            })
+            .collect();
+        write_gguf(path, &md, &tensors).unwrap();
+    }
+
+    #[test]
+    fn gguf_round_trip_undoes_the_permutation_and_packs() {
+        use crate::generate::{generate, last_logits, GenerateRequest};
+        use crate::test_util::{assert_close, device};
+        let dev = device();
+        dev.seed(3);
+        let mut cfg = LlamaConfig::preset("micro", 64).unwrap();
+        cfg.num_attention_heads = 2;
+        cfg.num_key_value_heads = Some(1);
+        cfg.head_dim = Some(32); // blocks of 32 along every input width
+        cfg.intermediate_size = 96;
+        let model = cfg.init(&dev);
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = [3u32, 9, 27, 17, 51, 40];
+
+        let f32_path = dir.path().join("f32.gguf");
+        write_as_gguf(&model, &f32_path, crate::GgmlType::F32);
+        let file = GgufFile::open(&f32_path).unwrap();
+        let loaded = load_gguf(&file, &dev).unwrap();
+        assert!(pack_gguf(&file, loaded.config()).unwrap().is_none(), "f32 has no block kernel");
+        assert_eq!(loaded.config().n_kv_heads(), 1);
+        assert_close(&last_logits(&loaded, &tokens), &last_logits(&model, &tokens), 1e-5);
+
+        let q_path = dir.path().join("q8.gguf");
+        write_as_gguf(&model, &q_path, crate::GgmlType::Q8_0);
+        let file = GgufFile::open(&q_path).unwrap();
+        let unpacked = load_gguf(&file, &dev).unwrap();
+        let mut packed = load_gguf(&file, &dev).unwrap();
+        packed.set_packed(pack_gguf(&file, packed.config()).unwrap());
+        assert!(packed.is_packed());
+        assert_close(&last_logits(&packed, &tokens), &last_logits(&unpacked, &tokens), 1e-5);
+        let prompts = vec![tokens.to_vec(), tokens[..2].to_vec()];
+        let params = crate::SamplingParams::greedy(8);
+        let req = GenerateRequest {
+            prompts: &prompts,
+            item_ids: &[0, 1],
+            params: &params,
+            decode: None,
+        };
+        assert_eq!(generate(&packed, &req), generate(&unpacked, &req));
+    }
+
     #[test]
     fn maps_hf_names_to_gguf() {
         assert_eq!(gguf_name("model.layers.12.self_attn.k_proj.bias").unwrap(), "blk.12.attn_k.bias");
