@@ -62,6 +62,20 @@ impl FromStr for DeviceKind {
     }
 }
 
+/// Whether tensors on `device` live in host memory (flex or ndarray,
+/// without autodiff), where the host-side kernels of [`crate::qmatmul`]
+/// pay off.
+pub fn is_host(device: &Device) -> bool {
+    use burn::backend::DispatchDevice;
+    match device.as_dispatch() {
+        #[cfg(feature = "flex")]
+        DispatchDevice::Flex(_) => true,
+        #[cfg(feature = "ndarray")]
+        DispatchDevice::NdArray(_) => true,
+        _ => false,
+    }
+}
+
 fn not_built(device: &str, feature: &str) -> LmError {
     LmError::Device {
         device: device.into(),
@@ -116,7 +130,9 @@ mod tests {
         }
         let e = "tpu".parse::<DeviceKind>().unwrap_err();
         assert_eq!(e.to_string(), "device `tpu` is not available: unknown device (expected cpu, wgpu or cuda)");
-        assert!(DeviceKind::Cpu.device().is_ok());
+        let cpu = DeviceKind::Cpu.device().unwrap();
+        assert!(is_host(&cpu));
+        assert!(!is_host(&cpu.autodiff()));
         #[cfg(not(feature = "cuda"))]
         assert!(DeviceKind::Cuda.device().unwrap_err().to_string().contains("--features cuda"));
     }

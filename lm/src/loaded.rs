@@ -60,11 +60,7 @@ impl LoadedModel {
             return Err(LmError::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)));
         }
         let file = GgufFile::open(path)?;
-        let mut model = weights::load_gguf(&file, &burn_device)?;
-        // Host-side kernels only pay off where the model itself is on the host.
-        if device == DeviceKind::Cpu {
-            model.set_packed(weights::pack_gguf(&file, model.config())?);
-        }
+        let model = weights::load_gguf(&file, &burn_device)?;
         let tokenizer = Tokenizer::from_gguf(&file).map_err(|e| tokenizer_error(path, e))?;
         Ok(Self {
             model,
@@ -140,6 +136,29 @@ impl LoadedModel {
             decode: decode.as_ref().map(|d| d as &dyn Decode),
         };
         generate(&self.model, &req)
+    }
+
+    /// Prompt tokens for `text`: with `chat`, the tokenizer's chat template
+    /// applied to one user message (plus the generation prompt), special
+    /// tokens in the text parsed as specials (llama.cpp's `special=True`);
+    /// BOS as the tokenizer adds it for plain text (the template writes its
+    /// own for chat).
+    pub fn encode_prompt(&self, text: &str, chat: bool) -> Result<Vec<u32>, LmError> {
+        let tok = self.tokenizer.as_ref().ok_or_else(|| tokenizer_error(&self.path, "the model has no tokenizer"))?;
+        let err = |e| tokenizer_error(&self.path, e);
+        if chat {
+            let messages = [crate::chat::ChatMessage::user(text)];
+            let formatted = tok.apply_chat_template(&messages, true).map_err(err)?;
+            tok.encode(&formatted, false).map_err(err)
+        } else {
+            tok.encode(text, true).map_err(err)
+        }
+    }
+
+    /// Text of `tokens` (special tokens included), or an error without a tokenizer.
+    pub fn decode(&self, tokens: &[u32]) -> Result<String, LmError> {
+        let tok = self.tokenizer.as_ref().ok_or_else(|| tokenizer_error(&self.path, "the model has no tokenizer"))?;
+        Ok(tok.decode(tokens))
     }
 
     /// Logits at the last position of `tokens`.

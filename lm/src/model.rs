@@ -22,7 +22,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use std::sync::Arc;
 
 use crate::config::LlamaConfig;
-use crate::qmatmul::{PackedModel, QMatrix};
+use crate::qmatmul::{PackedModel, PackedSlot, QMatrix};
 use attention::{Attention, LayerCache};
 use block::Block;
 use mlp::Mlp;
@@ -47,8 +47,7 @@ pub struct Llama {
     #[module(skip)]
     pub(crate) config: LlamaConfig,
     /// Block-format weights for fast CPU decoding (see [`Llama::set_packed`]).
-    #[module(skip)]
-    pub(crate) packed: Option<Arc<PackedModel>>,
+    pub(crate) packed: PackedSlot,
 }
 
 /// Positions and attention bias for one forward call over a batch whose
@@ -121,7 +120,7 @@ impl LlamaConfig {
             lm_head: (!self.tie_word_embeddings).then(|| linear(d, self.vocab_size, false)),
             rope: RotaryEmbedding::new(self.rope_theta, hd, self.max_position_embeddings, device),
             config: self.clone(),
-            packed: None,
+            packed: PackedSlot::default(),
         }
     }
 }
@@ -134,17 +133,18 @@ impl Llama {
 
     /// Attaches (or with `None` drops) block-format copies of the linear
     /// weights, used instead of f32 gemm when a forward call has at most
-    /// [`PACKED_MAX_ROWS`] rows (decoding). They are an inference cache:
-    /// drop them before changing the weights (training), or the packed
-    /// path keeps computing with the old ones. Parameters that require
-    /// gradients never take the packed path.
+    /// [`PACKED_MAX_ROWS`] rows (decoding). They must equal the f32
+    /// weights: burn transformations that can change parameters (optimizer
+    /// steps, any `map`, `to_device`, `train`) drop them, and parameters
+    /// that require gradients never take the packed path; code that
+    /// changes parameters another way must drop them itself.
     pub fn set_packed(&mut self, packed: Option<PackedModel>) {
-        self.packed = packed.map(Arc::new);
+        self.packed = PackedSlot(packed.map(Arc::new));
     }
 
     /// Whether packed weights are attached.
     pub fn is_packed(&self) -> bool {
-        self.packed.is_some()
+        self.packed.0.is_some()
     }
 
     /// The device the weights live on.
@@ -243,7 +243,7 @@ impl Llama {
         let mut x = self.embed.forward(tokens);
         for (i, block) in self.blocks.iter().enumerate() {
             let layer = cache.as_mut().map(|c| &mut c.layers[i]);
-            let packed = self.packed.as_ref().map(|p| &p.blocks[i]);
+            let packed = self.packed.0.as_ref().map(|p| &p.blocks[i]);
             x = block.forward(x, &rope, &layout.bias, layer, offset, packed);
         }
         if let Some(c) = cache {
@@ -260,10 +260,10 @@ impl Llama {
     pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
         let h = self.norm.forward(hidden);
         match &self.lm_head {
-            Some(head) => apply_linear(head, h, self.packed.as_ref().map(|p| &p.head)),
+            Some(head) => apply_linear(head, h, self.packed.0.as_ref().map(|p| &p.head)),
             None => {
                 let weight = self.embed.weight.val();
-                match self.packed.as_ref() {
+                match self.packed.0.as_ref() {
                     Some(p) if use_packed(&h, &weight) => packed_linear(&p.head, h, None),
                     _ => linear3(h, weight.transpose(), None),
                 }

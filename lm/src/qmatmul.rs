@@ -6,6 +6,8 @@
 //! summation order) and multiply it with a few activation rows while it
 //! is in registers. Prefill (many rows) stays on burn's f32 gemm.
 
+use std::sync::Arc;
+
 use rayon::prelude::*;
 
 use crate::quant::GgmlType;
@@ -210,6 +212,53 @@ pub struct PackedModel {
     /// The output head, `[vocab, hidden]`.
     pub(crate) head: QMatrix,
 }
+
+/// The packed copy of a model's weights as a field of the model. It is a
+/// cache of the f32 parameters, so every burn transformation that may
+/// change them or move them (an optimizer step or any other `map`,
+/// `to_device`, `fork`, `train`) drops it; `clone` and `valid` keep it.
+#[derive(Debug, Clone, Default)]
+pub struct PackedSlot(pub(crate) Option<Arc<PackedModel>>);
+
+impl burn::module::Module for PackedSlot {
+    fn collect_devices(&self, devices: burn::module::Devices) -> burn::module::Devices {
+        devices
+    }
+
+    fn fork(self, _device: &burn::tensor::Device) -> Self {
+        Self(None)
+    }
+
+    fn to_device(self, _device: &burn::tensor::Device) -> Self {
+        Self(None)
+    }
+
+    fn train(self) -> Self {
+        Self(None)
+    }
+
+    fn valid(&self) -> Self {
+        self.clone()
+    }
+
+    fn materialize(self) -> Self {
+        self
+    }
+
+    fn visit<V: burn::module::ModuleVisitor>(&self, _visitor: &mut V) {}
+
+    fn map<M: burn::module::ModuleMapper>(self, _mapper: &mut M) -> Self {
+        Self(None)
+    }
+}
+
+impl burn::module::ModuleDisplayDefault for PackedSlot {
+    fn content(&self, content: burn::module::Content) -> Option<burn::module::Content> {
+        content.add_formatted(&if self.0.is_some() { "packed" } else { "none" }).optional()
+    }
+}
+
+impl burn::module::ModuleDisplay for PackedSlot {}
 
 /// One decoder block's weights, fused like the model's (`qkv`, `gate_up`).
 #[derive(Debug, Clone)]

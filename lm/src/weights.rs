@@ -399,14 +399,20 @@ pub(crate) fn load_llama(cfg: &LlamaConfig, src: &dyn TensorSource, device: &Dev
         lm_head,
         rope: RotaryEmbedding::new(cfg.rope_theta, hd, cfg.max_position_embeddings, device),
         config: cfg.clone(),
-        packed: None,
+        packed: Default::default(),
     })
 }
 
-/// Loads a model from a GGUF file (weights dequantized to f32).
+/// Loads a model from a GGUF file (weights dequantized to f32). On a CPU
+/// device its quantized weights are also kept packed for fast decoding
+/// ([`Llama::set_packed`]).
 pub fn load_gguf(file: &GgufFile, device: &Device) -> Result<Llama, LmError> {
     let cfg = LlamaConfig::from_gguf(file)?;
-    load_llama(&cfg, &GgufSource { file, config: &cfg }, device)
+    let mut model = load_llama(&cfg, &GgufSource { file, config: &cfg }, device)?;
+    if crate::device::is_host(device) {
+        model.set_packed(pack_gguf(file, &cfg)?);
+    }
+    Ok(model)
 }
 
 /// Loads a model from a directory with `config.json` and safetensors.
@@ -621,17 +627,25 @@ mod tests {
         write_as_gguf(&model, &f32_path, crate::GgmlType::F32);
         let file = GgufFile::open(&f32_path).unwrap();
         let loaded = load_gguf(&file, &dev).unwrap();
-        assert!(pack_gguf(&file, loaded.config()).unwrap().is_none(), "f32 has no block kernel");
+        assert!(!loaded.is_packed(), "f32 has no block kernel");
         assert_eq!(loaded.config().n_kv_heads(), 1);
         assert_close(&last_logits(&loaded, &tokens), &last_logits(&model, &tokens), 1e-5);
 
         let q_path = dir.path().join("q8.gguf");
         write_as_gguf(&model, &q_path, crate::GgmlType::Q8_0);
         let file = GgufFile::open(&q_path).unwrap();
-        let unpacked = load_gguf(&file, &dev).unwrap();
-        let mut packed = load_gguf(&file, &dev).unwrap();
-        packed.set_packed(pack_gguf(&file, packed.config()).unwrap());
-        assert!(packed.is_packed());
+        let packed = load_gguf(&file, &dev).unwrap();
+        assert!(packed.is_packed(), "packed on a CPU device");
+        let mut unpacked = packed.clone();
+        unpacked.set_packed(None);
+        // Transformations that may change or move the weights drop the copy.
+        struct Noop;
+        impl burn::module::ModuleMapper for Noop {}
+        use burn::module::Module;
+        assert!(!packed.clone().map(&mut Noop).is_packed());
+        assert!(!packed.clone().fork(&dev).is_packed());
+        assert!(packed.valid().is_packed());
+        assert!(!load_gguf(&file, &dev.clone().autodiff()).unwrap().is_packed());
         assert_close(&last_logits(&packed, &tokens), &last_logits(&unpacked, &tokens), 1e-5);
         let prompts = vec![tokens.to_vec(), tokens[..2].to_vec()];
         let params = crate::SamplingParams::greedy(8);

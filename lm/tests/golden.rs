@@ -17,6 +17,7 @@ fn workspace() -> PathBuf {
 
 struct Golden {
     prompt: String,
+    chat: bool,
     prompt_tokens: Vec<u32>,
     hf_greedy: Vec<u32>,
     hf_top5: Vec<(u32, f32)>,
@@ -33,6 +34,7 @@ fn goldens() -> Vec<Golden> {
         .iter()
         .map(|g| Golden {
             prompt: g["prompt"].as_str().unwrap().to_string(),
+            chat: g["chat"].as_bool().unwrap(),
             prompt_tokens: ids(&g["prompt_tokens"]),
             hf_greedy: ids(&g["hf_f32_greedy"]),
             hf_top5: g["hf_f32_last_logits_top5"]
@@ -58,7 +60,8 @@ fn smollm2_matches_transformers_and_llamacpp() {
     // The f32 model, then with packed Q4_1/Q8_0 weights for decoding
     // (what `LoadedModel` uses on CPU): both must match.
     let device = DeviceKind::Cpu.device().unwrap();
-    let unpacked = retort_lm::weights::load_gguf(&GgufFile::open(&model_path).unwrap(), &device).unwrap();
+    let mut unpacked = retort_lm::weights::load_gguf(&GgufFile::open(&model_path).unwrap(), &device).unwrap();
+    unpacked.set_packed(None);
     let loaded = LoadedModel::load(&model_path, DeviceKind::Cpu).unwrap();
     assert!(loaded.model().is_packed());
     for model in [&unpacked, loaded.model()] {
@@ -69,6 +72,10 @@ fn smollm2_matches_transformers_and_llamacpp() {
                 assert!((got - want).abs() <= 1e-3, "{:?}: logit of {tok}: got {got}, want {want}", g.prompt);
             }
         }
+    }
+    // What `retort sample` does: text (chat-formatted or not) to the golden ids.
+    for g in &goldens {
+        assert_eq!(loaded.encode_prompt(&g.prompt, g.chat).unwrap(), g.prompt_tokens, "{:?}", g.prompt);
     }
     let model = loaded.model();
     // All prompts in one mixed-length batch: greedy must match transformers
