@@ -1,4 +1,4 @@
-"""A stand-in for a base model until the `generate` stage lands (issue 4).
+"""A noisy Countdown solver: the traces a from-scratch base model learns from.
 
 For each Countdown task it writes `samples` responses: the gold solution with
 probability `accuracy`, otherwise a plausible wrong attempt (a number dropped
@@ -24,6 +24,6 @@ with open(os.environ["RETORT_IN_TASKS"]) as f, open(os.environ["RETORT_OUT_OUT"]
                     expr = expr.replace("+", "-", 1)
                 else:
                     expr = expr.replace(str(task["nums"][-1]), str(task["nums"][-1] + 1), 1)
-            response = f"<think>\nLet me combine the numbers.\n</think>\n<answer>{expr}</answer>"
+            response = f"<answer>{expr}</answer>"
             row = dict(task, response=response, sample_index=i, variant=variants[i % len(variants)])
             out.write(json.dumps(row) + "\n")

@@ -9,4 +9,5 @@ mod errors;
 mod execution;
 mod fingerprints;
 mod inspect;
+mod quickstart;
 mod schema;
