@@ -229,3 +229,29 @@ pub fn last_logits(model: &Llama, tokens: &[u32]) -> Vec<f32> {
     let layout = model.layout(&[0], tokens.len());
     to_host(model.forward_last(t, &layout, None))
 }
+
+/// `log p(tokens[i] | tokens[..i])` for `i` in `start..tokens.len()` (one
+/// unpadded sequence, one forward pass), e.g. to score a completion.
+///
+/// # Panics
+/// If `start` is 0 or past the end.
+pub fn token_logprobs(model: &Llama, tokens: &[u32], start: usize) -> Vec<f32> {
+    assert!(start >= 1 && start <= tokens.len(), "start must be in 1..=len");
+    let n = tokens.len() - 1;
+    let t = tokens_tensor(model, tokens[..n].to_vec(), 1, n);
+    let layout = model.layout(&[0], n);
+    let hidden = model.forward_hidden(t, &layout, None);
+    // Only the positions that predict a scored token go through the head.
+    let hidden = hidden.narrow(1, start - 1, n - (start - 1));
+    let vocab = model.config().vocab_size;
+    let logits = model.head(hidden).into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 logits");
+    logits
+        .chunks(vocab)
+        .zip(&tokens[start..])
+        .map(|(row, &tok)| {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let lse = row.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>().ln() + max as f64;
+            (row[tok as usize] as f64 - lse) as f32
+        })
+        .collect()
+}

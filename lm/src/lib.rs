@@ -4,10 +4,29 @@
 //! - [`config`], [`model`]: the decoder and its hyper-parameters.
 //! - [`weights`]: GGUF/safetensors loading, checkpoint saving.
 //! - [`sampling`], [`generate`]: batched generation with a KV cache.
+//! - [`qmatmul`]: CPU kernels on GGUF's quantized blocks for fast decoding.
 //! - [`loaded`]: [`LoadedModel`], a model with its tokenizer (what callers use).
 //! - [`device`]: `cpu|wgpu|cuda` selection at run time.
 //! - [`tokenizer`]: tokenizers from GGUF metadata, `tokenizer.json`, or a trained
 //!   character vocabulary; [`chat`]: chat templates.
+//!
+//! ```no_run
+//! use retort_lm::{DeviceKind, LoadedModel, SamplingParams};
+//! # fn main() -> Result<(), retort_lm::LmError> {
+//! let lm = LoadedModel::load("models/SmolLM2-135M-Instruct.Q4_1.gguf".as_ref(), DeviceKind::Cpu)?;
+//! let prompt = lm.encode_prompt("What is 2 + 2?", true)?;
+//! let params = SamplingParams { temperature: 0.7, top_p: 0.9, seed: 1, ..SamplingParams::greedy(64) };
+//! // One RNG per item id: a sample does not depend on its batch neighbours.
+//! let out = lm.generate(&[prompt.clone(), prompt], &params, &[0, 1]);
+//! println!("{}", lm.decode(&out[0].tokens)?);
+//! lm.save("out/checkpoint".as_ref())?; // config.json, model.safetensors, tokenizer.json
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! burn 0.22 has no backend type parameter: tensors are `Tensor<D>` on a
+//! run-time [`burn::tensor::Device`]. Training uses the same [`Llama`] on
+//! `device.autodiff()`.
 
 pub mod config;
 pub mod device;

@@ -161,6 +161,11 @@ impl LoadedModel {
         Ok(tok.decode(tokens))
     }
 
+    /// `log p(tokens[i] | tokens[..i])` for `i >= start` (see [`crate::generate::token_logprobs`]).
+    pub fn token_logprobs(&self, tokens: &[u32], start: usize) -> Vec<f32> {
+        crate::generate::token_logprobs(&self.model, tokens, start)
+    }
+
     /// Logits at the last position of `tokens`.
     pub fn logits(&self, tokens: &[u32]) -> Vec<f32> {
         last_logits(&self.model, tokens)

@@ -275,3 +275,17 @@ fn causal_layout_trains_without_cache() {
     let v = model.config().vocab_size;
     assert_close(&logits[7 * v..8 * v], &all_logits(&model, &TOKENS[4..8])[3], 1e-5);
 }
+
+#[test]
+fn token_logprobs_match_softmax_of_full_logits() {
+    let model = micro(true, false);
+    let got = crate::generate::token_logprobs(&model, &TOKENS, 3);
+    let full = all_logits(&model, &TOKENS);
+    assert_eq!(got.len(), TOKENS.len() - 3);
+    for (k, i) in (3..TOKENS.len()).enumerate() {
+        let row = &full[i - 1];
+        let z: f64 = row.iter().map(|&l| (l as f64).exp()).sum();
+        let want = (row[TOKENS[i] as usize] as f64 - z.ln()) as f32;
+        assert!((got[k] - want).abs() < 1e-4, "{} vs {want}", got[k]);
+    }
+}
