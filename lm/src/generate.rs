@@ -8,6 +8,7 @@
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use crate::host::{HostCache, Logits};
 use crate::model::{KvCache, Llama};
 use crate::sampling::{Sampler, SamplingParams};
 
@@ -122,7 +123,7 @@ pub fn generate(model: &Llama, req: &GenerateRequest<'_>) -> Vec<Generation> {
             tokens: Vec::new(),
         })
         .collect();
-    let mut cache = model.new_cache(prompts.len(), capacity);
+    let mut cache = Cache::new(model, prompts.len(), capacity);
     let mut logits = prefill(model, prompts, &active, &mut cache);
     let vocab = model.config().vocab_size;
     loop {
@@ -188,43 +189,95 @@ fn tokens_tensor(model: &Llama, ids: Vec<u32>, batch: usize, seq: usize) -> Tens
     Tensor::from_data(TensorData::new(ids, [batch, seq]), &model.device())
 }
 
+/// The KV cache of a generation: burn tensors, or host memory when the
+/// model has packed weights (then [`crate::host`] runs the model).
+enum Cache {
+    Burn(KvCache),
+    Host(HostCache),
+}
+
+impl Cache {
+    fn new(model: &Llama, batch: usize, capacity: usize) -> Self {
+        match model.packed() {
+            Some(p) => Cache::Host(HostCache::new(&p.cfg, batch, capacity)),
+            None => Cache::Burn(model.new_cache(batch, capacity)),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Cache::Burn(c) => c.len(),
+            Cache::Host(c) => c.len(),
+        }
+    }
+
+    fn retain(&mut self, rows: &[usize]) {
+        match self {
+            Cache::Burn(c) => c.retain(rows),
+            Cache::Host(c) => c.retain(rows),
+        }
+    }
+
+    /// Runs `seq` tokens per sequence; returns last-position logits
+    /// (`[batch * vocab]`) when `want_logits`.
+    fn forward(&mut self, model: &Llama, ids: Vec<u32>, seq: usize, pads: &[usize], want_logits: bool) -> Vec<f32> {
+        match self {
+            Cache::Host(c) => {
+                let packed = model.packed().expect("host cache only for packed models");
+                let which = if want_logits { Logits::Last } else { Logits::None };
+                packed.forward(&ids, seq, pads, c, which)
+            }
+            Cache::Burn(c) => {
+                let tokens = tokens_tensor(model, ids, pads.len(), seq);
+                let layout = model.cache_layout(pads, c, seq);
+                if want_logits {
+                    to_host(model.forward_last(tokens, &layout, Some(c)))
+                } else {
+                    let _ = model.forward_hidden(tokens, &layout, Some(c));
+                    Vec::new()
+                }
+            }
+        }
+    }
+}
+
 /// Runs the left-padded prompts through the model in chunks; returns the
 /// last position's logits, `[batch * vocab]` row-major.
-fn prefill(model: &Llama, prompts: &[Vec<u32>], active: &[Active], cache: &mut KvCache) -> Vec<f32> {
+fn prefill(model: &Llama, prompts: &[Vec<u32>], active: &[Active], cache: &mut Cache) -> Vec<f32> {
     let max_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let pads: Vec<usize> = active.iter().map(|s| s.left_pad).collect();
     let chunk = (PREFILL_ROWS / prompts.len()).max(16);
-    let mut start = 0;
     loop {
+        let start = cache.len();
         let len = chunk.min(max_len - start);
         let mut ids = Vec::with_capacity(prompts.len() * len);
         for (p, &pad) in prompts.iter().zip(&pads) {
             ids.extend((start..start + len).map(|i| if i < pad { PAD_ID } else { p[i - pad] }));
         }
-        let tokens = tokens_tensor(model, ids, prompts.len(), len);
-        let layout = model.cache_layout(&pads, cache, len);
-        start += len;
-        if start == max_len {
-            return to_host(model.forward_last(tokens, &layout, Some(cache)));
+        let last = start + len == max_len;
+        let logits = cache.forward(model, ids, len, &pads, last);
+        if last {
+            return logits;
         }
-        let _ = model.forward_hidden(tokens, &layout, Some(cache));
     }
 }
 
 /// One decoding step for every active sequence.
-fn step(model: &Llama, last: &[u32], active: &[Active], cache: &mut KvCache) -> Vec<f32> {
+fn step(model: &Llama, last: &[u32], active: &[Active], cache: &mut Cache) -> Vec<f32> {
     let pads: Vec<usize> = active.iter().map(|s| s.left_pad).collect();
-    let tokens = tokens_tensor(model, last.to_vec(), last.len(), 1);
-    let layout = model.cache_layout(&pads, cache, 1);
-    to_host(model.forward_last(tokens, &layout, Some(cache)))
+    cache.forward(model, last.to_vec(), 1, &pads, true)
 }
 
 fn to_host(t: Tensor<2>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 logits")
+    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 logits")
 }
 
 /// Last-position logits of one unpadded sequence (no cache kept).
 pub fn last_logits(model: &Llama, tokens: &[u32]) -> Vec<f32> {
+    if let Some(p) = model.packed() {
+        let mut cache = HostCache::new(&p.cfg, 1, tokens.len());
+        return p.forward(tokens, tokens.len(), &[0], &mut cache, Logits::Last);
+    }
     let t = tokens_tensor(model, tokens.to_vec(), 1, tokens.len());
     let layout = model.layout(&[0], tokens.len());
     to_host(model.forward_last(t, &layout, None))
@@ -238,13 +291,21 @@ pub fn last_logits(model: &Llama, tokens: &[u32]) -> Vec<f32> {
 pub fn token_logprobs(model: &Llama, tokens: &[u32], start: usize) -> Vec<f32> {
     assert!(start >= 1 && start <= tokens.len(), "start must be in 1..=len");
     let n = tokens.len() - 1;
-    let t = tokens_tensor(model, tokens[..n].to_vec(), 1, n);
-    let layout = model.layout(&[0], n);
-    let hidden = model.forward_hidden(t, &layout, None);
-    // Only the positions that predict a scored token go through the head.
-    let hidden = hidden.narrow(1, start - 1, n - (start - 1));
     let vocab = model.config().vocab_size;
-    let logits = model.head(hidden).into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 logits");
+    let logits = match model.packed() {
+        Some(p) => {
+            let mut cache = HostCache::new(&p.cfg, 1, n);
+            p.forward(&tokens[..n], n, &[0], &mut cache, Logits::From(start - 1))
+        }
+        None => {
+            let t = tokens_tensor(model, tokens[..n].to_vec(), 1, n);
+            let layout = model.layout(&[0], n);
+            let hidden = model.forward_hidden(t, &layout, None);
+            // Only the positions that predict a scored token go through the head.
+            let hidden = hidden.narrow(1, start - 1, n - (start - 1));
+            model.head(hidden).into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 logits")
+        }
+    };
     logits
         .chunks(vocab)
         .zip(&tokens[start..])

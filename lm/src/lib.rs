@@ -33,6 +33,7 @@ pub mod device;
 pub mod error;
 pub mod generate;
 pub mod gguf;
+pub(crate) mod host;
 pub mod loaded;
 pub mod model;
 pub mod qmatmul;

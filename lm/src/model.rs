@@ -27,13 +27,14 @@ use attention::{Attention, LayerCache};
 use block::Block;
 use mlp::Mlp;
 use norm::RmsNorm;
-pub(crate) use rope::RotaryEmbedding;
+pub(crate) use rope::{rope_tables, RotaryEmbedding};
 
 
-/// Additive attention bias for masked positions: large and finite, so a
-/// row with every key masked (a padding query) stays finite, while
-/// `exp(MASKED - max)` is exactly 0 for rows with a visible key.
-const MASKED: f32 = -1e30;
+/// Additive attention bias for masked positions. Every query row keeps at
+/// least one visible key (a padding query sees itself), so no row is all
+/// `-inf`; `exp(-inf)` is exactly 0 (and, unlike a finite underflow, takes
+/// libm's fast path).
+const MASKED: f32 = f32::NEG_INFINITY;
 
 /// A Llama-family causal language model.
 #[derive(Module, Debug)]
@@ -147,6 +148,11 @@ impl Llama {
         self.packed.0.is_some()
     }
 
+    /// The packed weights, if attached.
+    pub(crate) fn packed(&self) -> Option<&PackedModel> {
+        self.packed.0.as_deref()
+    }
+
     /// The device the weights live on.
     pub fn device(&self) -> Device {
         self.embed.weight.val().device()
@@ -185,7 +191,10 @@ impl Llama {
             for _ in 0..groups {
                 for s in 0..seq {
                     let q = offset + s;
-                    bias.extend((0..kv_len).map(|j| if j >= pad && j <= q { 0.0 } else { MASKED }));
+                    // A padding query (q < pad) attends to itself only: its
+                    // output is never read, it just has to stay finite.
+                    let visible = |j: usize| (j >= pad && j <= q) || j == q;
+                    bias.extend((0..kv_len).map(|j| if visible(j) { 0.0 } else { MASKED }));
                 }
             }
         }
@@ -260,14 +269,11 @@ impl Llama {
     pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
         let h = self.norm.forward(hidden);
         match &self.lm_head {
-            Some(head) => apply_linear(head, h, self.packed.0.as_ref().map(|p| &p.head)),
-            None => {
-                let weight = self.embed.weight.val();
-                match self.packed.0.as_ref() {
-                    Some(p) if use_packed(&h, &weight) => packed_linear(&p.head, h, None),
-                    _ => linear3(h, weight.transpose(), None),
-                }
-            }
+            Some(head) => apply_linear(head, h, self.packed.0.as_ref().map(|p| p.head())),
+            None => match self.packed.0.as_ref() {
+                Some(p) if use_packed(&h, &self.embed.weight) => packed_linear(p.head(), h, None),
+                _ => linear3(h, self.embed.weight.val().transpose(), None),
+            },
         }
     }
 
@@ -373,18 +379,18 @@ fn packed_max_rows() -> usize {
     })
 }
 
-fn use_packed(x: &Tensor<3>, weight: &Tensor<2>) -> bool {
+fn use_packed(x: &Tensor<3>, weight: &Param<Tensor<2>>) -> bool {
     let [b, s, _] = x.dims();
-    b * s <= packed_max_rows() && !weight.is_require_grad()
+    // An uninitialized (lazy) weight is the packed one dequantized: never trained.
+    b * s <= packed_max_rows() && (!weight.is_initialized() || !weight.val().is_require_grad())
 }
 
 /// [`linear3`] with a [`Linear`]'s parameters, or with its packed copy.
 pub(crate) fn apply_linear(layer: &Linear, x: Tensor<3>, packed: Option<&QMatrix>) -> Tensor<3> {
-    let weight = layer.weight.val();
     let bias = layer.bias.as_ref().map(|b| b.val());
     match packed {
-        Some(q) if use_packed(&x, &weight) => packed_linear(q, x, bias),
-        _ => linear3(x, weight, bias),
+        Some(q) if use_packed(&x, &layer.weight) => packed_linear(q, x, bias),
+        _ => linear3(x, layer.weight.val(), bias),
     }
 }
 

@@ -130,8 +130,14 @@ impl QMatrix {
     }
 
     /// `y = x @ selfᵀ` for `x: [m, cols]` row-major; returns `[m, rows]`.
+    /// Up to [`MAX_ROWS`] rows use the block kernels (bound by reading the
+    /// weights); more rows dequantize tiles of the weight and use gemm
+    /// (bound by arithmetic).
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
         assert_eq!(x.len(), m * self.cols);
+        if m > MAX_ROWS {
+            return self.matmul_gemm(x, m);
+        }
         let mut yt = vec![0f32; self.rows * m]; // [rows, m]
         // A few tasks per thread balance load without much scheduling.
         let per_task = (self.rows / (4 * rayon::current_num_threads())).clamp(8, 256);
@@ -157,6 +163,65 @@ impl QMatrix {
                 out[i * self.rows + r] = yt[r * m + i];
             }
         }
+        out
+    }
+
+    /// [`QMatrix::matmul`] for many rows: weight tiles of about 4 MiB are
+    /// dequantized and multiplied with gemm.
+    fn matmul_gemm(&self, x: &[f32], m: usize) -> Vec<f32> {
+        let mut out = vec![0f32; m * self.rows];
+        let tile = ((1 << 20) / self.cols).max(16);
+        let mut scratch = vec![0f32; tile.min(self.rows) * self.cols];
+        for r0 in (0..self.rows).step_by(tile) {
+            let n = tile.min(self.rows - r0);
+            let w = &mut scratch[..n * self.cols];
+            self.dequantize_rows(r0, w);
+            // SAFETY: out is [m, rows] (column stride 1, row stride rows),
+            // x is [m, cols], w is [n, cols]; read as its transpose [cols, n].
+            unsafe {
+                gemm::gemm(
+                    m,
+                    n,
+                    self.cols,
+                    out.as_mut_ptr().add(r0),
+                    1,
+                    self.rows as isize,
+                    false,
+                    x.as_ptr(),
+                    1,
+                    self.cols as isize,
+                    w.as_ptr(),
+                    self.cols as isize,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::Rayon(rayon::current_num_threads()),
+                );
+            }
+        }
+        out
+    }
+
+    /// Rows `r0..r0 + out.len() / cols`, dequantized exactly as
+    /// [`crate::quant`] does, into `out` (row-major).
+    pub fn dequantize_rows(&self, r0: usize, out: &mut [f32]) {
+        out.par_chunks_mut(self.cols).enumerate().for_each(|(i, row_out)| {
+            let row = self.row(r0 + i);
+            let mut w = [0f32; 32];
+            for (b, chunk) in row_out.chunks_exact_mut(32).enumerate() {
+                dequant_block(&row, b, &mut w);
+                chunk.copy_from_slice(&w);
+            }
+        });
+    }
+
+    /// The whole matrix dequantized, `[rows, cols]` row-major.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.rows * self.cols];
+        self.dequantize_rows(0, &mut out);
         out
     }
 
@@ -204,13 +269,41 @@ impl QMatrix {
     }
 }
 
-/// Block-format copies of a model's linear weights for CPU decoding
-/// (an inference cache: training must not use a packed model).
+/// A model's weights on the host in block format, for CPU inference
+/// ([`crate::host`]) and for the packed path of [`crate::model::Llama`]'s
+/// forward pass. An inference cache: training must not use it.
 #[derive(Debug, Clone)]
 pub struct PackedModel {
+    pub(crate) cfg: crate::config::LlamaConfig,
+    /// `token_embd`, `[vocab, hidden]`: embedding rows, and the head when tied.
+    pub(crate) embed: QMatrix,
+    /// An untied output head, `[vocab, hidden]`.
+    pub(crate) head: Option<QMatrix>,
     pub(crate) blocks: Vec<PackedBlock>,
-    /// The output head, `[vocab, hidden]`.
-    pub(crate) head: QMatrix,
+    /// Final norm weight.
+    pub(crate) norm: Vec<f32>,
+    /// RoPE tables, `[max_positions, head_dim]`.
+    pub(crate) rope_cos: Vec<f32>,
+    pub(crate) rope_sin: Vec<f32>,
+}
+
+/// One decoder block's weights, fused like the model's (`qkv`, `gate_up`).
+#[derive(Debug, Clone)]
+pub(crate) struct PackedBlock {
+    pub attn_norm: Vec<f32>,
+    pub qkv: QMatrix,
+    pub qkv_bias: Option<Vec<f32>>,
+    pub o: QMatrix,
+    pub mlp_norm: Vec<f32>,
+    pub gate_up: QMatrix,
+    pub down: QMatrix,
+}
+
+impl PackedModel {
+    /// The output head.
+    pub(crate) fn head(&self) -> &QMatrix {
+        self.head.as_ref().unwrap_or(&self.embed)
+    }
 }
 
 /// The packed copy of a model's weights as a field of the model. It is a
@@ -260,15 +353,6 @@ impl burn::module::ModuleDisplayDefault for PackedSlot {
 
 impl burn::module::ModuleDisplay for PackedSlot {}
 
-/// One decoder block's weights, fused like the model's (`qkv`, `gate_up`).
-#[derive(Debug, Clone)]
-pub(crate) struct PackedBlock {
-    pub qkv: QMatrix,
-    pub o: QMatrix,
-    pub gate_up: QMatrix,
-    pub down: QMatrix,
-}
-
 /// One weight row's blocks.
 struct Row<'a> {
     dtype: GgmlType,
@@ -277,8 +361,9 @@ struct Row<'a> {
     quants: &'a [u8],
 }
 
-/// Most activation rows handled in one pass over a weight row.
-const MAX_ROWS: usize = 16;
+/// Most activation rows handled in one pass over a weight row; more rows
+/// go to [`QMatrix::matmul`]'s gemm path.
+pub const MAX_ROWS: usize = 16;
 
 /// Most activation rows handled in one pass over two weight rows (two
 /// accumulators per activation row must fit in the 32 vector registers).
@@ -457,7 +542,7 @@ mod tests {
             let data = random_blocks(dtype, rows, cols);
             let w = dequantize(dtype, &data, rows * cols).unwrap();
             let q = QMatrix::new(dtype, rows, cols, &data);
-            for m in [1, 3, 17] {
+            for m in [1, 3, 16, 17, 40] {
                 let x: Vec<f32> = (0..m * cols).map(|i| ((i * 31 % 17) as f32 - 8.0) / 7.0).collect();
                 let y = q.matmul(&x, m);
                 for i in 0..m {
@@ -495,6 +580,16 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn dequantize_matches_quant_module() {
+        let (rows, cols) = (3, 64);
+        for dtype in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+            let data = random_blocks(dtype, rows, cols);
+            let q = QMatrix::new(dtype, rows, cols, &data);
+            assert_eq!(q.dequantize(), dequantize(dtype, &data, rows * cols).unwrap());
         }
     }
 

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use burn::module::Param;
 use burn::nn::Embedding;
@@ -99,10 +100,11 @@ fn unpermute_order(n_head: usize, rows: usize) -> Vec<usize> {
     order
 }
 
-/// Block-format copies of a GGUF model's linear weights for fast CPU
-/// decoding ([`Llama::set_packed`]); `None` when a weight's type has no
-/// kernel (e.g. F16 or K-quants) or q/k/v (gate/up) types differ.
+/// A GGUF model's weights in block format for CPU inference ([`PackedModel`]);
+/// `None` when a linear weight's type has no kernel (e.g. F16 or K-quants)
+/// or q/k/v (gate/up) types differ.
 pub fn pack_gguf(file: &GgufFile, cfg: &LlamaConfig) -> Result<Option<PackedModel>, LmError> {
+    let src = GgufSource { file, config: cfg };
     let matrix = |hf: &str| -> Result<Option<QMatrix>, LmError> {
         let gname = gguf_name(hf).expect("known name");
         let Some(info) = file.tensor_info(&gname) else {
@@ -133,6 +135,23 @@ pub fn pack_gguf(file: &GgufFile, cfg: &LlamaConfig) -> Result<Option<PackedMode
         let same = parts.windows(2).all(|w| w[0].dtype() == w[1].dtype());
         Ok(same.then(|| QMatrix::vstack(&parts)))
     };
+    let vector = |name: &str, n: usize| -> Result<Vec<f32>, LmError> {
+        match src.get(name)? {
+            Some((shape, data)) if shape == [n] => Ok(data),
+            Some((found, _)) => Err(LmError::ShapeMismatch {
+                path: file.path().to_path_buf(),
+                name: name.to_string(),
+                found,
+                expected: vec![n],
+            }),
+            None => Err(LmError::MissingTensor {
+                path: file.path().to_path_buf(),
+                name: name.to_string(),
+            }),
+        }
+    };
+    let (d, hd) = (cfg.hidden_size, cfg.head_dim());
+    let (nh, nkv) = (cfg.num_attention_heads, cfg.n_kv_heads());
     let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
     for i in 0..cfg.num_hidden_layers {
         let p = |s: &str| format!("model.layers.{i}.{s}");
@@ -142,10 +161,115 @@ pub fn pack_gguf(file: &GgufFile, cfg: &LlamaConfig) -> Result<Option<PackedMode
         let (Some(qkv), Some(o), Some(gate_up), Some(down)) = (qkv, o, gate_up, down) else {
             return Ok(None);
         };
-        blocks.push(PackedBlock { qkv, o, gate_up, down });
+        let qkv_bias = if cfg.attention_bias {
+            let mut b = vector(&p("self_attn.q_proj.bias"), nh * hd)?;
+            b.extend(vector(&p("self_attn.k_proj.bias"), nkv * hd)?);
+            b.extend(vector(&p("self_attn.v_proj.bias"), nkv * hd)?);
+            Some(b)
+        } else {
+            None
+        };
+        blocks.push(PackedBlock {
+            attn_norm: vector(&p("input_layernorm.weight"), d)?,
+            qkv,
+            qkv_bias,
+            o,
+            mlp_norm: vector(&p("post_attention_layernorm.weight"), d)?,
+            gate_up,
+            down,
+        });
     }
-    let head = if cfg.tie_word_embeddings { "model.embed_tokens.weight" } else { "lm_head.weight" };
-    Ok(matrix(head)?.map(|head| PackedModel { blocks, head }))
+    let Some(embed) = matrix("model.embed_tokens.weight")? else {
+        return Ok(None);
+    };
+    let head = if cfg.tie_word_embeddings {
+        None
+    } else {
+        match matrix("lm_head.weight")? {
+            Some(h) => Some(h),
+            None => return Ok(None),
+        }
+    };
+    let (rope_cos, rope_sin) = crate::model::rope_tables(cfg.rope_theta, hd, cfg.max_position_embeddings);
+    Ok(Some(PackedModel {
+        cfg: cfg.clone(),
+        embed,
+        head,
+        blocks,
+        norm: vector("model.norm.weight", d)?,
+        rope_cos,
+        rope_sin,
+    }))
+}
+
+/// A [`Llama`] over packed weights: the linear weights and the embedding
+/// are lazy parameters, dequantized from the packed blocks only if
+/// something reads them (training, saving, a burn forward pass with many
+/// rows), so a model used for inference holds the quantized weights only.
+fn llama_from_packed(packed: PackedModel, device: &Device) -> Llama {
+    let packed = Arc::new(packed);
+    let cfg = packed.cfg.clone();
+    let vector = |v: &[f32]| Param::from_tensor(Tensor::<1>::from_data(TensorData::new(v.to_vec(), [v.len()]), device));
+    // `pick` finds the matrix in the packed model; `transposed` stores it `[in, out]` as burn's Linear does.
+    let lazy = |pick: fn(&PackedModel, usize) -> &QMatrix, layer: usize, transposed: bool| {
+        let q = pick(&packed, layer);
+        let (rows, cols) = (q.rows(), q.cols());
+        let shape = if transposed { [cols, rows] } else { [rows, cols] };
+        let packed = Arc::clone(&packed);
+        Param::uninitialized(
+            burn::module::ParamId::new(),
+            move |device: &Device, require_grad: bool| {
+                let w = pick(&packed, layer).dequantize();
+                let w = if transposed { transpose(&w, rows, cols) } else { w };
+                let t = Tensor::<2>::from_data(TensorData::new(w, shape), device);
+                if require_grad { t.require_grad() } else { t }
+            },
+            device.clone(),
+            true,
+            shape.into(),
+        )
+    };
+    let template = LlamaConfig {
+        num_hidden_layers: 1,
+        vocab_size: 1,
+        max_position_embeddings: 1,
+        tie_word_embeddings: true,
+        ..cfg.clone()
+    }
+    .init(device);
+    let blocks = packed
+        .blocks
+        .iter()
+        .enumerate()
+        .map(|(i, pb)| {
+            let mut b = template.blocks[0].clone();
+            b.attn_norm.weight = vector(&pb.attn_norm);
+            b.mlp_norm.weight = vector(&pb.mlp_norm);
+            b.attn.qkv.weight = lazy(|p, i| &p.blocks[i].qkv, i, true);
+            b.attn.qkv.bias = pb.qkv_bias.as_deref().map(vector);
+            b.attn.o_proj.weight = lazy(|p, i| &p.blocks[i].o, i, true);
+            b.mlp.gate_up.weight = lazy(|p, i| &p.blocks[i].gate_up, i, true);
+            b.mlp.down.weight = lazy(|p, i| &p.blocks[i].down, i, true);
+            b
+        })
+        .collect();
+    let mut norm = template.norm.clone();
+    norm.weight = vector(&packed.norm);
+    Llama {
+        embed: Embedding {
+            weight: lazy(|p, _| &p.embed, 0, false),
+        },
+        blocks,
+        norm,
+        lm_head: packed.head.as_ref().map(|_| linear_from_param(lazy(|p, _| p.head(), 0, true))),
+        rope: RotaryEmbedding::new(cfg.rope_theta, cfg.head_dim(), cfg.max_position_embeddings, device),
+        config: cfg,
+        packed: crate::qmatmul::PackedSlot(Some(packed)),
+    }
+}
+
+fn linear_from_param(weight: Param<Tensor<2>>) -> burn::nn::Linear {
+    burn::nn::Linear { weight, bias: None }
 }
 
 /// A GGUF file as a [`TensorSource`].
@@ -403,16 +527,18 @@ pub(crate) fn load_llama(cfg: &LlamaConfig, src: &dyn TensorSource, device: &Dev
     })
 }
 
-/// Loads a model from a GGUF file (weights dequantized to f32). On a CPU
-/// device its quantized weights are also kept packed for fast decoding
-/// ([`Llama::set_packed`]).
+/// Loads a model from a GGUF file. On a CPU device whose quantized types
+/// have kernels, the weights stay packed ([`llama_from_packed`]: f32 copies
+/// only on demand) and inference runs on them; otherwise they are
+/// dequantized to f32 parameters.
 pub fn load_gguf(file: &GgufFile, device: &Device) -> Result<Llama, LmError> {
     let cfg = LlamaConfig::from_gguf(file)?;
-    let mut model = load_llama(&cfg, &GgufSource { file, config: &cfg }, device)?;
     if crate::device::is_host(device) {
-        model.set_packed(pack_gguf(file, &cfg)?);
+        if let Some(packed) = pack_gguf(file, &cfg)? {
+            return Ok(llama_from_packed(packed, device));
+        }
     }
-    Ok(model)
+    load_llama(&cfg, &GgufSource { file, config: &cfg }, device)
 }
 
 /// Loads a model from a directory with `config.json` and safetensors.
@@ -610,7 +736,13 @@ mod tests {
 
     #[test]
     fn gguf_round_trip_undoes_the_permutation_and_packs() {
-        use crate::generate::{generate, last_logits, GenerateRequest};
+        for (tied, bias) in [(true, false), (false, true)] {
+            gguf_round_trip(tied, bias);
+        }
+    }
+
+    fn gguf_round_trip(tied: bool, bias: bool) {
+        use crate::generate::{generate, last_logits, token_logprobs, GenerateRequest};
         use crate::test_util::{assert_close, device};
         let dev = device();
         dev.seed(3);
@@ -619,7 +751,21 @@ mod tests {
         cfg.num_key_value_heads = Some(1);
         cfg.head_dim = Some(32); // blocks of 32 along every input width
         cfg.intermediate_size = 96;
+        cfg.tie_word_embeddings = tied;
+        cfg.attention_bias = bias;
         let model = cfg.init(&dev);
+        let model = if bias {
+            // Non-zero biases, so their permutation matters.
+            struct Shift;
+            impl burn::module::ModuleMapper for Shift {
+                fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+                    p.map(|t| if D == 1 { t.clone() + t.random_like(burn::tensor::Distribution::Default) } else { t })
+                }
+            }
+            burn::module::Module::map(model, &mut Shift)
+        } else {
+            model
+        };
         let dir = tempfile::tempdir().unwrap();
         let tokens = [3u32, 9, 27, 17, 51, 40];
 
@@ -656,6 +802,7 @@ mod tests {
             decode: None,
         };
         assert_eq!(generate(&packed, &req), generate(&unpacked, &req));
+        assert_close(&token_logprobs(&packed, &tokens, 2), &token_logprobs(&unpacked, &tokens, 2), 1e-5);
     }
 
     #[test]
