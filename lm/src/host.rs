@@ -168,23 +168,9 @@ impl PackedModel {
                 // Keys after the padding, up to the query; a padding query
                 // attends to itself only (its output is never read).
                 let first = if qpos < left_pad[b] { qpos } else { left_pad[b] };
-                scores.clear();
-                scores.extend((first..=qpos).map(|j| dot(q, &kc[base + j * hd..base + (j + 1) * hd]) * scale));
-                let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0f32;
-                for sc in scores.iter_mut() {
-                    *sc = (*sc - max).exp();
-                    sum += *sc;
-                }
-                let o = &mut out[s * hd..(s + 1) * hd];
-                for (j, &w) in (first..=qpos).zip(&scores) {
-                    let v = &vc[base + j * hd..base + (j + 1) * hd];
-                    for (o, &v) in o.iter_mut().zip(v) {
-                        *o += w * v;
-                    }
-                }
-                let inv = 1.0 / sum;
-                o.iter_mut().for_each(|o| *o *= inv);
+                let keys = &kc[base + first * hd..base + (qpos + 1) * hd];
+                let values = &vc[base + first * hd..base + (qpos + 1) * hd];
+                attend(q, keys, values, scale, &mut scores, &mut out[s * hd..(s + 1) * hd]);
             }
         });
         // [batch, heads, seq, hd] -> [batch * seq, heads * hd]
@@ -214,15 +200,63 @@ impl PackedModel {
     }
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight partial sums: vectorizes, with a fixed order.
-    let mut acc = [0f32; 8];
-    for (a, b) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
-        for l in 0..8 {
-            acc[l] = a[l].mul_add(b[l], acc[l]);
+/// Softmax attention of one query over `keys`/`values` (`[n, hd]` each),
+/// written to `out` (`[hd]`).
+fn attend(q: &[f32], keys: &[f32], values: &[f32], scale: f32, scores: &mut Vec<f32>, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F is available (checked above).
+        return unsafe { attend_avx512(q, keys, values, scale, scores, out) };
+    }
+    attend_body(q, keys, values, scale, scores, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn attend_avx512(q: &[f32], keys: &[f32], values: &[f32], scale: f32, scores: &mut Vec<f32>, out: &mut [f32]) {
+    attend_body(q, keys, values, scale, scores, out)
+}
+
+/// Plain loops (no closures), so the AVX-512 wrapper vectorizes them.
+#[inline(always)]
+fn attend_body(q: &[f32], keys: &[f32], values: &[f32], scale: f32, scores: &mut Vec<f32>, out: &mut [f32]) {
+    let hd = q.len();
+    let n = keys.len() / hd;
+    scores.clear();
+    let mut max = f32::NEG_INFINITY;
+    for j in 0..n {
+        let sc = dot(q, &keys[j * hd..(j + 1) * hd]) * scale;
+        max = if sc > max { sc } else { max };
+        scores.push(sc);
+    }
+    let mut sum = 0f32;
+    for sc in scores.iter_mut() {
+        *sc = (*sc - max).exp();
+        sum += *sc;
+    }
+    out.fill(0.0);
+    for (&w, v) in scores.iter().zip(values.chunks_exact(hd)) {
+        for (o, &x) in out.iter_mut().zip(v) {
+            *o += w * x;
         }
     }
-    let tail: f32 = a.chunks_exact(8).remainder().iter().zip(b.chunks_exact(8).remainder()).map(|(a, b)| a * b).sum();
+    let inv = 1.0 / sum;
+    for o in out.iter_mut() {
+        *o *= inv;
+    }
+}
+
+/// Dot product with 16 partial sums (vectorizes; fixed order).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for ((acc, &x), &y) in acc.iter_mut().zip(x).zip(y) {
+            *acc += x * y;
+        }
+    }
     acc.iter().sum::<f32>() + tail
 }
 

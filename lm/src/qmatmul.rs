@@ -404,8 +404,7 @@ fn row_dot_scalar(row: &Row<'_>, xs: &[f32], cols: usize, ys: &mut [f32]) {
         for (i, acc) in acc.iter_mut().enumerate().take(ys.len()) {
             let xb = &xs[i * cols + b * 32..i * cols + b * 32 + 32];
             for l in 0..16 {
-                acc[l] = w[l].mul_add(xb[l], acc[l]);
-                acc[l] = w[l + 16].mul_add(xb[l + 16], acc[l]);
+                acc[l] += w[l] * xb[l] + w[l + 16] * xb[l + 16];
             }
         }
     }
