@@ -93,7 +93,9 @@ impl PackedModel {
             .flat_map(|&pad| (offset..offset + seq).map(move |p| p.saturating_sub(pad)))
             .collect();
         let mut x = vec![0f32; batch * seq * d];
-        x.par_chunks_mut(d).zip(tokens).for_each(|(row, &t)| self.embed.dequantize_rows(t as usize, row));
+        for (row, &t) in x.chunks_mut(d).zip(tokens) {
+            self.embed.dequantize_row(t as usize, row);
+        }
         for (l, block) in self.blocks.iter().enumerate() {
             let h = rms_norm(&x, &block.attn_norm, cfg.rms_norm_eps);
             let att = self.attention(block, &h, &positions, left_pad, seq, cache, l);
@@ -132,14 +134,19 @@ impl PackedModel {
         let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.n_kv_heads(), cfg.head_dim());
         let (batch, width) = (left_pad.len(), (nh + 2 * nkv) * hd);
         let mut qkv = block.qkv.matmul(h, batch * seq);
-        if let Some(bias) = &block.qkv_bias {
-            qkv.par_chunks_mut(width).for_each(|row| add_assign(row, bias));
-        }
-        qkv.par_chunks_mut(width).zip(positions).for_each(|(row, &p)| {
+        let rotate = |row: &mut [f32], &p: &usize| {
+            if let Some(bias) = &block.qkv_bias {
+                row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
+            }
             for head in row[..(nh + nkv) * hd].chunks_exact_mut(hd) {
                 self.rope(head, p);
             }
-        });
+        };
+        if qkv.len() < PAR_MIN {
+            qkv.chunks_mut(width).zip(positions).for_each(|(row, p)| rotate(row, p));
+        } else {
+            qkv.par_chunks_mut(width).zip(positions).for_each(|(row, p)| rotate(row, p));
+        }
         let (offset, cap) = (cache.len, cache.capacity);
         let (kc, vc) = (&mut cache.k[layer], &mut cache.v[layer]);
         for b in 0..batch {
@@ -155,8 +162,22 @@ impl PackedModel {
         let (kc, vc) = (&*kc, &*vc);
         let groups = nh / nkv;
         let scale = 1.0 / (hd as f32).sqrt();
-        // One task per (sequence, query head): [batch * heads][seq][hd].
         let mut out = vec![0f32; batch * nh * seq * hd];
+        if seq == 1 {
+            // Decoding: one task per (sequence, kv head) attends its query
+            // heads together, reading each cached key and value once.
+            out.par_chunks_mut(groups * hd).enumerate().for_each(|(task, out)| {
+                let (b, kv) = (task / nkv, task % nkv);
+                let base = (b * nkv + kv) * cap * hd;
+                let q = &qkv[b * width + kv * groups * hd..][..groups * hd];
+                let first = if offset < left_pad[b] { offset } else { left_pad[b] };
+                let keys = &kc[base + first * hd..base + (offset + 1) * hd];
+                let values = &vc[base + first * hd..base + (offset + 1) * hd];
+                attend(q, keys, values, hd, scale, &mut Vec::new(), out);
+            });
+            return out;
+        }
+        // Prefill: one task per (sequence, query head): [batch * heads][seq][hd].
         out.par_chunks_mut(seq * hd).enumerate().for_each(|(task, out)| {
             let (b, head) = (task / nh, task % nh);
             let kv = head / groups;
@@ -170,7 +191,7 @@ impl PackedModel {
                 let first = if qpos < left_pad[b] { qpos } else { left_pad[b] };
                 let keys = &kc[base + first * hd..base + (qpos + 1) * hd];
                 let values = &vc[base + first * hd..base + (qpos + 1) * hd];
-                attend(q, keys, values, scale, &mut scores, &mut out[s * hd..(s + 1) * hd]);
+                attend(q, keys, values, hd, scale, &mut scores, &mut out[s * hd..(s + 1) * hd]);
             }
         });
         // [batch, heads, seq, hd] -> [batch * seq, heads * hd]
@@ -200,49 +221,77 @@ impl PackedModel {
     }
 }
 
-/// Softmax attention of one query over `keys`/`values` (`[n, hd]` each),
-/// written to `out` (`[hd]`).
-fn attend(q: &[f32], keys: &[f32], values: &[f32], scale: f32, scores: &mut Vec<f32>, out: &mut [f32]) {
+/// Softmax attention of `G = q.len() / hd` queries (`[G, hd]`, sharing
+/// one key/value head) over `keys`/`values` (`[n, hd]` each), written to
+/// `out` (`[G, hd]`).
+fn attend(q: &[f32], keys: &[f32], values: &[f32], hd: usize, scale: f32, scores: &mut Vec<f32>, out: &mut [f32]) {
+    if q.len() / hd > MAX_GROUPS {
+        for (q, out) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)) {
+            attend(q, keys, values, hd, scale, scores, out);
+        }
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: AVX-512F is available (checked above).
-        return unsafe { attend_avx512(q, keys, values, scale, scores, out) };
+        return unsafe { attend_avx512(q, keys, values, hd, scale, scores, out) };
     }
-    attend_body(q, keys, values, scale, scores, out)
+    attend_body(q, keys, values, hd, scale, scores, out)
 }
+
+/// Most query heads per key/value head attended together.
+const MAX_GROUPS: usize = 16;
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn attend_avx512(q: &[f32], keys: &[f32], values: &[f32], scale: f32, scores: &mut Vec<f32>, out: &mut [f32]) {
-    attend_body(q, keys, values, scale, scores, out)
+unsafe fn attend_avx512(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    hd: usize,
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    attend_body(q, keys, values, hd, scale, scores, out)
 }
 
 /// Plain loops (no closures), so the AVX-512 wrapper vectorizes them.
 #[inline(always)]
-fn attend_body(q: &[f32], keys: &[f32], values: &[f32], scale: f32, scores: &mut Vec<f32>, out: &mut [f32]) {
-    let hd = q.len();
+fn attend_body(q: &[f32], keys: &[f32], values: &[f32], hd: usize, scale: f32, scores: &mut Vec<f32>, out: &mut [f32]) {
+    let groups = q.len() / hd;
     let n = keys.len() / hd;
+    // scores: [n, groups]
     scores.clear();
-    let mut max = f32::NEG_INFINITY;
-    for j in 0..n {
-        let sc = dot(q, &keys[j * hd..(j + 1) * hd]) * scale;
-        max = if sc > max { sc } else { max };
-        scores.push(sc);
-    }
-    let mut sum = 0f32;
-    for sc in scores.iter_mut() {
-        *sc = (*sc - max).exp();
-        sum += *sc;
-    }
-    out.fill(0.0);
-    for (&w, v) in scores.iter().zip(values.chunks_exact(hd)) {
-        for (o, &x) in out.iter_mut().zip(v) {
-            *o += w * x;
+    scores.resize(n * groups, 0.0);
+    let mut max = [f32::NEG_INFINITY; MAX_GROUPS];
+    for (j, k) in keys.chunks_exact(hd).enumerate() {
+        for (g, qg) in q.chunks_exact(hd).enumerate() {
+            let sc = dot(qg, k) * scale;
+            max[g] = if sc > max[g] { sc } else { max[g] };
+            scores[j * groups + g] = sc;
         }
     }
-    let inv = 1.0 / sum;
-    for o in out.iter_mut() {
-        *o *= inv;
+    let mut sum = [0f32; MAX_GROUPS];
+    for row in scores.chunks_exact_mut(groups) {
+        for (g, sc) in row.iter_mut().enumerate() {
+            *sc = (*sc - max[g]).exp();
+            sum[g] += *sc;
+        }
+    }
+    out.fill(0.0);
+    for (w, v) in scores.chunks_exact(groups).zip(values.chunks_exact(hd)) {
+        for (o, &w) in out.chunks_exact_mut(hd).zip(w) {
+            for (o, &x) in o.iter_mut().zip(v) {
+                *o += w * x;
+            }
+        }
+    }
+    for (o, &sum) in out.chunks_exact_mut(hd).zip(&sum) {
+        let inv = 1.0 / sum;
+        for o in o.iter_mut() {
+            *o *= inv;
+        }
     }
 }
 
@@ -260,14 +309,29 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-fn add_assign(x: &mut [f32], y: &[f32]) {
-    if y.len() == x.len() {
-        x.par_chunks_mut(4096).zip(y.par_chunks(4096)).for_each(|(x, y)| {
-            x.iter_mut().zip(y).for_each(|(x, y)| *x += y);
-        });
+/// Below this many elements, element-wise work runs on the calling thread:
+/// handing it to rayon's pool costs more than it saves.
+const PAR_MIN: usize = 1 << 15;
+
+/// Applies `f` to each `(out row, in row)` pair, in parallel for big inputs.
+fn rows_zip<F>(out: &mut [f32], out_w: usize, inp: &[f32], in_w: usize, f: F)
+where
+    F: Fn(&mut [f32], &[f32]) + Sync + Send,
+{
+    if out.len() + inp.len() < PAR_MIN {
+        out.chunks_mut(out_w).zip(inp.chunks(in_w)).for_each(|(o, i)| f(o, i));
     } else {
-        // Broadcast a row over every row of `x`.
-        x.chunks_exact_mut(y.len()).for_each(|row| row.iter_mut().zip(y).for_each(|(x, y)| *x += y));
+        out.par_chunks_mut(out_w).zip(inp.par_chunks(in_w)).for_each(|(o, i)| f(o, i));
+    }
+}
+
+fn add_assign(x: &mut [f32], y: &[f32]) {
+    // `y` is either as long as `x` or one row broadcast over every row.
+    let w = y.len().min(x.len()).max(1);
+    if y.len() == x.len() {
+        rows_zip(x, 4096, y, 4096, |x, y| x.iter_mut().zip(y).for_each(|(x, y)| *x += y));
+    } else {
+        x.chunks_exact_mut(w).for_each(|row| row.iter_mut().zip(y).for_each(|(x, y)| *x += y));
     }
 }
 
@@ -275,7 +339,7 @@ fn add_assign(x: &mut [f32], y: &[f32]) {
 fn rms_norm(x: &[f32], weight: &[f32], eps: f64) -> Vec<f32> {
     let d = weight.len();
     let mut out = vec![0f32; x.len()];
-    out.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(o, x)| {
+    rows_zip(&mut out, d, x, d, |o, x| {
         let ms = x.iter().map(|v| v * v).sum::<f32>() / d as f32;
         let r = 1.0 / (ms + eps as f32).sqrt();
         for ((o, &x), &w) in o.iter_mut().zip(x).zip(weight) {
@@ -289,7 +353,7 @@ fn rms_norm(x: &[f32], weight: &[f32], eps: f64) -> Vec<f32> {
 fn swiglu(gate_up: &[f32], inter: usize) -> Vec<f32> {
     let rows = gate_up.len() / (2 * inter);
     let mut out = vec![0f32; rows * inter];
-    out.par_chunks_mut(inter).zip(gate_up.par_chunks(2 * inter)).for_each(|(o, gu)| {
+    rows_zip(&mut out, inter, gate_up, 2 * inter, |o, gu| {
         let (g, u) = gu.split_at(inter);
         for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
             *o = g / (1.0 + (-g).exp()) * u;

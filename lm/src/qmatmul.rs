@@ -208,14 +208,19 @@ impl QMatrix {
     /// Rows `r0..r0 + out.len() / cols`, dequantized exactly as
     /// [`crate::quant`] does, into `out` (row-major).
     pub fn dequantize_rows(&self, r0: usize, out: &mut [f32]) {
-        out.par_chunks_mut(self.cols).enumerate().for_each(|(i, row_out)| {
-            let row = self.row(r0 + i);
-            let mut w = [0f32; 32];
-            for (b, chunk) in row_out.chunks_exact_mut(32).enumerate() {
-                dequant_block(&row, b, &mut w);
-                chunk.copy_from_slice(&w);
-            }
-        });
+        out.par_chunks_mut(self.cols)
+            .enumerate()
+            .for_each(|(i, row_out)| self.dequantize_row(r0 + i, row_out));
+    }
+
+    /// Row `r` dequantized into `out` (`[cols]`), on the calling thread.
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        let row = self.row(r);
+        let mut w = [0f32; 32];
+        for (b, chunk) in out.chunks_exact_mut(32).enumerate() {
+            dequant_block(&row, b, &mut w);
+            chunk.copy_from_slice(&w);
+        }
     }
 
     /// The whole matrix dequantized, `[rows, cols]` row-major.
