@@ -5,7 +5,9 @@
 //!     --model models/SmolLM2-135M-Instruct.Q4_1.gguf --batch 16 --prompt-len 200 --new-tokens 128
 //! ```
 //!
-//! Threads: set `RAYON_NUM_THREADS` (the scripts use 2).
+//! Threads: set `RAYON_NUM_THREADS` (the scripts use 2). `--unpacked` runs
+//! burn's forward pass on f32 weights (the path of checkpoints without
+//! block-format weights) instead of the host engine.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -19,6 +21,8 @@ struct Args {
     prompt_len: usize,
     new_tokens: usize,
     device: DeviceKind,
+    /// Run burn's forward pass on f32 weights instead of the packed host engine.
+    unpacked: bool,
 }
 
 fn parse() -> Args {
@@ -28,9 +32,14 @@ fn parse() -> Args {
         prompt_len: 200,
         new_tokens: 128,
         device: DeviceKind::Cpu,
+        unpacked: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--unpacked" {
+            args.unpacked = true;
+            continue;
+        }
         let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
             "--model" => args.model = value.into(),
@@ -48,7 +57,11 @@ fn main() {
     let args = parse();
     let t0 = Instant::now();
     let loaded = LoadedModel::load(&args.model, args.device).unwrap_or_else(|e| panic!("{e}"));
-    let model = loaded.model();
+    let mut model = loaded.model().clone();
+    if args.unpacked {
+        model.set_packed(None);
+    }
+    let model = &model;
     let load_s = t0.elapsed().as_secs_f64();
     let vocab = model.config().vocab_size as u32;
     // Deterministic pseudo-text prompts, distinct per sequence.
