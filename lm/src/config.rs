@@ -262,14 +262,14 @@ impl LlamaConfig {
         if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
             return bad(format!("{name} is 0"));
         }
-        if self.num_attention_heads % self.n_kv_heads() != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.n_kv_heads()) {
             return bad(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 self.num_attention_heads,
                 self.n_kv_heads()
             ));
         }
-        if self.head_dim() == 0 || self.head_dim() % 2 != 0 {
+        if self.head_dim() == 0 || !self.head_dim().is_multiple_of(2) {
             return bad(format!("head_dim {} must be even and positive", self.head_dim()));
         }
         if self.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {

@@ -128,7 +128,7 @@ impl LoadedModel {
         if params.eos_token_ids.is_none() {
             params.eos_token_ids = Some(self.eos_ids());
         }
-        let decode = self.tokenizer.as_ref().map(|t| TokenizerDecode(t));
+        let decode = self.tokenizer.as_ref().map(TokenizerDecode);
         let req = GenerateRequest {
             prompts,
             item_ids,

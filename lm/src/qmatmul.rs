@@ -472,10 +472,10 @@ mod avx512 {
                 acc2 = _mm512_fmadd_ps(hi, _mm512_loadu_ps(x.add(b * 32 + 16)), acc2);
                 continue;
             }
-            for i in 0..n {
+            for (i, acc) in acc.iter_mut().enumerate().take(n) {
                 let xi = x.add(i * cols + b * 32);
-                let a = _mm512_fmadd_ps(lo, _mm512_loadu_ps(xi), acc[i]);
-                acc[i] = _mm512_fmadd_ps(hi, _mm512_loadu_ps(xi.add(16)), a);
+                let a = _mm512_fmadd_ps(lo, _mm512_loadu_ps(xi), *acc);
+                *acc = _mm512_fmadd_ps(hi, _mm512_loadu_ps(xi.add(16)), a);
             }
         }
         acc[0] = _mm512_add_ps(acc[0], acc2);

@@ -20,12 +20,15 @@ use crate::gguf::GgufFile;
 use crate::model::{linear_from, Llama, RotaryEmbedding};
 use crate::qmatmul::{self, PackedBlock, PackedModel, QMatrix};
 
+/// A tensor's row-major shape and f32 values.
+pub(crate) type ShapedData = (Vec<usize>, Vec<f32>);
+
 /// f32 tensors by HF name, with row-major shapes.
 pub(crate) trait TensorSource {
     /// The file named in errors.
     fn path(&self) -> &Path;
     /// The tensor, or `None` if absent.
-    fn get(&self, name: &str) -> Result<Option<(Vec<usize>, Vec<f32>)>, LmError>;
+    fn get(&self, name: &str) -> Result<Option<ShapedData>, LmError>;
 }
 
 /// The GGUF name of an HF tensor name.
@@ -283,7 +286,7 @@ impl TensorSource for GgufSource<'_> {
         self.file.path()
     }
 
-    fn get(&self, name: &str) -> Result<Option<(Vec<usize>, Vec<f32>)>, LmError> {
+    fn get(&self, name: &str) -> Result<Option<ShapedData>, LmError> {
         let Some(gname) = gguf_name(name) else {
             return Ok(None);
         };
@@ -360,7 +363,7 @@ impl TensorSource for SafetensorsSource {
         &self.path
     }
 
-    fn get(&self, name: &str) -> Result<Option<(Vec<usize>, Vec<f32>)>, LmError> {
+    fn get(&self, name: &str) -> Result<Option<ShapedData>, LmError> {
         let Some(&i) = self.index.get(name) else {
             return Ok(None);
         };

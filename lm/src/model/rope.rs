@@ -120,11 +120,11 @@ mod tests {
         let pos = Tensor::<2, Int>::from_data(TensorData::new(positions.concat(), [batch, seq]), &dev);
         let out = rope.at(pos).apply(tensor4(&x, [batch, seq, heads, hd], &dev));
         let out = out.into_data().try_to_vec::<f32>().unwrap();
-        for b in 0..batch {
-            for s in 0..seq {
+        for (b, row) in positions.iter().enumerate() {
+            for (s, &p) in row.iter().enumerate() {
                 for h in 0..heads {
                     let at = ((b * seq + s) * heads + h) * hd;
-                    let want = naive(&x[at..at + hd], positions[b][s] as usize, 10_000.0);
+                    let want = naive(&x[at..at + hd], p as usize, 10_000.0);
                     assert_close(&out[at..at + hd], &want, 1e-5);
                 }
             }
