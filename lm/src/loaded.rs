@@ -189,3 +189,38 @@ impl Decode for TokenizerDecode<'_> {
         self.0.decode(tokens)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_path_and_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, "hello").unwrap();
+        let e = LoadedModel::load(&text, DeviceKind::Cpu).unwrap_err();
+        assert!(e.to_string().starts_with(&format!("{}: not a GGUF file", text.display())), "{e}");
+        let e = LoadedModel::load(dir.path(), DeviceKind::Cpu).unwrap_err();
+        assert!(e.to_string().contains("not a model"), "{e}");
+        let missing = dir.path().join("nope.gguf");
+        let e = LoadedModel::load(&missing, DeviceKind::Cpu).unwrap_err();
+        assert!(e.to_string().starts_with(&missing.display().to_string()), "{e}");
+        let e = crate::gguf::GgufFile::open(&missing).unwrap_err();
+        assert!(matches!(e, LmError::Io { .. }));
+    }
+
+    #[test]
+    fn checkpoint_dir_round_trip_without_tokenizer() {
+        let dev = DeviceKind::Cpu.device().unwrap();
+        let model = LlamaConfig::preset("micro", 40).unwrap().init(&dev);
+        let dir = tempfile::tempdir().unwrap();
+        let lm = LoadedModel::from_parts(model, None, dir.path().to_path_buf());
+        lm.save(dir.path()).unwrap();
+        let back = LoadedModel::load(dir.path(), DeviceKind::Cpu).unwrap();
+        assert!(back.tokenizer().is_none());
+        assert_eq!(back.logits(&[1, 2, 3]), lm.logits(&[1, 2, 3]));
+        let e = back.encode_prompt("hi", false).unwrap_err();
+        assert!(e.to_string().contains("no tokenizer"), "{e}");
+    }
+}

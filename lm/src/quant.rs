@@ -160,7 +160,24 @@ impl GgmlType {
 impl std::fmt::Display for GgmlType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            GgmlType::Other(id) => write!(f, "ggml type {id}"),
+            GgmlType::Other(id) => {
+                let name = match id {
+                    16 => "IQ2_XXS",
+                    17 => "IQ2_XS",
+                    18 => "IQ3_XXS",
+                    19 => "IQ1_S",
+                    20 => "IQ4_NL",
+                    21 => "IQ3_S",
+                    22 => "IQ2_S",
+                    23 => "IQ4_XS",
+                    29 => "IQ1_M",
+                    34 => "TQ1_0",
+                    35 => "TQ2_0",
+                    39 => "MXFP4",
+                    _ => return write!(f, "ggml type {id}"),
+                };
+                write!(f, "{name} (ggml type {id})")
+            }
             GgmlType::Unknown(id) => write!(f, "unknown ggml type {id}"),
             t => write!(f, "{t:?}"),
         }
@@ -442,6 +459,8 @@ mod tests {
         assert_eq!(GgmlType::Q4_1.byte_size(64), Some(40));
         assert_eq!(GgmlType::from_id(3), GgmlType::Q4_1);
         assert_eq!(GgmlType::from_id(20), GgmlType::Other(20));
+        assert_eq!(GgmlType::Other(20).to_string(), "IQ4_NL (ggml type 20)");
+        assert_eq!(GgmlType::Q4_1.to_string(), "Q4_1");
         assert_eq!(GgmlType::from_id(1000), GgmlType::Unknown(1000));
         for id in 0..40 {
             assert_eq!(GgmlType::from_id(id).id(), id);

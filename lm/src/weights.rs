@@ -695,7 +695,15 @@ mod tests {
     /// Writes `model` as llama.cpp's converter would: GGUF names, ggml
     /// dims, Q/K rows permuted; linear weights as `dtype` (F32 or Q8_0).
     fn write_as_gguf(model: &Llama, path: &Path, dtype: crate::GgmlType) {
-        use crate::gguf::{write_gguf, MetaValue, RawTensor};
+        let (md, tensors) = gguf_parts(model, dtype);
+        crate::gguf::write_gguf(path, &md, &tensors).unwrap();
+    }
+
+    fn gguf_parts(
+        model: &Llama,
+        dtype: crate::GgmlType,
+    ) -> (Vec<(&'static str, crate::MetaValue)>, Vec<crate::gguf::RawTensor>) {
+        use crate::gguf::{MetaValue, RawTensor};
         let cfg = model.config();
         let md = vec![
             ("general.architecture", MetaValue::String("llama".into())),
@@ -734,7 +742,7 @@ mod tests {
                 }
             })
             .collect();
-        write_gguf(path, &md, &tensors).unwrap();
+        (md, tensors)
     }
 
     #[test]
@@ -806,6 +814,28 @@ mod tests {
         };
         assert_eq!(generate(&packed, &req), generate(&unpacked, &req));
         assert_close(&token_logprobs(&packed, &tokens, 2), &token_logprobs(&unpacked, &tokens, 2), 1e-5);
+    }
+
+    #[test]
+    fn unsupported_tensor_type_names_file_and_tensor() {
+        use crate::gguf::{write_gguf, MetaValue};
+        let dev = crate::test_util::device();
+        let model = LlamaConfig::preset("micro", 40).unwrap().init(&dev);
+        let (md, mut tensors) = gguf_parts(&model, crate::GgmlType::Q8_0);
+        let t = tensors.iter_mut().find(|t| t.name == "blk.0.attn_q.weight").unwrap();
+        t.dtype = crate::GgmlType::Other(23);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("iq.gguf");
+        write_gguf(&path, &md, &tensors).unwrap();
+        let e = load_gguf(&GgufFile::open(&path).unwrap(), &dev).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("{}: tensor `blk.0.attn_q.weight` has unsupported type IQ4_XS (ggml type 23)", path.display())
+        );
+        let md = [("general.architecture", MetaValue::String("gpt2".into()))];
+        write_gguf(&path, &md, &[]).unwrap();
+        let e = load_gguf(&GgufFile::open(&path).unwrap(), &dev).unwrap_err();
+        assert!(e.to_string().ends_with("unsupported architecture `gpt2` (supported: llama, qwen2, mistral)"), "{e}");
     }
 
     #[test]
