@@ -23,6 +23,10 @@ struct Args {
     device: DeviceKind,
     /// Run burn's forward pass on f32 weights instead of the packed host engine.
     unpacked: bool,
+    /// Bench a randomly initialised preset (`tiny`, `small`) instead of `--model`.
+    preset: Option<String>,
+    /// Vocabulary size for `--preset`.
+    vocab: usize,
 }
 
 fn parse() -> Args {
@@ -33,6 +37,8 @@ fn parse() -> Args {
         new_tokens: 128,
         device: DeviceKind::Cpu,
         unpacked: false,
+        preset: None,
+        vocab: 512,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -47,6 +53,8 @@ fn parse() -> Args {
             "--prompt-len" => args.prompt_len = value.parse().expect("--prompt-len N"),
             "--new-tokens" => args.new_tokens = value.parse().expect("--new-tokens N"),
             "--device" => args.device = value.parse().expect("--device cpu|wgpu|cuda"),
+            "--preset" => args.preset = Some(value),
+            "--vocab" => args.vocab = value.parse().expect("--vocab N"),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -56,8 +64,21 @@ fn parse() -> Args {
 fn main() {
     let args = parse();
     let t0 = Instant::now();
-    let loaded = LoadedModel::load(&args.model, args.device).unwrap_or_else(|e| panic!("{e}"));
-    let mut model = loaded.model().clone();
+    let mut model = match &args.preset {
+        Some(name) => {
+            let cfg = retort_lm::LlamaConfig::preset(name, args.vocab).unwrap_or_else(|e| panic!("{e}"));
+            let device = args.device.device().unwrap_or_else(|e| panic!("{e}"));
+            device.seed(1);
+            let model = cfg.init(&device);
+            // Through a checkpoint, as the generate stage loads a trained model.
+            let dir = std::env::temp_dir().join(format!("retort-bench-{name}-{}", std::process::id()));
+            LoadedModel::from_parts(model, None, dir.clone()).save(&dir).unwrap_or_else(|e| panic!("{e}"));
+            let loaded = LoadedModel::load(&dir, args.device).unwrap_or_else(|e| panic!("{e}"));
+            let _ = std::fs::remove_dir_all(&dir);
+            loaded.model().clone()
+        }
+        None => LoadedModel::load(&args.model, args.device).unwrap_or_else(|e| panic!("{e}")).model().clone(),
+    };
     if args.unpacked {
         model.set_packed(None);
     }
@@ -95,7 +116,7 @@ fn main() {
     let decode_s = total_s - prefill_s;
     let decode_cpu = total_cpu - prefill_cpu;
     let json = serde_json::json!({
-        "model": args.model.display().to_string(),
+        "model": args.preset.clone().unwrap_or_else(|| args.model.display().to_string()),
         "device": args.device.to_string(),
         "packed": model.is_packed(),
         "batch": args.batch,
