@@ -11,7 +11,7 @@
 use rayon::prelude::*;
 
 use crate::config::LlamaConfig;
-use crate::qmatmul::{PackedBlock, PackedModel};
+use crate::packed::{PackedBlock, PackedModel};
 
 /// Keys and values of every layer, on the host.
 ///

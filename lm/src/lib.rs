@@ -4,7 +4,8 @@
 //! - [`config`], [`model`]: the decoder and its hyper-parameters.
 //! - [`weights`]: GGUF/safetensors loading, checkpoint saving.
 //! - [`sampling`], [`generate`]: batched generation with a KV cache.
-//! - [`qmatmul`]: CPU kernels on GGUF's quantized blocks for fast decoding.
+//! - [`qmatmul`]: CPU kernels on GGUF's quantized blocks; [`packed`]: the
+//!   block-format model that the host engine (`host.rs`) runs on the CPU.
 //! - [`loaded`]: [`LoadedModel`], a model with its tokenizer (what callers use).
 //! - [`device`]: `cpu|wgpu|cuda` selection at run time.
 //! - [`tokenizer`]: tokenizers from GGUF metadata, `tokenizer.json`, or a trained
@@ -36,6 +37,7 @@ pub mod gguf;
 pub(crate) mod host;
 pub mod loaded;
 pub mod model;
+pub mod packed;
 pub mod qmatmul;
 pub mod quant;
 pub mod sampling;

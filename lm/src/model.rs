@@ -22,7 +22,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use std::sync::Arc;
 
 use crate::config::LlamaConfig;
-use crate::qmatmul::{PackedModel, PackedSlot, QMatrix};
+use crate::packed::{PackedModel, PackedSlot};
+use crate::qmatmul::QMatrix;
 use attention::{Attention, LayerCache};
 use block::Block;
 use mlp::Mlp;

@@ -12,7 +12,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 
 use super::apply_linear;
 use super::rope::RopeAt;
-use crate::qmatmul::PackedBlock;
+use crate::packed::PackedBlock;
 
 /// Keys and values of one layer for every cached position.
 ///

@@ -7,7 +7,7 @@ use super::attention::{Attention, LayerCache};
 use super::mlp::Mlp;
 use super::norm::RmsNorm;
 use super::rope::RopeAt;
-use crate::qmatmul::PackedBlock;
+use crate::packed::PackedBlock;
 
 #[derive(Module, Debug)]
 pub(crate) struct Block {

@@ -6,7 +6,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::silu;
 
 use super::apply_linear;
-use crate::qmatmul::PackedBlock;
+use crate::packed::PackedBlock;
 
 #[derive(Module, Debug)]
 pub(crate) struct Mlp {

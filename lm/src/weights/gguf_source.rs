@@ -14,7 +14,8 @@ use crate::config::LlamaConfig;
 use crate::error::LmError;
 use crate::gguf::GgufFile;
 use crate::model::{Llama, RotaryEmbedding};
-use crate::qmatmul::{self, PackedBlock, PackedModel, QMatrix};
+use crate::packed::{PackedBlock, PackedModel};
+use crate::qmatmul::{self, QMatrix};
 
 /// The GGUF name of an HF tensor name.
 pub(crate) fn gguf_name(hf: &str) -> Option<String> {
@@ -252,7 +253,7 @@ fn llama_from_packed(packed: PackedModel, device: &Device) -> Llama {
         lm_head: packed.head.as_ref().map(|_| linear_from_param(lazy(|p, _| p.head(), 0, true))),
         rope: RotaryEmbedding::new(cfg.rope_theta, cfg.head_dim(), cfg.max_position_embeddings, device),
         config: cfg,
-        packed: crate::qmatmul::PackedSlot(Some(packed)),
+        packed: crate::packed::PackedSlot(Some(packed)),
     }
 }
 
