@@ -66,12 +66,11 @@ impl FromStr for DeviceKind {
 /// without autodiff), where the host-side kernels of [`crate::qmatmul`]
 /// pay off.
 pub fn is_host(device: &Device) -> bool {
-    use burn::backend::DispatchDevice;
     match device.as_dispatch() {
         #[cfg(feature = "flex")]
-        DispatchDevice::Flex(_) => true,
+        burn::backend::DispatchDevice::Flex(_) => true,
         #[cfg(feature = "ndarray")]
-        DispatchDevice::NdArray(_) => true,
+        burn::backend::DispatchDevice::NdArray(_) => true,
         _ => false,
     }
 }
