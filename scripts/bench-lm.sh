@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Model runtime benchmark (issue 3, "Speed and memory"): SmolLM2-135M from
+# its GGUF, a 200-token prompt and 128 new tokens (greedy, EOS ignored), at
+# batch 1 and 16, 2 threads each, for
+#   retort       default build (flex + packed Q4_1/Q8_0 host engine)
+#   retort       --unpacked (burn's flex path over f32 weights)
+#   retort       --unpacked on the ndarray backend (flex vs ndarray)
+#   transformers f32, the same GGUF dequantized (PyTorch)
+#   llama.cpp    llama-cpp-python on the same GGUF (single stream)
+# all in one run, then prints a Markdown report with the ratios and issue 3's
+# targets marked PASS/FAIL (also saved to $TARGET/bench-lm.md). It is a
+# report, not a test: it exits 0 once the report is printed.
+#
+#   scripts/bench-lm.sh
+#
+# Needs models/ (scripts/fetch-smollm2.sh, run here if the model is missing)
+# and .venv-peers/ (scripts/setup-peers.sh, run here if missing; building
+# llama-cpp-python from source takes 10-20 minutes on 2 cores).
+#
+# Knobs (environment): BENCH_LM_NDARRAY=0 skips the ndarray build (a second
+# burn build, ~10 minutes); BENCH_LM_PEERS=0 skips the Python peers;
+# BENCH_LM_THREADS (2).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+case $TARGET_DIR in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
+export CARGO_TARGET_DIR=$TARGET_DIR
+THREADS=${BENCH_LM_THREADS:-2}
+MODEL=$ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf
+OUT=$TARGET_DIR/bench-lm
+mkdir -p "$OUT"
+RESULTS=$OUT/results.jsonl
+: > "$RESULTS"
+
+say() { printf '[bench-lm %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+T_START=$(date +%s)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+[[ -f $MODEL ]] || { say "fetching the model"; scripts/fetch-smollm2.sh; }
+
+# ---------------------------------------------------------------- build
+# The ndarray build first: both builds write target/release/examples/bench,
+# so each binary is copied aside before the next build replaces it.
+if [[ ${BENCH_LM_NDARRAY:-1} != 0 ]]; then
+    say "building the bench on burn's ndarray backend"
+    cargo build --release --quiet -p retort-lm --example bench --no-default-features --features ndarray
+    cp "$TARGET_DIR/release/examples/bench" "$OUT/bench-ndarray"
+fi
+say "building the bench (default features: flex)"
+cargo build --release --quiet -p retort-lm --example bench
+cp "$TARGET_DIR/release/examples/bench" "$OUT/bench-flex"
+
+if [[ ${BENCH_LM_PEERS:-1} != 0 ]]; then
+    if ! .venv-peers/bin/python -c 'import torch, transformers, accelerate, llama_cpp' 2>/dev/null; then
+        say "setting up .venv-peers (scripts/setup-peers.sh)"
+        scripts/setup-peers.sh >&2 || say "warning: some peers failed to install; their rows will be missing"
+    fi
+fi
+T_BUILT=$(date +%s)
+
+# ---------------------------------------------------------------- measure
+# Each configuration runs in its own process so that peak RSS is its own.
+retort() { # LABEL BINARY ARGS...
+    local label=$1 bin=$2; shift 2
+    for b in 1 16; do
+        say "retort $label, batch $b"
+        if RAYON_NUM_THREADS=$THREADS "$bin" --model "$MODEL" --batch "$b" --prompt-len 200 --new-tokens 128 "$@" \
+            > "$OUT/one.json"; then
+            python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["impl"]=sys.argv[2]; print(json.dumps(d))' \
+                "$OUT/one.json" "$label" >> "$RESULTS"
+        else
+            say "warning: retort $label batch $b failed"
+        fi
+    done
+}
+retort retort "$OUT/bench-flex"
+retort retort-unpacked "$OUT/bench-flex" --unpacked
+[[ -x $OUT/bench-ndarray ]] && [[ ${BENCH_LM_NDARRAY:-1} != 0 ]] && retort retort-unpacked-ndarray "$OUT/bench-ndarray" --unpacked
+
+if [[ ${BENCH_LM_PEERS:-1} != 0 && -x .venv-peers/bin/python ]]; then
+    say "llama.cpp and transformers (lm/benches/peers.py)"
+    OMP_NUM_THREADS=$THREADS .venv-peers/bin/python lm/benches/peers.py --model "$MODEL" >> "$RESULTS" \
+        || say "warning: peers.py failed"
+fi
+
+# ---------------------------------------------------------------- report
+META=$OUT/meta.json
+python3 - "$META" <<PY
+import json, sys, subprocess
+def run(*a):
+    try:
+        return subprocess.run(a, capture_output=True, text=True).stdout.strip()
+    except Exception:
+        return ""
+peers = run("$ROOT/.venv-peers/bin/python", "-c",
+            "from importlib.metadata import version as v; print(v('transformers'), v('torch'), v('llama_cpp_python'))").split()
+json.dump(dict(
+    cpu=run("sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip(),
+    cores=run("nproc"), load_start="$LOAD_START", load_end=open("/proc/loadavg").read().split()[:3],
+    date=run("date", "-u", "+%Y-%m-%d %H:%M UTC"), commit=run("git", "rev-parse", "--short", "HEAD"),
+    threads=$THREADS, build_s=$T_BUILT - $T_START, measure_s=int(run("date", "+%s")) - $T_BUILT,
+    peers=peers,
+), open(sys.argv[1], "w"))
+PY
+python3 scripts/bench/lm_report.py "$RESULTS" "$META" | tee "$OUT/../bench-lm.md"
