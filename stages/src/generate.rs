@@ -3,14 +3,24 @@
 //! Each output row is its input row plus `response`, `sample_index` and
 //! `seed`. Samples go through the item cache (see `sampler`), so adding
 //! prompts samples only the new ones and a killed run resumes.
+//!
+//! The prompt is the row's `prompt` (or `messages` with `chat`), or a
+//! `template` over the row's fields; `variants` gives several named templates
+//! and samples each row under each (SkillFactory S1), adding `variant`. With
+//! `field` and `collect` the same stage writes model-written annotations of a
+//! dataset: e.g. S3's reflections, `collect: true` puts the N samples of a row
+//! into one list-valued field instead of N rows.
 
-use retort_engine::{InputDecl, Metrics, Row, Source, Stage, StageCtx, StageImpl};
+use std::collections::BTreeMap;
+
+use retort_engine::{FieldError, InputDecl, Metrics, Row, Source, Stage, StageCtx, StageImpl};
 use retort_lm::SamplingParams;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::model_io::{self, prompt_text};
 use crate::sampler::{sample_all, Item};
+use crate::template::Templates;
 
 /// The sampling settings stages share.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema, PartialEq)]
@@ -85,6 +95,21 @@ pub struct GenerateStage {
     /// A system message for `chat` (the template's default when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<String>,
+    /// A prompt template over the row's fields (Jinja2 syntax, e.g.
+    /// `"Check this answer: {{ response }}"`), used instead of `prompt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Named prompt templates: every row is sampled under each, and output
+    /// rows carry the name in `variant`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variants: BTreeMap<String, String>,
+    /// The output field that holds the generated text.
+    #[serde(default = "default_field")]
+    pub field: String,
+    /// One output row per input row (per variant), `field` holding the list
+    /// of its `samples` texts, instead of one row per sample.
+    #[serde(default)]
+    pub collect: bool,
     /// max_tokens, temperature, top_k, top_p, min_p, stop.
     #[serde(default)]
     pub sampling: Sampling,
@@ -92,6 +117,31 @@ pub struct GenerateStage {
     /// its batch.
     #[serde(default = "default_batch", skip_serializing)]
     pub batch_size: usize,
+}
+
+fn default_field() -> String {
+    "response".into()
+}
+
+impl GenerateStage {
+    /// The field that holds the templates (for errors) and the variants to
+    /// sample: template names, or `None` for the row's own prompt.
+    fn templates(&self) -> (&'static str, Vec<Option<String>>) {
+        if !self.variants.is_empty() {
+            ("variants", self.variants.keys().cloned().map(Some).collect())
+        } else if self.template.is_some() {
+            ("template", vec![Some("template".into())])
+        } else {
+            ("template", vec![None])
+        }
+    }
+
+    fn template_sources(&self) -> Vec<(&str, &str)> {
+        match &self.template {
+            Some(t) => vec![("template", t.as_str())],
+            None => self.variants.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+        }
+    }
 }
 
 fn one() -> usize {
@@ -119,36 +169,80 @@ impl Stage for GenerateStage {
         vec!["out".into()]
     }
 
+    fn check(&self) -> Result<(), FieldError> {
+        if self.template.is_some() && !self.variants.is_empty() {
+            return Err(FieldError::new("variants", "give either `template` or `variants`, not both"));
+        }
+        if self.samples == 0 {
+            return Err(FieldError::new("samples", "must be at least 1"));
+        }
+        if self.field.is_empty() {
+            return Err(FieldError::new("field", "must name an output field, e.g. `response`"));
+        }
+        let (field, _) = self.templates();
+        Templates::new(self.template_sources()).map_err(|e| FieldError::new(field, e))?;
+        Ok(())
+    }
+
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
         let device = model_io::device(ctx.device)?;
         let input = ctx.input("model")?.clone();
         let lm = model_io::load(&input, &self.model, &device)?;
         let rows = ctx.read_rows("prompts")?;
-        let mut items = Vec::with_capacity(rows.len() * self.samples);
+        let templates = Templates::new(self.template_sources()).map_err(anyhow::Error::msg)?;
+        let (_, variants) = self.templates();
+        // One prompt per (row, variant), in that order; `samples` items each.
+        let mut prompts: Vec<(usize, Option<&str>, String)> = Vec::with_capacity(rows.len() * variants.len());
         for (i, row) in rows.iter().enumerate() {
-            let text = prompt_text(row, &lm.tokenizer, self.chat, self.system.as_deref())
+            for variant in &variants {
+                let text = match variant {
+                    Some(name) => {
+                        let rendered = templates.render(name, row).map_err(|e| anyhow::anyhow!("prompt row {i}: {e}"))?;
+                        let mut templated = row.clone();
+                        templated.insert("prompt".into(), rendered.into());
+                        templated.remove("messages");
+                        prompt_text(&templated, &lm.tokenizer, self.chat, self.system.as_deref())
+                    }
+                    None => prompt_text(row, &lm.tokenizer, self.chat, self.system.as_deref()),
+                }
                 .map_err(|e| anyhow::anyhow!("prompt row {i}: {e}"))?;
-            for s in 0..self.samples {
-                items.push(Item { prompt: text.clone(), sample_index: s });
+                let label = if self.variants.is_empty() { None } else { variant.as_deref() };
+                prompts.push((i, label, text));
             }
         }
+        let items: Vec<Item> = prompts
+            .iter()
+            .flat_map(|(_, _, text)| (0..self.samples).map(|s| Item { prompt: text.clone(), sample_index: s }))
+            .collect();
         let params = self.sampling.params(ctx.seed);
         let (sampled, cached) = sample_all(ctx, &lm, input.hash, &params, &items, self.batch_size)?;
-        let mut out: Vec<Row> = Vec::with_capacity(sampled.len());
-        let mut tokens = 0usize;
-        for (k, s) in sampled.into_iter().enumerate() {
-            let mut row = rows[k / self.samples].clone();
-            row.insert("response".into(), s.response.into());
-            row.insert("sample_index".into(), (k % self.samples).into());
-            row.insert("seed".into(), s.seed.into());
-            tokens += s.tokens;
-            out.push(row);
+        let tokens: usize = sampled.iter().map(|s| s.tokens).sum();
+        let n = sampled.len();
+        let mut out: Vec<Row> = Vec::with_capacity(if self.collect { prompts.len() } else { n });
+        for ((i, variant, _), group) in prompts.iter().zip(sampled.chunks(self.samples)) {
+            let mut base = rows[*i].clone();
+            if let Some(v) = variant {
+                base.insert("variant".into(), (*v).into());
+            }
+            if self.collect {
+                base.insert(self.field.clone(), group.iter().map(|s| s.response.clone()).collect::<Vec<_>>().into());
+                out.push(base);
+                continue;
+            }
+            for (k, s) in group.iter().enumerate() {
+                let mut row = base.clone();
+                row.insert(self.field.clone(), s.response.clone().into());
+                row.insert("sample_index".into(), k.into());
+                row.insert("seed".into(), s.seed.into());
+                out.push(row);
+            }
         }
         ctx.write_rows("out", &out)?;
-        ctx.log(format!("{cached} of {} samples came from the item cache", out.len()));
+        ctx.log(format!("{cached} of {n} samples came from the item cache"));
         Ok(Metrics::from([
-            ("samples".to_string(), out.len().into()),
-            ("mean_tokens".to_string(), crate::verify::round4(tokens as f64 / out.len().max(1) as f64).into()),
+            ("rows".to_string(), out.len().into()),
+            ("samples".to_string(), n.into()),
+            ("mean_tokens".to_string(), crate::verify::round4(tokens as f64 / n.max(1) as f64).into()),
         ]))
     }
 }

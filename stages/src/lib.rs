@@ -16,6 +16,7 @@ mod generate;
 pub mod model_io;
 mod sampler;
 mod task;
+mod template;
 mod train;
 mod verify;
 

@@ -16,8 +16,12 @@ fn show_prints_rows_head_and_path() {
     let bad = t.retort(&["show", "p.yaml", "taks"]);
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("did you mean `tasks`?"));
+    let m = t.retort(&["show", "p.yaml", "tasks", "--metrics", "--format", "json"]);
+    let m: serde_json::Value = serde_json::from_str(&m.stdout).unwrap();
+    assert_eq!(m["metrics"]["rows"], 5);
+    assert!(m.get("steps").is_none(), "a task stage has no per-step log: {m}");
     let m = t.retort(&["show", "p.yaml", "tasks", "--metrics"]);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&m.stdout).unwrap()["rows"], 5);
+    assert!(m.stdout.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["rows", "5"]), "{}", m.stdout);
 }
 
 #[test]
@@ -46,4 +50,42 @@ fn gc_keeps_what_the_lock_references_plus_recent_runs() {
     assert_eq!(t.run_ok(&["--set", "stages.s1.params.k=2"]).status_of("s1"), "ran");
     let du = t.retort(&["cache", "du", "p.yaml"]);
     assert!(du.stdout.contains("objects"), "{}", du.stdout);
+}
+
+/// A training stage's per-step log: one table row per step, `--head` limits it,
+/// JSON carries both the summary and the steps.
+#[test]
+fn show_metrics_prints_the_per_step_table_of_a_train_stage() {
+    let t = TestPipeline::new(
+        r#"seed: 3
+models:
+  scratch: {tiny: {preset: tiny, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 64}}
+stages:
+  data:
+    kind: command
+    outputs: [out]
+    run: |
+      for i in 1 2 3 4; do echo "{\"prompt\": \"1+$i=\", \"response\": \"$((1 + i))\"}"; done > "$RETORT_OUT_OUT"
+  sft:
+    kind: train
+    model: scratch
+    data: data
+    objective: sft
+    steps: 3
+    batch_size: 2
+    max_len: 32
+"#,
+    );
+    t.run_ok(&[]);
+    let json = t.retort(&["show", "p.yaml", "sft", "--metrics", "--format", "json"]);
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let steps = v["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 3, "{v}");
+    assert!(steps.iter().all(|s| s["loss"].is_number() && s["lr"].is_number()), "{v}");
+    assert_eq!(v["metrics"]["steps"], 3);
+    let text = t.retort(&["show", "p.yaml", "sft", "--metrics", "--head", "2"]);
+    let lines: Vec<&str> = text.stdout.lines().collect();
+    let header = lines.iter().position(|l| l.split_whitespace().any(|c| c == "loss")).expect("a header with `loss`");
+    assert_eq!(lines.len() - header - 1, 2, "--head 2 keeps two steps:\n{}", text.stdout);
 }

@@ -11,3 +11,4 @@ mod fingerprints;
 mod inspect;
 mod quickstart;
 mod schema;
+mod skillfactory;

@@ -137,9 +137,13 @@ pub struct ShowArgs {
     /// Print the stored object's path (on the last line) instead of its content.
     #[arg(long)]
     pub path: bool,
-    /// Print the stage's metrics (per-step metrics for training stages).
+    /// Print the stage's metrics, and the per-step table of a stage with a
+    /// `metrics` output (training stages).
     #[arg(long)]
     pub metrics: bool,
+    /// Format of `--metrics`.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
 }
 
 /// `retort cache ...`.

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use retort_cache::{ArtifactKind, ObjectState};
 
-use super::args::{GraphArgs, GraphFormat, PipelineArgs, ShowArgs};
+use super::args::{Format, GraphArgs, GraphFormat, PipelineArgs, ShowArgs};
 use super::lock::{open_store, read_lock};
 use super::pipeline_cmd::load_checked;
 use super::{CliError, Common};
@@ -87,11 +87,29 @@ pub(super) fn show(a: ShowArgs, common: &Common, registry: &Registry) -> Result<
             a.pipeline.pipeline.display()
         )));
     };
+    let outputs = p.stages[idx].stage.outputs();
     if a.metrics {
-        println!("{}", serde_json::to_string_pretty(&entry.metrics).expect("metrics serialize"));
+        let store = open_store(common, &p)?;
+        // A stage's per-step log is its output named `metrics` (JSON lines).
+        let steps = match entry.outputs.get(METRICS_OUTPUT) {
+            Some(rec) if rec.kind == ArtifactKind::File && store.state(&rec.hash) == ObjectState::Valid => {
+                Some(read_steps(&store.object_path(&rec.hash)).map_err(|e| CliError::Other(e.into()))?)
+            }
+            Some(_) => {
+                return Err(CliError::Failed(format!(
+                    "the stored output `{stage}.{METRICS_OUTPUT}` is missing or corrupt; `retort run {}` recomputes it",
+                    a.pipeline.pipeline.display()
+                )))
+            }
+            None => None,
+        };
+        let steps = steps.map(|s| match a.head {
+            Some(h) => s.into_iter().take(h).collect(),
+            None => s,
+        });
+        print!("{}", metrics_view(&entry.metrics, steps.as_deref(), a.format));
         return Ok(());
     }
-    let outputs = p.stages[idx].stage.outputs();
     let name = output.or_else(|| outputs.first().cloned()).unwrap_or_default();
     let Some(rec) = entry.outputs.get(&name) else {
         return Err(CliError::Usage(format!("stage `{stage}` has no output `{name}`; its outputs: {}", outputs.join(", "))));
@@ -117,6 +135,91 @@ pub(super) fn show(a: ShowArgs, common: &Common, registry: &Registry) -> Result<
             }
             Ok(())
         }
+    }
+}
+
+/// The output that holds a stage's per-step metrics, one JSON object per line.
+const METRICS_OUTPUT: &str = "metrics";
+
+fn read_steps(path: &Path) -> std::io::Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+    let text = std::fs::read_to_string(path)?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: line {}: {e}", path.display(), i + 1))
+            })
+        })
+        .collect()
+}
+
+/// `show --metrics`: the stage's summary metrics, then its per-step table when it
+/// has one. JSON: `{"metrics": {...}, "steps": [...]}` (`steps` only when present).
+fn metrics_view(
+    summary: &std::collections::BTreeMap<String, serde_json::Value>,
+    steps: Option<&[serde_json::Map<String, serde_json::Value>]>,
+    format: Format,
+) -> String {
+    if format == Format::Json {
+        let mut obj = serde_json::Map::new();
+        obj.insert("metrics".into(), serde_json::to_value(summary).expect("metrics serialize"));
+        if let Some(steps) = steps {
+            obj.insert("steps".into(), steps.iter().cloned().map(serde_json::Value::Object).collect());
+        }
+        return serde_json::to_string_pretty(&obj).expect("metrics serialize") + "\n";
+    }
+    let mut out = String::new();
+    let width = summary.keys().map(|k| k.len()).max().unwrap_or(0);
+    for (k, v) in summary {
+        out += &format!("{k:<width$}  {}\n", cell(v));
+    }
+    let Some(steps) = steps.filter(|s| !s.is_empty()) else {
+        return out;
+    };
+    // Columns in first-seen order; a step without a column shows `-`.
+    let mut cols: Vec<&str> = Vec::new();
+    for s in steps {
+        for k in s.keys() {
+            if !cols.contains(&k.as_str()) {
+                cols.push(k);
+            }
+        }
+    }
+    let rows: Vec<Vec<String>> =
+        steps.iter().map(|s| cols.iter().map(|c| s.get(*c).map_or("-".into(), cell)).collect()).collect();
+    let widths: Vec<usize> =
+        cols.iter().enumerate().map(|(j, c)| rows.iter().map(|r| r[j].len()).chain([c.len()]).max().unwrap_or(0)).collect();
+    out += "\n";
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:>w$}")).collect();
+        padded.join("  ").trim_end().to_string() + "\n"
+    };
+    out += &line(cols.clone());
+    for r in &rows {
+        out += &line(r.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// A metric value for a table: integers as they are, other numbers to four
+/// significant digits, strings unquoted.
+fn cell(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+        serde_json::Value::Number(n) => {
+            let x = n.as_f64().unwrap_or(f64::NAN);
+            if x == 0.0 {
+                "0".into()
+            } else if x.abs() >= 1e-3 && x.abs() < 1e5 {
+                let digits = (3 - x.abs().log10().floor() as i32).max(0) as usize;
+                format!("{x:.digits$}")
+            } else {
+                format!("{x:.3e}")
+            }
+        }
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 

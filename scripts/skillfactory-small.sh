@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# pipelines/skillfactory.yaml at small counts on the CPU: every stage of the
+# paper-scale recipe (variant prompts, model-written reflections filtered by
+# the verifier, *C_full traces, SFT and GRPO on SmolLM2-135M, RL-only
+# baseline, evaluation) runs for real, in about ten minutes on two cores.
+# The slow-test script (scripts/test-slow.sh) runs it through an ignored test.
+#
+#   scripts/skillfactory-small.sh [extra retort run arguments, e.g. --cache-dir D --format json]
+#
+# RETORT: the retort binary (default: build it with `cargo build --release`).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+[[ -f $ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf ]] || "$ROOT/scripts/fetch-smollm2.sh"
+if [[ -z ${RETORT:-} ]]; then
+    cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
+    RETORT=${CARGO_TARGET_DIR:-$ROOT/target}/release/retort
+fi
+sets=(
+    device=cpu
+    stages.train_tasks.count=6
+    stages.attempts.samples=1
+    stages.attempts.sampling.max_tokens=160
+    stages.reflections.samples=2
+    stages.reflections.sampling.max_tokens=96
+    stages.sf_sft.epochs=1
+    stages.sf_sft.max_len=1024
+    stages.sf_grpo.steps=1
+    stages.sf_grpo.group_size=4
+    stages.sf_grpo.prompts_per_step=2
+    stages.sf_grpo.sampling.max_tokens=96
+    stages.rl_only.steps=1
+    stages.rl_only.group_size=4
+    stages.rl_only.prompts_per_step=2
+    stages.rl_only.sampling.max_tokens=96
+    stages.eval_tasks.count=8
+    stages.eval.sampling.max_tokens=96
+)
+args=()
+for s in "${sets[@]}"; do args+=(--set "$s"); done
+exec "$RETORT" run "$ROOT/pipelines/skillfactory.yaml" "${args[@]}" "$@"
