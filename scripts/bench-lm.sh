@@ -19,7 +19,8 @@
 #
 # Knobs (environment): BENCH_LM_NDARRAY=0 skips the ndarray build (a second
 # burn build, ~10 minutes); BENCH_LM_PEERS=0 skips the Python peers;
-# BENCH_LM_THREADS (2).
+# BENCH_LM_THREADS (2); BENCH_LM_BUILD=0 reuses the binaries of the last run
+# (target/bench-lm/bench-*) instead of building.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -43,14 +44,16 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 # ---------------------------------------------------------------- build
 # The ndarray build first: both builds write target/release/examples/bench,
 # so each binary is copied aside before the next build replaces it.
-if [[ ${BENCH_LM_NDARRAY:-1} != 0 ]]; then
-    say "building the bench on burn's ndarray backend"
-    cargo build --release --quiet -p retort-lm --example bench --no-default-features --features ndarray
-    cp "$TARGET_DIR/release/examples/bench" "$OUT/bench-ndarray"
+if [[ ${BENCH_LM_BUILD:-1} != 0 ]]; then
+    if [[ ${BENCH_LM_NDARRAY:-1} != 0 ]]; then
+        say "building the bench on burn's ndarray backend"
+        cargo build --release --quiet -p retort-lm --example bench --no-default-features --features ndarray
+        cp "$TARGET_DIR/release/examples/bench" "$OUT/bench-ndarray"
+    fi
+    say "building the bench (default features: flex)"
+    cargo build --release --quiet -p retort-lm --example bench
+    cp "$TARGET_DIR/release/examples/bench" "$OUT/bench-flex"
 fi
-say "building the bench (default features: flex)"
-cargo build --release --quiet -p retort-lm --example bench
-cp "$TARGET_DIR/release/examples/bench" "$OUT/bench-flex"
 
 if [[ ${BENCH_LM_PEERS:-1} != 0 ]]; then
     if ! .venv-peers/bin/python -c 'import torch, transformers, accelerate, llama_cpp' 2>/dev/null; then
