@@ -68,8 +68,7 @@ fn main() {
         Some(name) => {
             let cfg = retort_lm::LlamaConfig::preset(name, args.vocab).unwrap_or_else(|e| panic!("{e}"));
             let device = args.device.device().unwrap_or_else(|e| panic!("{e}"));
-            device.seed(1);
-            let model = cfg.init(&device);
+            let model = cfg.init_seeded(1, &device);
             // Through a checkpoint, as the generate stage loads a trained model.
             let dir = std::env::temp_dir().join(format!("retort-bench-{name}-{}", std::process::id()));
             LoadedModel::from_parts(model, None, dir.clone()).save(&dir).unwrap_or_else(|e| panic!("{e}"));

@@ -213,7 +213,7 @@ mod tests {
     #[test]
     fn checkpoint_dir_round_trip_without_tokenizer() {
         let dev = DeviceKind::Cpu.device().unwrap();
-        let model = LlamaConfig::preset("micro", 40).unwrap().init(&dev);
+        let model = LlamaConfig::preset("micro", 40).unwrap().init_seeded(0, &dev);
         let dir = tempfile::tempdir().unwrap();
         let lm = LoadedModel::from_parts(model, None, dir.path().to_path_buf());
         lm.save(dir.path()).unwrap();

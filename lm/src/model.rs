@@ -3,8 +3,8 @@
 //! with RoPE and SwiGLU, final RMSNorm, tied or untied output head.
 //!
 //! One model serves inference (with a [`KvCache`], left-padded batches)
-//! and training (no cache; put the device in autodiff mode with
-//! `device.autodiff()` before [`LlamaConfig::init`]).
+//! and training (no cache; the training loops move it to the autodiff
+//! device). A random model comes from [`LlamaConfig::init_seeded`].
 //!
 //! Reference: transformers' `modeling_llama.py`; layout after candle's
 //! `qwen2.rs` and burn's `llama-burn`.
@@ -24,6 +24,7 @@ use std::sync::Arc;
 use crate::config::LlamaConfig;
 use crate::packed::{PackedModel, PackedSlot};
 use crate::qmatmul::QMatrix;
+use crate::sampling::SeqRng;
 use attention::{Attention, LayerCache};
 use block::Block;
 use mlp::Mlp;
@@ -77,17 +78,57 @@ pub struct KvCache {
     batch: usize,
 }
 
+/// Standard deviation of the random weights (transformers'
+/// `initializer_range` default for Llama).
+const INIT_STD: f64 = 0.02;
+
 impl LlamaConfig {
-    /// A randomly initialised model (normal, std 0.02, as transformers
-    /// does; norms at 1). Seed with `device.seed(..)` first.
+    /// A model whose parameters burn draws lazily, on first use, from its
+    /// process-wide device RNG (normal, std 0.02; norms at 1; biases at 0).
+    ///
+    /// Meant as a skeleton whose parameters are replaced (the weight
+    /// loaders): values that are never used are never drawn. For a
+    /// random model use [`LlamaConfig::init_seeded`], whose values do not
+    /// depend on what other threads draw from that shared RNG.
     pub fn init(&self, device: &Device) -> Llama {
         let init = Initializer::Normal {
             mean: 0.0,
-            std: 0.02,
+            std: INIT_STD,
         };
-        let linear = |d_in: usize, d_out: usize, bias: bool| Linear {
-            weight: init.init([d_in, d_out], device),
-            bias: bias.then(|| Initializer::Zeros.init([d_out], device)),
+        self.build(device, &mut |shape| init.init(shape, device))
+    }
+
+    /// A randomly initialised model whose parameters are drawn on the host
+    /// from a PRNG seeded by `seed`, with the distributions of
+    /// [`LlamaConfig::init`] (every linear weight and the embedding
+    /// normal with mean 0 and std 0.02 as transformers' `_init_weights`;
+    /// norm weights 1; biases 0).
+    ///
+    /// burn's own initializers draw from one process-wide RNG, lazily:
+    /// with parallel pipeline stages, another thread's draws between a
+    /// `device.seed(..)` and the first use of the parameters change them.
+    /// Here each weight matrix has its own stream (`seed`, its index in
+    /// construction order), so the same seed gives the same bytes
+    /// whatever else the process does, on every backend.
+    pub fn init_seeded(&self, seed: u64, device: &Device) -> Llama {
+        let mut stream = 0u64;
+        self.build(device, &mut |[rows, cols]| {
+            stream += 1;
+            let mut rng = SeqRng::new(seed, stream);
+            let values = normal_f32(&mut rng, rows * cols, INIT_STD);
+            Param::from_tensor(Tensor::from_data(TensorData::new(values, [rows, cols]), device))
+        })
+    }
+
+    /// The model's structure with every random matrix from `draw` (called
+    /// in a fixed order: embedding, then per block qkv, o, gate_up, down,
+    /// then the untied head), norms at 1 and biases at 0.
+    fn build(&self, device: &Device, draw: &mut dyn FnMut([usize; 2]) -> Param<Tensor<2>>) -> Llama {
+        let linear = |draw: &mut dyn FnMut([usize; 2]) -> Param<Tensor<2>>, d_in: usize, d_out: usize, bias: bool| {
+            Linear {
+                weight: draw([d_in, d_out]),
+                bias: bias.then(|| Initializer::Zeros.init([d_out], device)),
+            }
         };
         let norm = || RmsNorm {
             weight: Initializer::Ones.init([self.hidden_size], device),
@@ -95,36 +136,54 @@ impl LlamaConfig {
         };
         let (d, hd) = (self.hidden_size, self.head_dim());
         let (nh, nkv) = (self.num_attention_heads, self.n_kv_heads());
+        let embed = Embedding {
+            weight: draw([self.vocab_size, d]),
+        };
         let blocks = (0..self.num_hidden_layers)
             .map(|_| Block {
                 attn_norm: norm(),
                 attn: Attention {
-                    qkv: linear(d, (nh + 2 * nkv) * hd, self.attention_bias),
-                    o_proj: linear(nh * hd, d, false),
+                    qkv: linear(draw, d, (nh + 2 * nkv) * hd, self.attention_bias),
+                    o_proj: linear(draw, nh * hd, d, false),
                     n_heads: nh,
                     n_kv_heads: nkv,
                     head_dim: hd,
                 },
                 mlp_norm: norm(),
                 mlp: Mlp {
-                    gate_up: linear(d, 2 * self.intermediate_size, false),
-                    down: linear(self.intermediate_size, d, false),
+                    gate_up: linear(draw, d, 2 * self.intermediate_size, false),
+                    down: linear(draw, self.intermediate_size, d, false),
                     intermediate: self.intermediate_size,
                 },
             })
             .collect();
         Llama {
-            embed: Embedding {
-                weight: init.init([self.vocab_size, d], device),
-            },
+            embed,
             blocks,
             norm: norm(),
-            lm_head: (!self.tie_word_embeddings).then(|| linear(d, self.vocab_size, false)),
+            lm_head: (!self.tie_word_embeddings).then(|| linear(draw, d, self.vocab_size, false)),
             rope: RotaryEmbedding::new(self.rope_theta, hd, self.max_position_embeddings, device),
             config: self.clone(),
             packed: PackedSlot::default(),
         }
     }
+}
+
+/// `n` draws from a normal distribution with mean 0 and standard
+/// deviation `std` (Box–Muller on the host: both outputs of each pair are
+/// used, the uniform for the log is in `(0, 1]` so it is never `ln 0`).
+fn normal_f32(rng: &mut SeqRng, n: usize, std: f64) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n + 1);
+    while out.len() < n {
+        let u1 = 1.0 - rng.next_f64();
+        let u2 = rng.next_f64();
+        let r = (-2.0 * u1.ln()).sqrt() * std;
+        let (s, c) = (std::f64::consts::TAU * u2).sin_cos();
+        out.push((r * c) as f32);
+        out.push((r * s) as f32);
+    }
+    out.truncate(n);
+    out
 }
 
 impl Llama {

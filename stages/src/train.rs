@@ -339,8 +339,7 @@ fn start_model(input: &InputArtifact, name: &str, rows: &[Row], seed: u64, devic
     let mut cfg = tiny_config(spec, tokenizer.vocab_size())?;
     cfg.eos_token_id = tokenizer.eos_id().map(TokenIds::One);
     cfg.bos_token_id = tokenizer.bos_id();
-    device.seed(seed);
-    let model = cfg.init(device);
+    let model = cfg.init_seeded(seed, device);
     Ok(LoadedModel { model, tokenizer })
 }
 

@@ -9,12 +9,11 @@ use crate::weights::hf_tensors;
 
 fn micro(tied: bool, bias: bool) -> Llama {
     let dev = device();
-    dev.seed(7);
     let mut cfg = LlamaConfig::preset("micro", 97).unwrap();
     cfg.tie_word_embeddings = tied;
     cfg.attention_bias = bias;
     cfg.eos_token_id = Some(crate::config::TokenIds::One(96));
-    let mut model = cfg.init(&dev);
+    let mut model = cfg.init_seeded(7, &dev);
     // transformers' init makes every logit ~0; larger weights make the
     // reference comparison and greedy paths meaningful.
     model = scale_params(model, 4.0);
@@ -288,4 +287,60 @@ fn token_logprobs_match_softmax_of_full_logits() {
         let want = (row[TOKENS[i] as usize] as f64 - z.ln()) as f32;
         assert!((got[k] - want).abs() < 1e-4, "{} vs {want}", got[k]);
     }
+}
+
+/// Every parameter's values, in a fixed order.
+fn param_bytes(model: &Llama) -> Vec<(String, Vec<u32>)> {
+    hf_tensors(model)
+        .into_iter()
+        .map(|(name, _, v)| (name, v.iter().map(|x| x.to_bits()).collect()))
+        .collect()
+}
+
+#[test]
+fn seeded_init_ignores_other_threads_use_of_burns_rng() {
+    use burn::tensor::Distribution;
+    let cfg = LlamaConfig::preset("micro", 97).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (a, b) = std::thread::scope(|s| {
+        // Draws from (and reseeds) burn's process-wide RNG the whole time.
+        s.spawn(|| {
+            let dev = device();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                dev.seed(i);
+                let t = Tensor::<2>::random([64, 64], Distribution::Normal(0.0, 1.0), &dev);
+                let _ = t.sum().into_scalar::<f32>();
+                i += 1;
+            }
+        });
+        let init = || {
+            let dev = device();
+            (0..4).map(|_| param_bytes(&cfg.init_seeded(11, &dev))).collect::<Vec<_>>()
+        };
+        let a = s.spawn(init);
+        let b = s.spawn(init);
+        let out = (a.join().unwrap(), b.join().unwrap());
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        out
+    });
+    for got in a.iter().chain(&b) {
+        assert!(got == &a[0], "same seed, different parameters");
+    }
+    let other = param_bytes(&cfg.init_seeded(12, &device()));
+    assert_eq!(other.len(), a[0].len());
+    for ((name, x), (_, y)) in other.iter().zip(&a[0]) {
+        let ones = name.contains("norm");
+        assert_eq!(x == y, ones, "{name}: seeds 11 and 12 should differ exactly on the random weights");
+    }
+    // The distribution transformers uses: mean 0, std 0.02.
+    let all: Vec<f32> = hf_tensors(&cfg.init_seeded(11, &device()))
+        .into_iter()
+        .filter(|(name, _, _)| !name.contains("norm"))
+        .flat_map(|(_, _, v)| v)
+        .collect();
+    let n = all.len() as f64;
+    let mean = all.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+    let std = (all.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / n).sqrt();
+    assert!(mean.abs() < 1e-3 && (std - 0.02).abs() < 5e-4, "mean {mean}, std {std}");
 }

@@ -12,6 +12,7 @@ use super::optim::{clip_global_norm, global_norm};
 use super::trainer::{keep_lens, make_batch, plan_steps, truncate, Seq, Trainer};
 use super::*;
 use crate::config::LlamaConfig;
+use crate::error::LmError;
 use crate::model::Llama;
 use crate::sampling::{SamplingParams, SeqRng};
 use crate::test_util::device;
@@ -21,8 +22,7 @@ const VOCAB: usize = 24;
 
 fn micro(seed: u64) -> Llama {
     let dev = device();
-    dev.seed(seed);
-    LlamaConfig::preset("micro", VOCAB).unwrap().init(&dev)
+    LlamaConfig::preset("micro", VOCAB).unwrap().init_seeded(seed, &dev)
 }
 
 fn weights(model: &Llama) -> Vec<(String, Vec<usize>, Vec<f32>)> {
@@ -267,7 +267,7 @@ fn same_seed_same_weights() {
         ..sft_cfg(3)
     };
     let dir = tempfile::tempdir().unwrap();
-    let init = LlamaConfig::preset("tiny", VOCAB).unwrap().init(&device());
+    let init = LlamaConfig::preset("tiny", VOCAB).unwrap().init_seeded(0, &device());
     crate::weights::save_safetensors_dir(&init, dir.path()).unwrap();
     let run = |seed: u64| {
         let model = crate::weights::load_safetensors_dir(dir.path(), &device()).unwrap();
@@ -450,7 +450,8 @@ fn bad_inputs_are_errors() {
         &mut |_| {},
     )
     .unwrap_err();
-    assert!(e.to_string().contains("batch_size"), "{e}");
+    assert!(matches!(e, LmError::Train { .. }), "{e:?}");
+    assert!(e.to_string().starts_with("cannot train: `batch_size` is 0"), "{e}");
     let e = train_sft(
         micro(1),
         &data,
@@ -494,10 +495,9 @@ fn bad_inputs_are_errors() {
 #[ignore = "benchmark"]
 fn bench_tiny_steps() {
     let dev = device();
-    dev.seed(0);
     let cfg = LlamaConfig::preset("tiny", 100).unwrap();
     eprintln!("tiny: {} parameters", cfg.n_params());
-    let model = cfg.init(&dev);
+    let model = cfg.init_seeded(0, &dev);
     let mut rng = SeqRng::new(1, 1);
     let data: Vec<SftExample> = (0..8)
         .map(|_| SftExample {

@@ -25,10 +25,10 @@
 //! give the same weights on the same backend (checked bit for bit on `flex`,
 //! multithreaded, by the tests). The loops draw nothing from burn's device
 //! RNG (no dropout), so they do not seed it: that RNG is process-wide, and
-//! reseeding it here would disturb a model being initialized on another
-//! thread. A model built from scratch is reproducible only if nothing else
-//! draws from that RNG between its `device.seed(..)` and its first use
-//! (burn initializes parameters lazily).
+//! reseeding it here would disturb whatever else draws from it. A model
+//! built from scratch comes from [`LlamaConfig::init_seeded`](crate::LlamaConfig::init_seeded),
+//! which draws on the host from its own seeded streams, so it does not
+//! depend on that RNG either.
 
 use std::collections::BTreeMap;
 
@@ -121,12 +121,10 @@ pub struct StepMetrics {
     pub extra: BTreeMap<String, f64>,
 }
 
-/// A training error (a config or data problem found before training).
+/// A training error (a data or settings problem found before training):
+/// `what` names the example or field and says what to change.
 pub(crate) fn bad(what: impl Into<String>) -> LmError {
-    LmError::InvalidConfig {
-        path: "train".into(),
-        what: what.into(),
-    }
+    LmError::Train { what: what.into() }
 }
 
 impl TrainConfig {
@@ -135,36 +133,49 @@ impl TrainConfig {
         let max_pos = model.config().max_position_embeddings;
         if !self.lr.is_finite() || self.lr < 0.0 {
             return Err(bad(format!(
-                "lr must be a finite number ≥ 0, got {}",
+                "`lr` is {}: set it to a finite number ≥ 0 (e.g. 1e-4)",
                 self.lr
             )));
         }
-        if self.batch_size == 0 || self.grad_accum == 0 {
-            return Err(bad("batch_size and grad_accum must be at least 1"));
+        for (name, v) in [("batch_size", self.batch_size), ("grad_accum", self.grad_accum)] {
+            if v == 0 {
+                return Err(bad(format!("`{name}` is 0: set it to at least 1")));
+            }
         }
-        if self.epochs == Some(0) || self.steps == Some(0) {
-            return Err(bad("epochs and steps must be at least 1 when given"));
+        for (name, v) in [("epochs", self.epochs), ("steps", self.steps)] {
+            if v == Some(0) {
+                return Err(bad(format!("`{name}` is 0: set it to at least 1, or leave it out")));
+            }
         }
         if self.max_len < 2 || self.max_len > max_pos {
             return Err(bad(format!(
-                "max_len must be in 2..={max_pos} (the model's max_position_embeddings), got {}",
+                "`max_len` is {}: set it between 2 and {max_pos} (the model's max_position_embeddings)",
                 self.max_len
             )));
         }
-        if self.grad_clip.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
-            return Err(bad("grad_clip must be a positive number"));
+        if let Some(c) = self.grad_clip.filter(|c| !(*c > 0.0 && c.is_finite())) {
+            return Err(bad(format!(
+                "`grad_clip` is {c}: set it to a positive number (e.g. 1.0), or leave it out for no clipping"
+            )));
         }
         let beta_ok = |b: f64| (0.0..1.0).contains(&b);
         if !beta_ok(self.betas.0) || !beta_ok(self.betas.1) {
             return Err(bad(format!(
-                "betas must be in [0, 1), got {:?}",
+                "`betas` is {:?}: both must be in [0, 1) (e.g. [0.9, 0.999])",
                 self.betas
             )));
         }
-        let decay_ok = self.weight_decay >= 0.0 && self.weight_decay.is_finite();
-        let eps_ok = self.adam_eps > 0.0 && self.adam_eps.is_finite();
-        if !(decay_ok && eps_ok) {
-            return Err(bad("weight_decay must be ≥ 0 and adam_eps > 0"));
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return Err(bad(format!(
+                "`weight_decay` is {}: set it to a finite number ≥ 0",
+                self.weight_decay
+            )));
+        }
+        if !(self.adam_eps > 0.0 && self.adam_eps.is_finite()) {
+            return Err(bad(format!(
+                "`adam_eps` is {}: set it to a small positive number (e.g. 1e-8)",
+                self.adam_eps
+            )));
         }
         Ok(())
     }
@@ -179,7 +190,8 @@ pub(crate) fn check_ids(
 ) -> Result<(), LmError> {
     match ids.iter().find(|&&t| t as usize >= vocab) {
         Some(t) => Err(bad(format!(
-            "{what} {index}: token id {t} is outside the vocabulary (size {vocab})"
+            "{what} {index}: token id {t} is outside the vocabulary (size {vocab}); \
+             tokenize the data with the model's own tokenizer"
         ))),
         None => Ok(()),
     }

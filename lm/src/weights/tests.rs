@@ -108,7 +108,6 @@ fn gguf_round_trip(tied: bool, bias: bool) {
     use crate::generate::{generate, last_logits, token_logprobs, GenerateRequest};
     use crate::test_util::{assert_close, device};
     let dev = device();
-    dev.seed(3);
     let mut cfg = LlamaConfig::preset("micro", 64).unwrap();
     cfg.num_attention_heads = 2;
     cfg.num_key_value_heads = Some(1);
@@ -116,7 +115,7 @@ fn gguf_round_trip(tied: bool, bias: bool) {
     cfg.intermediate_size = 96;
     cfg.tie_word_embeddings = tied;
     cfg.attention_bias = bias;
-    let model = cfg.init(&dev);
+    let model = cfg.init_seeded(3, &dev);
     let model = if bias {
         // Non-zero biases, so their permutation matters.
         struct Shift;
@@ -172,7 +171,7 @@ fn gguf_round_trip(tied: bool, bias: bool) {
 fn unsupported_tensor_type_names_file_and_tensor() {
     use crate::gguf::{write_gguf, MetaValue};
     let dev = crate::test_util::device();
-    let model = LlamaConfig::preset("micro", 40).unwrap().init(&dev);
+    let model = LlamaConfig::preset("micro", 40).unwrap().init_seeded(0, &dev);
     let (md, mut tensors) = gguf_parts(&model, crate::GgmlType::Q8_0);
     let t = tensors.iter_mut().find(|t| t.name == "blk.0.attn_q.weight").unwrap();
     t.dtype = crate::GgmlType::Other(23);
