@@ -116,6 +116,15 @@ pub enum LmError {
         /// What is wrong.
         what: String,
     },
+    /// Training data or training settings that cannot be used, found
+    /// before training starts. Its own variant (not [`LmError::InvalidConfig`])
+    /// because the fix is in the data or the `train` stage's settings, not
+    /// in the model: `what` names the example or field and what to change.
+    #[error("cannot train: {what}")]
+    Train {
+        /// What is wrong and how to fix it.
+        what: String,
+    },
     /// A JSON file that does not parse.
     #[error("{}: {source}", path.display())]
     Json {

@@ -79,17 +79,18 @@ pub fn train_dpo(
     cfg.validate(&model)?;
     if !(beta > 0.0 && beta.is_finite()) {
         return Err(bad(format!(
-            "DPO beta must be a positive number, got {beta}"
+            "DPO `beta` is {beta}: set it to a positive number (0.1 is the usual default)"
         )));
     }
     if examples.is_empty() {
-        return Err(bad("no DPO pairs"));
+        return Err(bad("no DPO pairs: the data has no rows"));
     }
     let vocab = model.config().vocab_size;
     for (i, e) in examples.iter().enumerate() {
         if e.chosen.is_empty() || e.rejected.is_empty() {
+            let side = if e.chosen.is_empty() { "chosen" } else { "rejected" };
             return Err(bad(format!(
-                "DPO pair {i} has an empty chosen or rejected response"
+                "DPO pair {i} has an empty {side} response: both responses need at least one token"
             )));
         }
         for ids in [&e.prompt, &e.chosen, &e.rejected] {

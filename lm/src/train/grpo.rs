@@ -86,24 +86,34 @@ impl Default for GrpoConfig {
 
 impl GrpoConfig {
     fn validate(&self) -> Result<(), LmError> {
-        if self.group_size == 0
-            || self.prompts_per_step == 0
-            || self.steps == 0
-            || self.ppo_epochs == 0
-        {
-            return Err(bad(
-                "group_size, prompts_per_step, steps and ppo_epochs must be at least 1",
-            ));
+        for (name, v) in [
+            ("group_size", self.group_size),
+            ("prompts_per_step", self.prompts_per_step),
+            ("steps", self.steps),
+            ("ppo_epochs", self.ppo_epochs),
+            ("sampling.max_new_tokens", self.sampling.max_new_tokens),
+        ] {
+            if v == 0 {
+                return Err(bad(format!("GRPO `{name}` is 0: set it to at least 1")));
+            }
         }
         if !(self.clip > 0.0 && self.clip < 1.0) {
-            return Err(bad(format!("clip must be in (0, 1), got {}", self.clip)));
+            return Err(bad(format!(
+                "GRPO `clip` is {}: set it between 0 and 1 (0.2 is the usual value)",
+                self.clip
+            )));
         }
-        let kl_ok = self.kl_coef >= 0.0 && self.kl_coef.is_finite();
-        if !(kl_ok && self.entropy_coef.is_finite()) {
-            return Err(bad("kl_coef must be ≥ 0 and entropy_coef finite"));
+        if !(self.kl_coef >= 0.0 && self.kl_coef.is_finite()) {
+            return Err(bad(format!(
+                "GRPO `kl_coef` is {}: set it to a finite number ≥ 0 (0 turns the KL term off)",
+                self.kl_coef
+            )));
         }
-        if self.sampling.max_new_tokens == 0 {
-            return Err(bad("sampling.max_new_tokens must be at least 1"));
+        if !self.entropy_coef.is_finite() {
+            return Err(bad(format!(
+                "GRPO `entropy_coef` is {}: set it to a finite number (0 turns the bonus off)",
+                self.entropy_coef
+            )));
         }
         Ok(())
     }
@@ -166,10 +176,12 @@ pub fn train_grpo(
     cfg.validate(&model)?;
     grpo.validate()?;
     if prompts.is_empty() {
-        return Err(bad("no GRPO prompts"));
+        return Err(bad("no GRPO prompts: the data has no rows"));
     }
     if !grpo.sampling.stop.is_empty() && decode.is_none() {
-        return Err(bad("GRPO sampling with stop strings needs a decoder"));
+        return Err(bad(
+            "GRPO `sampling.stop` strings need a decoder to read the responses: pass one, or drop the stop strings",
+        ));
     }
     let (vocab, max_pos) = (
         model.config().vocab_size,
@@ -177,12 +189,15 @@ pub fn train_grpo(
     );
     for (i, p) in prompts.iter().enumerate() {
         if p.is_empty() {
-            return Err(bad(format!("GRPO prompt {i} is empty")));
+            return Err(bad(format!(
+                "GRPO prompt {i} is empty: every prompt needs at least one token"
+            )));
         }
         check_ids("GRPO prompt", i, p, vocab)?;
         if p.len() + grpo.sampling.max_new_tokens > max_pos {
             return Err(bad(format!(
-                "GRPO prompt {i}: {} tokens + max_new_tokens {} exceed max_position_embeddings {max_pos}",
+                "GRPO prompt {i} is too long: its {} tokens + `sampling.max_new_tokens` {} exceed the \
+                 model's max_position_embeddings {max_pos}; shorten the prompt or lower max_new_tokens",
                 p.len(),
                 grpo.sampling.max_new_tokens
             )));

@@ -44,12 +44,14 @@ pub fn train_sft(
 ) -> Result<Llama, LmError> {
     cfg.validate(&model)?;
     if examples.is_empty() {
-        return Err(bad("no SFT examples"));
+        return Err(bad("no SFT examples: the data has no rows"));
     }
     let vocab = model.config().vocab_size;
     for (i, e) in examples.iter().enumerate() {
         if e.response.is_empty() {
-            return Err(bad(format!("SFT example {i} has an empty response")));
+            return Err(bad(format!(
+                "SFT example {i} has an empty response: every example needs at least one response token"
+            )));
         }
         check_ids("SFT example", i, &e.prompt, vocab)?;
         check_ids("SFT example", i, &e.response, vocab)?;
