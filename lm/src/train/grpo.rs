@@ -157,8 +157,12 @@ fn fill_rows(model: &Llama, seqs: &[Seq], mb: &[usize], batch: &Batch, out: &mut
 /// `grad_norm` (mean), and `extra`: `reward_mean`, `reward_std`,
 /// `zero_adv_fraction` (share of groups with all-equal rewards), `kl`,
 /// `pg_loss`, `clip_fraction`, `entropy` (when `entropy_coef` ≠ 0),
-/// `response_len` (mean tokens), `tokens`, `updates`, and the time split
-/// `sample_secs` (generation + rewards) / `update_secs` (everything else).
+/// `response_len` (mean tokens), `tokens`, `updates`, and the round's
+/// wall-clock split (where a round's time goes decides what to optimize):
+/// `sample_secs` (the rollouts: generation with the frozen copy, plus the
+/// rewards) and `update_secs` (everything after: advantages, π_old and
+/// reference log-probs, then every forward/backward/optimizer step of the
+/// `ppo_epochs` passes).
 ///
 /// # Errors
 /// An invalid config, no prompts, an empty prompt, a token id outside the

@@ -400,6 +400,15 @@ fn grpo_raises_a_toy_reward() {
     assert!(metrics
         .iter()
         .all(|m| (0.0..=1.0).contains(&m.extra["zero_adv_fraction"])));
+    // The time split covers the rounds and no more.
+    let split: f64 = metrics
+        .iter()
+        .map(|m| m.extra["sample_secs"] + m.extra["update_secs"])
+        .sum();
+    assert!(metrics
+        .iter()
+        .all(|m| m.extra["sample_secs"] > 0.0 && m.extra["update_secs"] > 0.0));
+    assert!(split <= t.elapsed().as_secs_f64(), "{split}");
 }
 
 #[test]
