@@ -10,6 +10,11 @@ use rayon::prelude::*;
 
 use crate::quant::GgmlType;
 
+thread_local! {
+    /// [`QMatrix::matmul_gemm`]'s dequantized weight tile (about 4 MiB).
+    static GEMM_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// A `[rows, cols]` weight (`rows` outputs, `cols` inputs) in blocks of 32
 /// along `cols`, repacked from ggml's array-of-structs layout into separate
 /// f32 scales, f32 mins (Q4_1) and packed quants, so the kernels do no f16
@@ -169,7 +174,11 @@ impl QMatrix {
     fn matmul_gemm(&self, x: &[f32], m: usize) -> Vec<f32> {
         let mut out = vec![0f32; m * self.rows];
         let tile = ((1 << 20) / self.cols).max(16);
-        let mut scratch = vec![0f32; tile.min(self.rows) * self.cols];
+        // The tile buffer is reused across calls on this thread: a fresh 4 MiB
+        // allocation per matmul is returned to the OS when freed, and its page
+        // faults on the next call cost ~10% of prefill time.
+        let mut scratch = GEMM_SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        scratch.resize(tile.min(self.rows) * self.cols, 0.0);
         for r0 in (0..self.rows).step_by(tile) {
             let n = tile.min(self.rows - r0);
             let w = &mut scratch[..n * self.cols];
@@ -200,6 +209,7 @@ impl QMatrix {
                 );
             }
         }
+        GEMM_SCRATCH.with(|s| *s.borrow_mut() = scratch);
         out
     }
 
