@@ -11,6 +11,8 @@
 
 mod attention;
 mod block;
+#[cfg(feature = "flex")]
+mod causal;
 mod mlp;
 mod norm;
 mod rope;
@@ -64,6 +66,10 @@ pub struct Llama {
 pub struct AttnLayout {
     positions: Tensor<2, Int>,
     bias: Tensor<4>,
+    /// Plain causal attention without padding before any token (a
+    /// [`Llama::causal_layout`]): `bias` is then only the causal mask, and
+    /// fused attention may replace it.
+    causal: bool,
     offset: usize,
     seq: usize,
     kv_len: usize,
@@ -223,6 +229,7 @@ impl Llama {
         let mut layout = self.layout(&[0], seq);
         let pos = layout.positions.clone();
         layout.positions = pos.expand([batch, seq]);
+        layout.causal = true;
         layout
     }
 
@@ -265,6 +272,7 @@ impl Llama {
             offset,
             seq,
             kv_len,
+            causal: false,
         }
     }
 
@@ -313,7 +321,7 @@ impl Llama {
         for (i, block) in self.blocks.iter().enumerate() {
             let layer = cache.as_mut().map(|c| &mut c.layers[i]);
             let packed = self.packed.0.as_ref().map(|p| &p.blocks[i]);
-            x = block.forward(x, &rope, &layout.bias, layer, offset, packed);
+            x = block.forward(x, &rope, layout, layer, offset, packed);
         }
         if let Some(c) = cache {
             c.len += seq;

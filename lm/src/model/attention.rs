@@ -12,6 +12,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 
 use super::apply_linear;
 use super::rope::RopeAt;
+use super::AttnLayout;
 use crate::packed::PackedBlock;
 
 /// Keys and values of one layer for every cached position.
@@ -42,13 +43,13 @@ impl Attention {
     ///
     /// # Shapes
     /// - `x`: `[batch, seq, hidden]`
-    /// - `bias`: `[batch or 1, 1, groups * seq, seq or capacity]`, additive (0 or a large negative)
+    /// - `layout.bias`: `[batch or 1, 1, groups * seq, seq or capacity]`, additive (0 or `-inf`)
     /// - output: `[batch, seq, hidden]`
     pub fn forward(
         &self,
         x: Tensor<3>,
         rope: &RopeAt,
-        bias: &Tensor<4>,
+        layout: &AttnLayout,
         cache: Option<&mut LayerCache>,
         offset: usize,
         packed: Option<&PackedBlock>,
@@ -63,6 +64,14 @@ impl Attention {
         let q = rope.apply(q);
         let k = rope.apply(k).swap_dims(1, 2); // [batch, kv_heads, seq, head_dim]
         let v = v.swap_dims(1, 2);
+        let scale = 1.0 / (hd as f64).sqrt();
+        #[cfg(feature = "flex")]
+        if layout.causal && cache.is_none() && super::causal::fused_supported(&q.device()) {
+            // [batch, heads, seq, hd] -> [batch, seq, heads * hd]
+            let out = super::causal::causal_attention(q.swap_dims(1, 2), k, v, scale);
+            let out = out.swap_dims(1, 2).reshape([batch, seq, nh * hd]);
+            return apply_linear(&self.o_proj, out, packed.map(|p| &p.o));
+        }
         // [batch, seq, kv_heads, groups, hd] -> [batch, kv_heads, groups * seq, hd]
         let q = q
             .reshape([batch, seq, nkv, groups, hd])
@@ -73,10 +82,10 @@ impl Attention {
             Some(cache) => cache.append(k, v, offset),
         };
         let options = AttentionModuleOptions {
-            scale: Some(1.0 / (hd as f64).sqrt()),
+            scale: Some(scale),
             ..Default::default()
         };
-        let out = attention(q, k, v, None, Some(bias.clone()), options);
+        let out = attention(q, k, v, None, Some(layout.bias.clone()), options);
         let out = out
             .reshape([batch, nkv, groups, seq, hd])
             .permute([0, 3, 1, 2, 4])

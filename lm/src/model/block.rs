@@ -7,6 +7,7 @@ use super::attention::{Attention, LayerCache};
 use super::mlp::Mlp;
 use super::norm::RmsNorm;
 use super::rope::RopeAt;
+use super::AttnLayout;
 use crate::packed::PackedBlock;
 
 #[derive(Module, Debug)]
@@ -25,12 +26,12 @@ impl Block {
         &self,
         x: Tensor<3>,
         rope: &RopeAt,
-        bias: &Tensor<4>,
+        layout: &AttnLayout,
         cache: Option<&mut LayerCache>,
         offset: usize,
         packed: Option<&PackedBlock>,
     ) -> Tensor<3> {
-        let attn = self.attn.forward(self.attn_norm.forward(x.clone()), rope, bias, cache, offset, packed);
+        let attn = self.attn.forward(self.attn_norm.forward(x.clone()), rope, layout, cache, offset, packed);
         let h = x + attn;
         h.clone() + self.mlp.forward(self.mlp_norm.forward(h), packed)
     }
