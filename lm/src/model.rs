@@ -13,6 +13,8 @@ mod attention;
 mod block;
 #[cfg(feature = "flex")]
 mod causal;
+#[cfg(feature = "flex")]
+mod swiglu;
 mod mlp;
 mod norm;
 mod rope;

@@ -39,14 +39,23 @@ const ROWS: usize = 64;
 /// for comparing against burn's path).
 pub(crate) fn fused_supported(device: &Device) -> bool {
     static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let enabled = *ENABLED.get_or_init(|| std::env::var("RETORT_FUSED_ATTENTION").map_or(true, |v| v != "0"));
-    enabled
-        && match device.as_dispatch() {
-            DispatchDevice::Flex(_) => true,
-            DispatchDevice::Autodiff(inner) => matches!(inner.clone().inner(), DispatchDevice::Flex(_)),
-            #[allow(unreachable_patterns)]
-            _ => false,
-        }
+    *ENABLED.get_or_init(|| env_on("RETORT_FUSED_ATTENTION")) && is_flex(device)
+}
+
+/// Whether the environment variable `name` is unset or not `0`.
+pub(crate) fn env_on(name: &str) -> bool {
+    std::env::var(name).map_or(true, |v| v != "0")
+}
+
+/// Whether `device` is flex, with or without autodiff (where the fused
+/// ops of this crate's backend extensions exist).
+pub(crate) fn is_flex(device: &Device) -> bool {
+    match device.as_dispatch() {
+        DispatchDevice::Flex(_) => true,
+        DispatchDevice::Autodiff(inner) => matches!(inner.clone().inner(), DispatchDevice::Flex(_)),
+        #[allow(unreachable_patterns)]
+        _ => false,
+    }
 }
 
 /// `softmax(q kᵀ · scale + causal mask) v` with query head `h` reading
