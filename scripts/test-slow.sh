@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The tests too slow for CI (`#[ignore]`d): today the paper-scale SkillFactory
-# recipe at small counts on SmolLM2-135M (~10 minutes on 2 cores). Release
+# recipe at small counts on SmolLM2-135M (~5 minutes on 2 cores). Release
 # build, so the models run at speed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
