@@ -168,11 +168,17 @@ impl<B: CausalKernels, C: CheckpointStrategy> CausalAttention for Autodiff<B, C>
     }
 }
 
-/// A flex tensor's f32 values, row-major (copied only when not contiguous).
-fn host(t: FlexTensor) -> (Vec<usize>, Vec<f32>) {
-    let shape = t.layout().shape().to_vec();
-    let data = t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 attention input");
-    (shape, data)
+/// `t` made contiguous (a copy only when it is not: the autodiff graph
+/// shares every buffer, so `into_data` would always copy). Read it with
+/// [`f32s`].
+pub(crate) fn contiguous(t: FlexTensor) -> FlexTensor {
+    assert_eq!(t.dtype(), burn::tensor::DType::F32, "fused ops take f32 tensors");
+    if t.as_slice::<f32>().is_some() { t } else { t.to_contiguous() }
+}
+
+/// The values of a [`contiguous`] tensor, row-major.
+pub(crate) fn f32s(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("contiguous f32 tensor")
 }
 
 fn flex(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
@@ -281,7 +287,9 @@ fn scores(q: &[f32], k: &[f32], r0: usize, rows: usize, d: Dims, scale: f32, s: 
 
 impl CausalKernels for Flex {
     fn attention_forward(q: FlexTensor, k: FlexTensor, v: FlexTensor, scale: f64) -> (FlexTensor, FlexTensor) {
-        let ((qs, q), (ks, k), (_, v)) = (host(q), host(k), host(v));
+        let (q, k, v) = (contiguous(q), contiguous(k), contiguous(v));
+        let (qs, ks) = (q.layout().shape().to_vec(), k.layout().shape().to_vec());
+        let (q, k, v) = (f32s(&q), f32s(&k), f32s(&v));
         let d = Dims::of(&qs, &ks);
         let (g, mat, scale) = (d.groups(), d.mat(), scale as f32);
         let mut out = vec![0f32; d.batch * d.heads * mat];
@@ -347,8 +355,11 @@ impl CausalKernels for Flex {
         grad: FlexTensor,
         scale: f64,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let ((qs, q), (ks, k), (_, v)) = (host(q), host(k), host(v));
-        let ((_, o), (_, lse), (_, dout)) = (host(out), host(lse), host(grad));
+        let (q, k, v) = (contiguous(q), contiguous(k), contiguous(v));
+        let (out, lse, grad) = (contiguous(out), contiguous(lse), contiguous(grad));
+        let (qs, ks) = (q.layout().shape().to_vec(), k.layout().shape().to_vec());
+        let (q, k, v) = (f32s(&q), f32s(&k), f32s(&v));
+        let (o, lse, dout) = (f32s(&out), f32s(&lse), f32s(&grad));
         let d = Dims::of(&qs, &ks);
         let (g, mat, scale) = (d.groups(), d.mat(), scale as f32);
         let mut dq = vec![0f32; d.batch * d.heads * mat];

@@ -105,15 +105,13 @@ fn sigmoid(x: f32) -> f32 {
     }
 }
 
-/// Shape and f32 values of a flex tensor (copied only when not contiguous).
-fn host(t: FlexTensor) -> (Vec<usize>, Vec<f32>) {
-    let shape = t.layout().shape().to_vec();
-    (shape, t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 activations"))
-}
+use super::causal::{contiguous, f32s};
 
 impl SwiGluKernels for Flex {
     fn swiglu_forward(gate_up: FlexTensor) -> FlexTensor {
-        let (mut shape, x) = host(gate_up);
+        let x = contiguous(gate_up);
+        let mut shape = x.layout().shape().to_vec();
+        let x = f32s(&x);
         let width = *shape.last().expect("at least 1-D");
         let inter = width / 2;
         let rows = x.len() / width.max(1);
@@ -133,8 +131,9 @@ impl SwiGluKernels for Flex {
     }
 
     fn swiglu_backward(gate_up: FlexTensor, grad: FlexTensor) -> FlexTensor {
-        let (shape, x) = host(gate_up);
-        let (_, dy) = host(grad);
+        let (x, dy) = (contiguous(gate_up), contiguous(grad));
+        let shape = x.layout().shape().to_vec();
+        let (x, dy) = (f32s(&x), f32s(&dy));
         let width = *shape.last().expect("at least 1-D");
         let inter = width / 2;
         let mut dx = vec![0f32; x.len()];
