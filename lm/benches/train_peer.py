@@ -84,6 +84,7 @@ def main():
         impl="pytorch", case=a.label, mode="step", params=n_params, threads=torch.get_num_threads(),
         batch=a.batch, seq=a.seq, warmup=a.warmup, step_s=times, median_step_s=med,
         tok_s=a.batch * a.seq / med, attn=model.config._attn_implementation,
+        omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", "default"),
         versions=dict(torch=torch.__version__, transformers=transformers.__version__),
     )))
 
