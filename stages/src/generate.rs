@@ -104,11 +104,13 @@ pub struct GenerateStage {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub variants: BTreeMap<String, String>,
     /// The output field that holds the generated text.
-    #[serde(default = "default_field")]
+    // Defaults are left out of the hashed parameters, so stages written
+    // before these options existed keep their cache.
+    #[serde(default = "default_field", skip_serializing_if = "is_default_field")]
     pub field: String,
     /// One output row per input row (per variant), `field` holding the list
     /// of its `samples` texts, instead of one row per sample.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub collect: bool,
     /// max_tokens, temperature, top_k, top_p, min_p, stop.
     #[serde(default)]
@@ -121,6 +123,10 @@ pub struct GenerateStage {
 
 fn default_field() -> String {
     "response".into()
+}
+
+fn is_default_field(f: &str) -> bool {
+    f == "response"
 }
 
 impl GenerateStage {

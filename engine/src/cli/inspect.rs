@@ -141,15 +141,27 @@ pub(super) fn show(a: ShowArgs, common: &Common, registry: &Registry) -> Result<
 /// The output that holds a stage's per-step metrics, one JSON object per line.
 const METRICS_OUTPUT: &str = "metrics";
 
+/// Reads a per-step log; a nested object (a trainer's objective-specific
+/// `extra` numbers) is flattened into the step, so every number is a column.
 fn read_steps(path: &Path) -> std::io::Result<Vec<serde_json::Map<String, serde_json::Value>>> {
     let text = std::fs::read_to_string(path)?;
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
         .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| {
+            let step: serde_json::Map<String, serde_json::Value> = serde_json::from_str(l).map_err(|e| {
                 std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: line {}: {e}", path.display(), i + 1))
-            })
+            })?;
+            let mut flat = serde_json::Map::new();
+            for (k, v) in step {
+                match v {
+                    serde_json::Value::Object(inner) => flat.extend(inner),
+                    v => {
+                        flat.insert(k, v);
+                    }
+                }
+            }
+            Ok(flat)
         })
         .collect()
 }
@@ -202,15 +214,15 @@ fn metrics_view(
     out
 }
 
-/// A metric value for a table: integers as they are, other numbers to four
+/// A metric value for a table: whole numbers without decimals, others to four
 /// significant digits, strings unquoted.
 fn cell(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
         serde_json::Value::Number(n) => {
             let x = n.as_f64().unwrap_or(f64::NAN);
-            if x == 0.0 {
-                "0".into()
+            if x.fract() == 0.0 && x.abs() < 1e9 {
+                format!("{x:.0}")
             } else if x.abs() >= 1e-3 && x.abs() < 1e5 {
                 let digits = (3 - x.abs().log10().floor() as i32).max(0) as usize;
                 format!("{x:.digits$}")
