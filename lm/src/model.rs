@@ -14,6 +14,8 @@ mod block;
 #[cfg(feature = "flex")]
 mod causal;
 #[cfg(feature = "flex")]
+pub(crate) mod logprobs;
+#[cfg(feature = "flex")]
 mod swiglu;
 mod mlp;
 mod norm;

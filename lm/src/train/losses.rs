@@ -65,6 +65,10 @@ fn scalar(x: Tensor<1>) -> f32 {
 /// - `targets`: `[B, T]` token ids
 /// - returns `[B, T]`
 pub fn token_logprobs(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
+    #[cfg(feature = "flex")]
+    if crate::model::logprobs::fused_supported(&logits.device()) {
+        return crate::model::logprobs::token_logprobs(logits, targets);
+    }
     let [b, t, v] = logits.dims();
     let idx = targets.clamp(0, v as i64 - 1).reshape([b, t, 1]);
     let max = logits.clone().detach().max_dim(2);
