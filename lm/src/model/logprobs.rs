@@ -20,7 +20,7 @@ use burn::backend::{backend_extension, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::causal::{contiguous, env_on, f32s, is_flex};
+use super::causal::{contiguous, env_on, exp, f32s, is_flex};
 
 /// Rows per parallel task.
 const ROWS_PER_TASK: usize = 16;
@@ -130,7 +130,7 @@ impl LogprobsKernels for Flex {
                 for (((lp, lse), row), &id) in lp.iter_mut().zip(lse).zip(x.chunks(v)).zip(ids) {
                     // As burn's path: shift by the max, then log Σ exp.
                     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let log_sum = row.iter().map(|&l| (l - max).exp()).sum::<f32>().ln();
+                    let log_sum = row.iter().map(|&l| exp(l - max)).sum::<f32>().ln();
                     *lp = (row[id as usize] - max) - log_sum;
                     *lse = max + log_sum;
                 }
@@ -156,7 +156,7 @@ impl LogprobsKernels for Flex {
                 for (r, (dx, x)) in dx.chunks_mut(v).zip(x.chunks(v)).enumerate() {
                     let (g, lse) = (g[r0 + r], lse[r0 + r]);
                     for (d, &l) in dx.iter_mut().zip(x) {
-                        *d = -g * (l - lse).exp();
+                        *d = -g * exp(l - lse);
                     }
                     dx[ids[r0 + r] as usize] += g;
                 }

@@ -7,8 +7,8 @@
 //! thread and is recomputed in the backward. After fused attention it was
 //! the largest non-matmul cost of a training step. Here the forward and
 //! backward are each one parallel pass over the rows; the forward
-//! computes exactly what burn does (`(g · σ(g)) · u`, σ as flex computes
-//! it), so inference results do not change.
+//! computes what burn does (`(g · σ(g)) · u`, σ as flex computes it) with
+//! a vectorizable `exp` (relative error below 2e-7 against libm's).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -93,16 +93,13 @@ impl<B: SwiGluKernels, C: CheckpointStrategy> SwiGlu for Autodiff<B, C> {
     }
 }
 
-/// flex's sigmoid (burn-flex `ops/activation.rs`), so the forward matches
-/// burn's `silu` bit for bit.
-#[inline]
+/// flex's sigmoid (burn-flex `ops/activation.rs`: `e^-|x|` so it never
+/// overflows) with the vectorizable [`exp`](super::causal::exp).
+#[inline(always)]
 fn sigmoid(x: f32) -> f32 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
+    let e = super::causal::exp(-x.abs());
+    let s = 1.0 / (1.0 + e);
+    if x >= 0.0 { s } else { e * s }
 }
 
 use super::causal::{contiguous, f32s};
@@ -187,10 +184,10 @@ mod tests {
             (vec(out.detach()), vec(gu.grad(&grads).unwrap()))
         };
         let (want, got) = (run(false), run(true));
-        assert_eq!(got.0, want.0, "forward must be bit-identical");
+        assert_close(&got.0, &want.0, 1e-6);
         assert_close(&got.1, &want.1, 1e-5);
         // And on the plain device.
         let gu = Tensor::<3>::from_data(TensorData::new(x.clone(), [b, s, 2 * inter]), &device());
-        assert_eq!(vec(swiglu(gu)), want.0);
+        assert_close(&vec(swiglu(gu)), &want.0, 1e-6);
     }
 }
