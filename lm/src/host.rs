@@ -88,10 +88,8 @@ impl PackedModel {
         assert_eq!(cache.batch, batch, "cache batch size");
         assert!(cache.len + seq <= cache.capacity, "KV cache full");
         let offset = cache.len;
-        let positions: Vec<usize> = left_pad
-            .iter()
-            .flat_map(|&pad| (offset..offset + seq).map(move |p| p.saturating_sub(pad)))
-            .collect();
+        let positions: Vec<usize> =
+            left_pad.iter().flat_map(|&pad| (offset..offset + seq).map(move |p| p.saturating_sub(pad))).collect();
         let mut x = vec![0f32; batch * seq * d];
         for (row, &t) in x.chunks_mut(d).zip(tokens) {
             self.embed.dequantize_row(t as usize, row);
@@ -177,22 +175,23 @@ impl PackedModel {
             });
             return out;
         }
-        // Prefill: one task per (sequence, query head): [batch * heads][seq][hd].
+        // Prefill: one task per (sequence, query head): [batch * heads][seq][hd],
+        // each two gemms over the sequence's visible keys.
         out.par_chunks_mut(seq * hd).enumerate().for_each(|(task, out)| {
             let (b, head) = (task / nh, task % nh);
-            let kv = head / groups;
-            let base = (b * nkv + kv) * cap * hd;
-            let mut scores = Vec::with_capacity(offset + seq);
-            for s in 0..seq {
-                let q = &qkv[(b * seq + s) * width + head * hd..][..hd];
-                let qpos = offset + s;
-                // Keys after the padding, up to the query; a padding query
-                // attends to itself only (its output is never read).
-                let first = if qpos < left_pad[b] { qpos } else { left_pad[b] };
-                let keys = &kc[base + first * hd..base + (qpos + 1) * hd];
-                let values = &vc[base + first * hd..base + (qpos + 1) * hd];
-                attend(q, keys, values, hd, scale, &mut scores, &mut out[s * hd..(s + 1) * hd]);
-            }
+            let base = (b * nkv + head / groups) * cap * hd;
+            let q = &qkv[b * seq * width + head * hd..];
+            prefill_head(
+                q,
+                width,
+                &kc[base..base + cap * hd],
+                &vc[base..base + cap * hd],
+                hd,
+                offset,
+                left_pad[b],
+                scale,
+                out,
+            );
         });
         // [batch, heads, seq, hd] -> [batch * seq, heads * hd]
         let mut att = vec![0f32; batch * seq * nh * hd];
@@ -218,6 +217,107 @@ impl PackedModel {
             x[i] = a * cos[i] + -b * sin[i];
             x[i + half] = b * cos[i + half] + a * sin[i + half];
         }
+    }
+}
+
+/// Causal attention of one query head over a prefill chunk: `seq = out.len()
+/// / hd` queries at positions `offset..offset + seq` (row `s` of `q` at
+/// `q[s * q_stride..][..hd]`), keys and values of positions `0..offset + seq`
+/// in `keys`/`values` (`[capacity, hd]`), the first `pad` positions padding.
+///
+/// Scores and the weighted sum of values are two gemms (the causal mask zeroes
+/// the weights of later keys), which on a 200-token prompt is several times
+/// faster than attending query by query. A padding query attends to itself
+/// only, as in the burn model (its output is never read).
+#[expect(clippy::too_many_arguments, reason = "one head's inputs")]
+fn prefill_head(
+    q: &[f32],
+    q_stride: usize,
+    keys: &[f32],
+    values: &[f32],
+    hd: usize,
+    offset: usize,
+    pad: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let seq = out.len() / hd;
+    // Queries before `s0` are padding; visible keys are positions `pad..`.
+    let s0 = pad.saturating_sub(offset).min(seq);
+    for s in 0..s0 {
+        let p = offset + s;
+        out[s * hd..(s + 1) * hd].copy_from_slice(&values[p * hd..(p + 1) * hd]);
+    }
+    let (m, n) = (seq - s0, offset + seq - pad.min(offset + seq));
+    if m == 0 {
+        return;
+    }
+    let (q, keys, values) = (&q[s0 * q_stride..], &keys[pad * hd..], &values[pad * hd..]);
+    let mut scores = vec![0f32; m * n];
+    // SAFETY: scores is [m, n] row-major; q rows are hd values q_stride
+    // apart (m rows are in bounds: the caller's qkv holds seq rows); keys is
+    // [n, hd] row-major, read as its transpose [hd, n].
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            hd,
+            scores.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            q.as_ptr(),
+            1,
+            q_stride as isize,
+            keys.as_ptr(),
+            hd as isize,
+            1,
+            0.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+    for (r, row) in scores.chunks_exact_mut(n).enumerate() {
+        // Query `s0 + r` sees keys `pad..=offset + s0 + r`: the first `visible`.
+        let visible = offset + s0 + r + 1 - pad;
+        let (seen, later) = row.split_at_mut(visible);
+        let max = seen.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let mut sum = 0f32;
+        for x in seen.iter_mut() {
+            *x = (*x - max).exp();
+            sum += *x;
+        }
+        let inv = 1.0 / sum;
+        seen.iter_mut().for_each(|x| *x *= inv);
+        later.fill(0.0);
+    }
+    // SAFETY: out rows s0.. are [m, hd] row-major; scores is [m, n]; values
+    // is [n, hd] row-major (n rows in bounds: positions pad..offset + seq).
+    unsafe {
+        gemm::gemm(
+            m,
+            hd,
+            n,
+            out[s0 * hd..].as_mut_ptr(),
+            1,
+            hd as isize,
+            false,
+            scores.as_ptr(),
+            1,
+            n as isize,
+            values.as_ptr(),
+            1,
+            hd as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
     }
 }
 
