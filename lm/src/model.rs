@@ -16,6 +16,8 @@ mod causal;
 #[cfg(feature = "flex")]
 pub(crate) mod logprobs;
 #[cfg(feature = "flex")]
+mod rmsnorm;
+#[cfg(feature = "flex")]
 mod swiglu;
 mod mlp;
 mod norm;

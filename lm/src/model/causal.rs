@@ -65,7 +65,7 @@ pub(crate) fn exp(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 0.166_666_65;
-    p = p * r + 0.500_000_0;
+    p = p * r + 0.5;
     let er = p * r * r + r + 1.0;
     let pow2n = f32::from_bits(((t.to_bits() as i32 - ROUND.to_bits() as i32 + 127) << 23) as u32);
     er * pow2n
