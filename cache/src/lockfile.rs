@@ -73,11 +73,12 @@ impl Default for LockFile {
     }
 }
 
-/// Just enough of the file to check its version before parsing the rest, so
-/// a newer file says "upgrade" rather than "unknown field".
-#[derive(Deserialize)]
-struct VersionProbe {
-    format_version: Option<u32>,
+/// The top-level `format_version:` of a lock file's text, found by a line
+/// scan (the file is ours: the key is written unindented, at the top), so a
+/// newer file says "upgrade" rather than "unknown field" without parsing the
+/// whole file twice.
+fn probe_version(text: &str) -> Option<u32> {
+    text.lines().find_map(|l| l.strip_prefix("format_version:")).and_then(|v| v.trim().parse().ok())
 }
 
 impl LockFile {
@@ -96,10 +97,7 @@ impl LockFile {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err("read", path)(e)),
         };
-        if let Ok(VersionProbe {
-            format_version: Some(found),
-        }) = serde_yaml::from_str(&text)
-        {
+        if let Some(found) = probe_version(&text) {
             if found > LOCK_FORMAT_VERSION {
                 return Err(CacheError::LockTooNew {
                     path: path.to_path_buf(),
