@@ -1,5 +1,5 @@
 //! `pipelines/skillfactory.yaml` at small counts on SmolLM2-135M
-//! (`scripts/skillfactory-small.sh`): ~5 minutes of CPU, so `#[ignore]`d and run
+//! (`scripts/skillfactory-small.sh`): minutes of CPU, so `#[ignore]`d and run
 //! by `scripts/test-slow.sh`. Needs models/ (scripts/fetch-smollm2.sh).
 
 use std::path::Path;
@@ -8,7 +8,7 @@ use std::process::Command;
 use crate::util::{Run, TestPipeline};
 
 #[test]
-#[ignore = "slow (~5 min on 2 cores): run scripts/test-slow.sh"]
+#[ignore = "slow (~2 min on 2 cores, release build): run scripts/test-slow.sh"]
 fn skillfactory_runs_small_on_smollm2() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     assert!(
