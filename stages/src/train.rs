@@ -159,7 +159,9 @@ fn rollout_sampling() -> Sampling {
 
 impl StageImpl for TrainStage {
     const KIND: &'static str = "train";
-    const VERSION: u32 = 1;
+    // 2: from-scratch weights come from a host PRNG (`init_seeded`), not
+    // burn's global one, so the same seed gives other bytes than version 1.
+    const VERSION: u32 = 2;
     const ABOUT: &'static str = "Train a model (sft, dpo, grpo), from scratch or from a checkpoint; outputs a checkpoint.";
 }
 
