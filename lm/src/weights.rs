@@ -126,15 +126,7 @@ pub(crate) fn load_llama(cfg: &LlamaConfig, src: &dyn TensorSource, device: &Dev
         let head = [("lm_head.weight".to_string(), cfg.vocab_size)];
         Some(linear_from(ld.linear_weight(&head, d)?, None))
     };
-    // A one-block model supplies the block structure; every parameter is replaced.
-    let template = LlamaConfig {
-        num_hidden_layers: 1,
-        vocab_size: 1,
-        max_position_embeddings: 1,
-        tie_word_embeddings: true,
-        ..cfg.clone()
-    }
-    .init(device);
+    let template = skeleton(cfg, device);
     let mut norm = template.norm.clone();
     norm.weight = norm_weight;
     let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
@@ -191,6 +183,19 @@ pub fn load_path(path: &Path, device: &Device) -> Result<Llama, LmError> {
     }
     let file = GgufFile::open(path)?;
     load_gguf(&file, device)
+}
+
+/// A one-block, one-token model of `cfg`'s shape: the loaders take its block
+/// structure and replace every parameter, so it is kept as small as possible.
+pub(crate) fn skeleton(cfg: &LlamaConfig, device: &Device) -> Llama {
+    LlamaConfig {
+        num_hidden_layers: 1,
+        vocab_size: 1,
+        max_position_embeddings: 1,
+        tie_word_embeddings: true,
+        ..cfg.clone()
+    }
+    .init(device)
 }
 
 fn to_vec(t: Tensor<2>) -> (Vec<f32>, [usize; 2]) {

@@ -218,14 +218,7 @@ fn llama_from_packed(packed: PackedModel, device: &Device) -> Llama {
             shape.into(),
         )
     };
-    let template = LlamaConfig {
-        num_hidden_layers: 1,
-        vocab_size: 1,
-        max_position_embeddings: 1,
-        tie_word_embeddings: true,
-        ..cfg.clone()
-    }
-    .init(device);
+    let template = super::skeleton(&cfg, device);
     let blocks = packed
         .blocks
         .iter()
