@@ -159,7 +159,10 @@ fn default_batch() -> usize {
 
 impl StageImpl for GenerateStage {
     const KIND: &'static str = "generate";
-    const VERSION: u32 = 1;
+    // 2: the runtime's inference numerics changed (fused RMSNorm/SwiGLU on
+    // burn's path, gemm prefill attention on the packed path), so sampled
+    // tokens from version 1 may differ from a fresh run's.
+    const VERSION: u32 = 2;
     const ABOUT: &'static str = "Sample N responses per prompt from a model (item-cached, resumable).";
 }
 

@@ -46,7 +46,8 @@ struct ItemKey<'a> {
 }
 
 /// Bump when what a cached item means changes.
-const ITEM_CACHE_VERSION: u32 = 1;
+/// 2: inference numerics changed (see `generate`'s kind version).
+const ITEM_CACHE_VERSION: u32 = 2;
 
 /// Samples every item, reusing cached ones; reports progress on `ctx`.
 pub fn sample_all(
