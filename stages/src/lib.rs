@@ -1,34 +1,29 @@
 //! The stage kinds retort ships, and the registry that holds them.
 //!
-//! Each module is one kind: a serde parameter struct that implements the
-//! engine's `Stage` trait. `data/` holds the pure row-processing functions
-//! (Countdown, verifier, SkillFactory composition, CasCoD split) that the
-//! kinds wrap, so they are testable without the engine.
+//! Where things go:
+//! - [`kinds`]: one file per stage kind (`kind: train` is `kinds/train.rs`):
+//!   its typed parameters, what it hashes, and its `run`. A new kind is a new
+//!   file here plus one line in [`registry`].
+//! - [`common`]: what kinds share — loading a model from an input, the
+//!   item-cached sampler, sampling settings, prompt templates, the row
+//!   fields that are the contract between kinds, and the rows-in/rows-out
+//!   helper.
+//! - [`methods`]: pure functions per method and task (Countdown, SkillFactory
+//!   traces, CasCoD's split, evaluation metrics): rows in, rows out, no
+//!   engine, no model, no files; tested exhaustively.
+//!
+//! A new training objective goes in `retort_lm::train` (the loss) and in
+//! `kinds/train.rs`'s `Objective` (its parameters); a new verifier in
+//! `verifiers/`.
 
-pub mod data;
+pub mod common;
+pub mod kinds;
+pub mod methods;
 
-mod cascade;
-mod command;
-mod compose;
-mod evaluate;
-mod export;
-mod generate;
-pub mod model_io;
-mod sampler;
-mod task;
-mod template;
-mod train;
-mod verify;
-
-pub use cascade::CascadeSplitStage;
-pub use command::CommandStage;
-pub use compose::{ComposeStage, ReflectFrom};
-pub use evaluate::EvaluateStage;
-pub use export::{ExportFormat, ExportStage};
-pub use generate::{GenerateStage, Sampling};
-pub use task::{Arity, TaskName, TaskStage};
-pub use train::{Objective, Schedule, TrainStage};
-pub use verify::{Verifier, VerifyStage};
+pub use kinds::{
+    CascadeSplitStage, CommandStage, ComposeStage, EvaluateStage, ExportFormat, ExportStage, GenerateStage, TaskStage,
+    TrainStage, VerifyStage,
+};
 
 use retort_engine::Registry;
 

@@ -14,11 +14,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::data::{self, metrics};
-use crate::generate::Sampling;
-use crate::model_io::{self, prompt_text};
-use crate::sampler::{sample_all, Item};
-use crate::verify::round4;
+use crate::methods::{self, metrics};
+use crate::kinds::generate::Sampling;
+use crate::common::model::{self, prompt_text};
+use crate::common::sampler::{sample_all, Item};
+use crate::kinds::verify::round4;
 
 /// Evaluate models on task sets.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -120,7 +120,7 @@ impl Stage for EvaluateStage {
                 row.insert("response".into(), s.response.into());
                 rows.push(row);
             }
-            let rows = data::verify_rows(rows, 0.0)?;
+            let rows = methods::verify_rows(rows, 0.0)?;
             rows_out.extend(rows.iter().cloned());
             per_model.insert(name.clone(), rows);
         }

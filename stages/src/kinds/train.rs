@@ -26,10 +26,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::data::verify_countdown;
-use crate::generate::Sampling;
-use crate::model_io::{self, prompt_text, LoadedModel};
-use crate::verify::round4;
+use crate::methods::verify_countdown;
+use crate::kinds::generate::Sampling;
+use crate::common::model::{self, prompt_text, LoadedModel};
+use crate::kinds::verify::round4;
 
 /// Which objective.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

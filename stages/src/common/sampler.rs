@@ -13,7 +13,7 @@ use retort_engine::StageCtx;
 use retort_lm::{generate, GenerateRequest, SamplingParams};
 use serde::{Deserialize, Serialize};
 
-use crate::model_io::LoadedModel;
+use crate::common::model::LoadedModel;
 
 /// One thing to sample.
 pub struct Item {

@@ -9,7 +9,7 @@ use retort_engine::{InputDecl, Metrics, Row, Source, Stage, StageCtx, StageImpl}
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::data;
+use crate::methods;
 
 /// Which verifier.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -58,7 +58,7 @@ impl Stage for VerifyStage {
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
         let rows = ctx.read_rows("input")?;
         let rows = match self.verifier {
-            Verifier::Countdown => data::verify_rows(rows, self.format_reward)?,
+            Verifier::Countdown => methods::verify_rows(rows, self.format_reward)?,
             Verifier::Numeric => numeric(rows, self.format_reward)?,
         };
         ctx.write_rows("out", &rows)?;
@@ -77,8 +77,8 @@ fn numeric(rows: Vec<Row>, format_reward: f64) -> anyhow::Result<Vec<Row>> {
                 Some(v @ serde_json::Value::Number(_)) => v.to_string(),
                 _ => anyhow::bail!("row {i}: missing field `answer` (the gold answer)"),
             };
-            let correct = data::verify_numeric(&response, &gold);
-            let has_answer = data::verify::extract_answer(&response).is_some();
+            let correct = methods::verify_numeric(&response, &gold);
+            let has_answer = methods::verify::extract_answer(&response).is_some();
             let reward = if correct { 1.0 } else if has_answer { format_reward } else { 0.0 };
             row.insert("correct".into(), correct.into());
             row.insert("reward".into(), reward.into());

@@ -12,7 +12,7 @@ use retort_engine::{InputDecl, Metrics, Source, Stage, StageCtx, StageImpl};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{self, ComposeSpec, Reflect};
+use crate::methods::{self, ComposeSpec, Reflect};
 
 /// Where reflections come from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -79,7 +79,7 @@ impl Stage for ComposeStage {
             unique_variants: self.unique_variants,
             seed: ctx.seed,
         };
-        let traces = data::compose(&rows, &spec)?;
+        let traces = methods::compose(&rows, &spec)?;
         ctx.write_rows("out", &traces)?;
         let questions: std::collections::BTreeSet<&str> =
             traces.iter().filter_map(|r| r.get("question_id").and_then(|v| v.as_str())).collect();

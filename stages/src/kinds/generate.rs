@@ -18,9 +18,9 @@ use retort_lm::SamplingParams;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::model_io::{self, prompt_text};
-use crate::sampler::{sample_all, Item};
-use crate::template::Templates;
+use crate::common::model::{self, prompt_text};
+use crate::common::sampler::{sample_all, Item};
+use crate::common::template::Templates;
 
 /// The sampling settings stages share.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema, PartialEq)]
@@ -251,7 +251,7 @@ impl Stage for GenerateStage {
         Ok(Metrics::from([
             ("rows".to_string(), out.len().into()),
             ("samples".to_string(), n.into()),
-            ("mean_tokens".to_string(), crate::verify::round4(tokens as f64 / n.max(1) as f64).into()),
+            ("mean_tokens".to_string(), crate::kinds::verify::round4(tokens as f64 / n.max(1) as f64).into()),
         ]))
     }
 }

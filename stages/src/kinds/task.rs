@@ -10,7 +10,7 @@ use retort_engine::{read_jsonl, FieldError, InputDecl, Metrics, Source, Stage, S
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{self, CountdownSpec, Split};
+use crate::methods::{self, CountdownSpec, Split};
 
 /// Which problem set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -171,7 +171,7 @@ impl Stage for TaskStage {
                     split: self.split.as_deref().and_then(Split::parse).unwrap_or(Split::Train),
                     seed: ctx.seed,
                 };
-                let mut rows = data::generate(&spec)?;
+                let mut rows = methods::generate(&spec)?;
                 if let Some(t) = &self.template {
                     for r in &mut rows {
                         let nums = r["nums"].to_string().replace(',', ", ");
@@ -183,7 +183,7 @@ impl Stage for TaskStage {
             }
             TaskName::Arithmetic => {
                 let ops: Vec<char> = self.ops.as_deref().unwrap_or("+-*").chars().collect();
-                data::generate_arithmetic(self.count.expect("checked"), self.digits.unwrap_or(2), &ops, ctx.seed)?
+                methods::generate_arithmetic(self.count.expect("checked"), self.digits.unwrap_or(2), &ops, ctx.seed)?
             }
             TaskName::File => {
                 let path = ctx.input_path("file")?;

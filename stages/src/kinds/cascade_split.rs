@@ -5,7 +5,7 @@ use retort_engine::{InputDecl, Metrics, Source, Stage, StageCtx, StageImpl};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{self, CascadeSpec};
+use crate::methods::{self, CascadeSpec};
 
 /// Split teacher chains of thought.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -47,7 +47,7 @@ impl Stage for CascadeSplitStage {
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
         let rows = ctx.read_rows("input")?;
         let spec = CascadeSpec { marker: self.marker.clone(), task_field: self.task_field.clone() };
-        let (out, stats) = data::cascade_split(&rows, &spec)?;
+        let (out, stats) = methods::cascade_split(&rows, &spec)?;
         ctx.write_rows("out", &out)?;
         Ok(Metrics::from([
             ("kept".to_string(), stats.kept.into()),

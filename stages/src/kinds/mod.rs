@@ -1,0 +1,23 @@
+//! One module per stage kind. Each is a serde parameter struct that
+//! implements the engine's `Stage` (inputs, outputs, run) and `StageImpl`
+//! (kind name, version, and `hashed`: exactly what enters the fingerprint).
+
+pub mod cascade_split;
+pub mod command;
+pub mod compose;
+pub mod evaluate;
+pub mod export;
+pub mod generate;
+pub mod task;
+pub mod train;
+pub mod verify;
+
+pub use cascade_split::CascadeSplitStage;
+pub use command::CommandStage;
+pub use compose::ComposeStage;
+pub use evaluate::EvaluateStage;
+pub use export::{ExportFormat, ExportStage};
+pub use generate::GenerateStage;
+pub use task::TaskStage;
+pub use train::TrainStage;
+pub use verify::VerifyStage;
