@@ -6,8 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use retort_lm::chat::ChatMessage;
-use retort_lm::{generate, DeviceKind, GenerateRequest, SamplingParams};
-use retort_stages::model_io::load_path;
+use retort_lm::{generate, DeviceKind, GenerateRequest, LoadedModel, SamplingParams};
 
 /// `retort sample`.
 #[derive(Args, Debug)]
@@ -54,14 +53,11 @@ pub fn run(a: SampleArgs) -> ExitCode {
 }
 
 fn sample(a: &SampleArgs) -> anyhow::Result<()> {
-    let device = a.device.parse::<DeviceKind>()?.device()?;
-    let lm = load_path(&a.model, &device)?;
-    let text = if a.chat {
-        lm.tokenizer.apply_chat_template(&[ChatMessage::user(&a.prompt)], true)?
-    } else {
-        a.prompt.clone()
-    };
-    let prompt = lm.tokenizer.encode(&text, false)?;
+    let device = a.device.parse::<DeviceKind>()?;
+    let lm = LoadedModel::load(&a.model, device)?;
+    let tok = lm.text_tokenizer()?;
+    let text = if a.chat { tok.apply_chat_template(&[ChatMessage::user(&a.prompt)], true)? } else { a.prompt.clone() };
+    let prompt = tok.encode(&text, false)?;
     anyhow::ensure!(!prompt.is_empty(), "the prompt is empty");
     let params = SamplingParams {
         max_new_tokens: a.max_tokens,
@@ -70,10 +66,10 @@ fn sample(a: &SampleArgs) -> anyhow::Result<()> {
         seed: a.seed,
         ..SamplingParams::default()
     };
-    let gen = generate(&lm.model, &GenerateRequest { prompts: std::slice::from_ref(&prompt), item_ids: &[0], params: &params, decode: None })
+    let gen = generate(lm.model(), &GenerateRequest { prompts: std::slice::from_ref(&prompt), item_ids: &[0], params: &params, decode: None })
         .pop()
         .expect("one prompt, one generation");
-    let out = lm.tokenizer.decode(&gen.tokens);
+    let out = tok.decode(&gen.tokens);
     match a.format.as_str() {
         "json" => println!("{}", serde_json::json!({"prompt_tokens": prompt, "tokens": gen.tokens, "text": out})),
         _ => println!("{out}"),

@@ -24,8 +24,8 @@ pub struct InputArtifact {
     /// Where the bytes are; `None` for a model defined only by its spec
     /// (e.g. `tiny: {...}`, built from scratch).
     pub path: Option<PathBuf>,
-    /// For inputs that name a `models:` entry: that entry, as JSON.
-    pub model_spec: Option<serde_json::Value>,
+    /// For inputs that name a `models:` entry: that entry.
+    pub model_spec: Option<crate::spec::ModelSpec>,
 }
 
 /// The running stage's view of the world.
@@ -34,8 +34,8 @@ pub struct StageCtx<'a> {
     pub stage: &'a str,
     /// The effective seed: the stage's `seed:` or the pipeline's.
     pub seed: u64,
-    /// `cpu`, `wgpu` or `cuda`, from the pipeline.
-    pub device: &'a str,
+    /// Where models run, from the pipeline's `device:`.
+    pub device: crate::spec::Device,
     /// Directory of the pipeline file; relative paths are resolved from it.
     pub pipeline_dir: &'a Path,
     /// The store, for stages that keep a per-item cache.

@@ -131,7 +131,7 @@ impl Executor<'_> {
                                 inputs,
                                 fp: known.fp,
                                 seed: self.seed(i),
-                                device: p.device.as_str(),
+                                device: p.device,
                                 dir: &p.dir,
                                 store: self.store,
                                 reporter: self.reporter,
@@ -215,7 +215,7 @@ impl Executor<'_> {
             cache_key: CACHE_KEY_VERSION,
             kind: node.kind,
             version: node.version,
-            params: &node.params,
+            params: &node.hashed,
             inputs,
             seed: node.stage.uses_seed().then(|| self.seed(i)),
         };
@@ -255,7 +255,9 @@ impl Executor<'_> {
             "forced by --force".to_string()
         } else {
             match self.previous.get(&p.stages[i].name) {
-                Some(old) => self.hashable(i, &hashes, |h| h.reason_against(old, &|input| self.describe_input(i, input))),
+                Some(old) => self.hashable(i, &hashes, |h| {
+                    h.reason_against(old, &p.stages[i].written, &|input| self.describe_input(i, input))
+                }),
                 None => "no earlier run".to_string(),
             }
         };
@@ -306,9 +308,10 @@ impl Executor<'_> {
             Some(rel) => {
                 let path = self.pipeline.dir.join(rel);
                 let (hash, kind) = stat.hash_path(&path).map_err(|e| format!("cannot read model {}: {e}", path.display()))?;
-                Ok(InputArtifact { hash, kind, path: Some(path), model_spec: Some(json) })
+                Ok(InputArtifact { hash, kind, path: Some(path), model_spec: Some(spec.clone()) })
             }
-            None => Ok(InputArtifact { hash: fingerprint(&json), kind: ArtifactKind::File, path: None, model_spec: Some(json) }),
+            // A spec without weights is identified by the spec itself.
+            None => Ok(InputArtifact { hash: fingerprint(&json), kind: ArtifactKind::File, path: None, model_spec: Some(spec.clone()) }),
         }
     }
 
@@ -378,7 +381,7 @@ impl Executor<'_> {
             version: node.version,
             fingerprint: known.fp,
             seed: node.stage.uses_seed().then(|| self.seed(i)),
-            params: node.params.clone(),
+            params: node.written.clone(),
             inputs: known.inputs,
             outputs: record.outputs,
             metrics: record.metrics,
@@ -392,7 +395,7 @@ struct Job<'a> {
     inputs: BTreeMap<String, InputArtifact>,
     fp: Hash,
     seed: u64,
-    device: &'a str,
+    device: crate::spec::Device,
     dir: &'a Path,
     store: &'a Store,
     reporter: &'a dyn Reporter,

@@ -15,7 +15,12 @@ use serde_json::Value;
 
 /// Bump when what goes into a fingerprint, or how, changes: every cached run
 /// then misses once, instead of being reused under the wrong meaning.
-pub const CACHE_KEY_VERSION: u32 = 1;
+///
+/// 2: parameters are hashed from each kind's explicit `hashed()` (only the
+/// fields that apply: an SFT stage no longer hashes GRPO settings), numbers
+/// as f64 (no widened f32 noise), and the item cache keys on the stages'
+/// own sampling settings instead of the runtime's struct.
+pub const CACHE_KEY_VERSION: u32 = 2;
 
 /// Everything a fingerprint covers, in one place (turborepo's `TaskHashable`).
 #[derive(Clone, Debug, Serialize)]
@@ -26,7 +31,7 @@ pub struct Hashable<'a> {
     pub kind: &'a str,
     /// The kind's implementation version.
     pub version: u32,
-    /// Normalized parameters (defaults filled).
+    /// What the kind hashes of its parameters (`StageImpl::hashed`).
     pub params: &'a Value,
     /// Input name -> content hash.
     pub inputs: &'a BTreeMap<String, Hash>,
@@ -41,15 +46,17 @@ impl Hashable<'_> {
     }
 
     /// Why this run differs from the one recorded in `old`, in words:
-    /// the first changed thing, with old and new values.
-    pub fn reason_against(&self, old: &LockEntry, upstream_of: &dyn Fn(&str) -> Option<String>) -> String {
+    /// the first changed thing, with old and new values. `written` is the
+    /// stage's parameters as the file has them now (the lock records them
+    /// that way too).
+    pub fn reason_against(&self, old: &LockEntry, written: &Value, upstream_of: &dyn Fn(&str) -> Option<String>) -> String {
         if old.kind != self.kind {
             return format!("kind changed: {} -> {}", old.kind, self.kind);
         }
         if old.version != self.version {
             return format!("implementation of `{}` changed (version {} -> {})", self.kind, old.version, self.version);
         }
-        if let Some(d) = first_difference("", &old.params, self.params) {
+        if let Some(d) = first_difference("", &old.params, written) {
             return d;
         }
         for (name, hash) in self.inputs {
@@ -134,7 +141,7 @@ mod tests {
         let params = json!({"run": "echo hi", "params": {"k": 1}});
         let inputs = BTreeMap::from([("src".to_string(), retort_cache::hash_bytes(b"data"))]);
         let pinned = hashable(&params, &inputs).fingerprint().to_string();
-        assert_eq!(pinned, "93824ce211b661a410f8e4dc7771887298d1c4d5d9b1058f4f6f0f6858dd1cab");
+        assert_eq!(pinned, "01570128b6545f3453df818069193af328f65dab96eea86d29fdaa532cdb5f64");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use crate::error::{did_you_mean, SpecError};
 use crate::source::join;
 use crate::spec::Pipeline;
-use crate::stage::Source;
+use crate::stage::{Artifact, Fields, InputDecl, Source};
 
 /// Where one input of a stage resolved to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +66,7 @@ impl Graph {
             for decl in node.stage.inputs() {
                 let field = join(&join("stages", &node.name), &decl.field);
                 let source = resolve(p, &decl.source, &field)?;
+                check_type(p, &node.name, &decl, &source, &field)?;
                 if let Resolved::Output { stage, .. } = &source {
                     upstream[i].insert(*stage);
                 }
@@ -81,6 +82,7 @@ impl Graph {
             }
         }
         let order = topo_order(&upstream, &downstream).map_err(|rest| cycle_error(p, &upstream, &downstream, &rest))?;
+        check_fields(p, &order, &inputs)?;
         Ok(Graph { order, inputs, upstream, downstream })
     }
 
@@ -136,11 +138,86 @@ fn check_models(p: &Pipeline) -> Result<(), SpecError> {
     Ok(())
 }
 
+/// What `source` holds, in the terms of [`Artifact`].
+fn artifact_of(p: &Pipeline, source: &Resolved) -> (Artifact, String) {
+    match source {
+        Resolved::Output { stage, output } => {
+            let node = &p.stages[*stage];
+            let ty = node.stage.output_type(output);
+            (ty, format!("`{}.{output}` (a `{}` stage's output) is {}", node.name, node.kind, ty.describe()))
+        }
+        Resolved::Model(name) if p.models[name].tiny.is_some() => {
+            (Artifact::Model, format!("`{name}` is a `tiny:` model spec, which has no weights yet"))
+        }
+        Resolved::Model(name) => (Artifact::Weights, format!("`{name}` is a model file")),
+        Resolved::File(path) => (Artifact::Any, format!("`{}` is a file", path.display())),
+    }
+}
+
+/// A reference to the wrong type of artifact (a model where rows are read,
+/// a `tiny:` spec where weights are needed) fails here, naming the field.
+fn check_type(p: &Pipeline, stage: &str, decl: &InputDecl, source: &Resolved, field: &str) -> Result<(), SpecError> {
+    let (have, what) = artifact_of(p, source);
+    if decl.expects.accepts(have) {
+        return Ok(());
+    }
+    let short = decl.field.split('[').next().unwrap_or(&decl.field);
+    let mut e = SpecError::new(&p.file, p.source.value(field),
+        format!("stage `{stage}`: `{short}` needs {}, but {what}", decl.expects.describe()));
+    e.help = Some(match (decl.expects, have) {
+        (Artifact::Weights, Artifact::Model) => "point it at a stage that trains that model (a `train` stage's output)".into(),
+        (Artifact::Rows, _) => "name a stage that writes rows (task, generate, verify, ...), or `STAGE.OUTPUT` for another output".into(),
+        _ => format!("name {} here", decl.expects.describe()),
+    });
+    Err(e)
+}
+
+/// Follows what each stage is known to write, in order, and checks every
+/// input's [`Need`](crate::stage::Need)s against its producer's fields.
+fn check_fields(p: &Pipeline, order: &[usize], inputs: &[Vec<Input>]) -> Result<(), SpecError> {
+    let mut known: HashMap<(usize, String), Fields> = HashMap::new();
+    for &i in order {
+        let node = &p.stages[i];
+        let of_input = |name: &str| -> Fields {
+            match inputs[i].iter().find(|x| x.name == name).map(|x| &x.source) {
+                Some(Resolved::Output { stage, output }) => known.get(&(*stage, output.clone())).cloned().flatten(),
+                _ => None,
+            }
+        };
+        for decl in node.stage.inputs() {
+            let Some(Resolved::Output { stage, output }) = inputs[i].iter().find(|x| x.name == decl.name).map(|x| &x.source) else {
+                continue;
+            };
+            let Some(have) = of_input(&decl.name) else { continue };
+            for need in &decl.needs {
+                if need.any_of.iter().any(|f| have.contains(*f)) {
+                    continue;
+                }
+                let want = need.any_of.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(" or ");
+                let list = have.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ");
+                let producer = &p.stages[*stage];
+                let at = join(&join("stages", &node.name), &decl.field);
+                return Err(SpecError::new(&p.file, p.source.value(&at), format!(
+                    "stage `{}`: {} reads {want} from each row of `{}`, but `{}.{output}` (a `{}` stage) writes rows with {list}",
+                    node.name, need.why, decl.field, producer.name, producer.kind
+                ))
+                .help(format!("point `{}` at rows that have {want}", decl.field)));
+            }
+        }
+        let fields: Vec<(String, Fields)> =
+            node.stage.outputs().into_iter().map(|o| { let f = node.stage.output_fields(&o, &of_input); (o, f) }).collect();
+        for (o, f) in fields {
+            known.insert((i, o), f);
+        }
+    }
+    Ok(())
+}
+
 fn resolve(p: &Pipeline, source: &Source, field: &str) -> Result<Resolved, SpecError> {
     match source {
         Source::Stage { stage, output } => resolve_output(p, stage, output.as_deref(), field),
         Source::Model(name) => {
-            if p.stage_index(name).is_some() {
+            if p.stage_index(name).is_some() || p.families.contains_key(name) {
                 resolve_output(p, name, None, field)
             } else if p.models.contains_key(name) {
                 Ok(Resolved::Model(name.clone()))
@@ -165,7 +242,35 @@ fn resolve(p: &Pipeline, source: &Source, field: &str) -> Result<Resolved, SpecE
     }
 }
 
+/// `a@x=0.1.model` splits at its first `.` into stage `a@x=0` and output
+/// `1.model`; a matrix variant's name may hold dots, so the longest stage
+/// name that prefixes the reference wins.
+fn split_reference<'a>(p: &Pipeline, stage: &'a str, output: Option<&'a str>) -> (String, Option<String>) {
+    if p.stage_index(stage).is_some() || output.is_none() {
+        return (stage.to_string(), output.map(str::to_string));
+    }
+    let full = format!("{stage}.{}", output.unwrap_or_default());
+    let best = p
+        .stages
+        .iter()
+        .map(|s| s.name.as_str())
+        .filter(|n| full.starts_with(n) && (full.len() == n.len() || full[n.len()..].starts_with('.')))
+        .max_by_key(|n| n.len());
+    match best {
+        Some(n) if full.len() == n.len() => (n.to_string(), None),
+        Some(n) => (n.to_string(), Some(full[n.len() + 1..].to_string())),
+        None => (stage.to_string(), output.map(str::to_string)),
+    }
+}
+
 fn resolve_output(p: &Pipeline, stage: &str, output: Option<&str>, field: &str) -> Result<Resolved, SpecError> {
+    let (stage, output) = split_reference(p, stage, output);
+    let (stage, output) = (stage.as_str(), output.as_deref());
+    if let Some(variants) = p.families.get(stage) {
+        let list = variants.iter().take(4).map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ");
+        return Err(SpecError::new(&p.file, p.source.value(field), format!("`{stage}` is a matrix of {} stages; this field takes one", variants.len()))
+            .help(format!("name one variant ({list}{}), or list the family where a list is taken", if variants.len() > 4 { ", ..." } else { "" })));
+    }
     let Some(idx) = p.stage_index(stage) else {
         return Err(with_suggestion(
             SpecError::new(&p.file, p.source.value(field), format!("reference to unknown stage `{stage}`")),

@@ -26,6 +26,7 @@ pub fn pipeline_schema(registry: &Registry) -> Value {
         props.insert("kind".into(), json!({"const": kind.kind(), "description": kind.about()}));
         props.insert("seed".into(), json!({"type": "integer", "minimum": 0, "description": "Seed for this stage, overriding the pipeline's."}));
         props.insert("description".into(), json!({"type": "string", "description": "Free text; not hashed."}));
+        close_variants(obj);
         let required = obj.entry("required").or_insert_with(|| json!([]));
         required.as_array_mut().expect("required is an array").insert(0, json!("kind"));
         obj.insert("title".into(), json!(format!("stage of kind `{}`", kind.kind())));
@@ -42,4 +43,28 @@ pub fn pipeline_schema(registry: &Registry) -> Value {
         "additionalProperties": {"oneOf": variants},
     });
     root
+}
+
+/// A kind with a selector (`objective:`, `task:`) is a set of branches, each
+/// closed to its own keys by serde's `deny_unknown_fields`. In JSON Schema a
+/// branch's `additionalProperties: false` would also reject the shared keys
+/// beside it (`lr`, `kind`), so the branches are opened and the stage is
+/// closed once with `unevaluatedProperties: false`, which sees the keys every
+/// matching subschema evaluated.
+fn close_variants(obj: &mut serde_json::Map<String, Value>) {
+    let mut had_branches = false;
+    for comb in ["oneOf", "anyOf"] {
+        if let Some(branches) = obj.get_mut(comb).and_then(Value::as_array_mut) {
+            had_branches = true;
+            for b in branches.iter_mut().filter_map(Value::as_object_mut) {
+                if b.get("additionalProperties") == Some(&Value::Bool(false)) {
+                    b.remove("additionalProperties");
+                }
+            }
+        }
+    }
+    if had_branches {
+        obj.remove("additionalProperties");
+        obj.insert("unevaluatedProperties".into(), Value::Bool(false));
+    }
 }

@@ -27,6 +27,11 @@ pub struct Pos {
 pub struct SourceMap {
     keys: HashMap<String, Pos>,
     values: HashMap<String, Pos>,
+    /// Exact paths that stand for another (a matrix variant's field whose
+    /// value came from a `matrix:` entry -> that entry).
+    redirects: HashMap<String, String>,
+    /// Path prefixes that stand for another (`stages.a@x=1` -> `stages.a`).
+    aliases: Vec<(String, String)>,
 }
 
 impl SourceMap {
@@ -54,8 +59,34 @@ impl SourceMap {
         self.lookup(path, false)
     }
 
+    /// Positions under `from` (a generated stage) are those under `to`.
+    pub fn alias(&mut self, from: &str, to: &str) {
+        self.aliases.push((from.to_string(), to.to_string()));
+    }
+
+    /// The position of `from` is that of `to`.
+    pub fn redirect(&mut self, from: &str, to: &str) {
+        self.redirects.insert(from.to_string(), to.to_string());
+    }
+
+    /// `path` in terms of the file's own paths.
+    fn original(&self, path: &str) -> String {
+        if let Some(to) = self.redirects.get(path) {
+            return to.clone();
+        }
+        for (from, to) in &self.aliases {
+            if let Some(rest) = path.strip_prefix(from.as_str()) {
+                if rest.is_empty() || rest.starts_with(['.', '[']) {
+                    return format!("{to}{rest}");
+                }
+            }
+        }
+        path.to_string()
+    }
+
     fn lookup(&self, path: &str, key_first: bool) -> Option<Pos> {
-        let mut p = path;
+        let path = self.original(path);
+        let mut p = path.as_str();
         loop {
             let (a, b) = if key_first {
                 (&self.keys, &self.values)

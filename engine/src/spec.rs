@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
 
 use crate::error::{did_you_mean, unknown_field_help, SpecError};
+use crate::matrix::{self, Families};
 use crate::source::{join, SourceMap};
 use crate::stage::{ParseError, Registry, Stage};
 
@@ -43,17 +44,111 @@ impl Device {
 }
 
 /// A named model in `models:`.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     /// A `.gguf` file or a checkpoint directory (`config.json`,
     /// `model.safetensors`, `tokenizer.json`), relative to the pipeline file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
-    /// A model built from scratch: a preset name (`tiny`) or architecture
-    /// fields. Its weights are initialised from the stage's seed.
+    /// A model built from scratch: a preset name (`tiny`) or a preset with
+    /// architecture overrides. Its weights are initialised from the stage's seed.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "tiny_or_preset")]
+    #[schemars(schema_with = "tiny_schema")]
+    pub tiny: Option<TinyModel>,
+}
+
+/// Architecture presets for from-scratch models (sizes in `retort_lm`'s
+/// `LlamaConfig::preset`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TinyPreset {
+    /// 4 layers, width 256.
+    #[default]
+    Tiny,
+    /// 8 layers, width 384.
+    Small,
+    /// 2 layers, width 64.
+    Micro,
+}
+
+impl TinyPreset {
+    /// The preset's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TinyPreset::Tiny => "tiny",
+            TinyPreset::Small => "small",
+            TinyPreset::Micro => "micro",
+        }
+    }
+}
+
+/// A from-scratch model: a preset and the architecture fields it overrides.
+/// Typed, so a typo (`hiden_size`) is a load-time error with its line.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TinyModel {
+    /// tiny (default), small or micro.
+    #[serde(default)]
+    pub preset: TinyPreset,
+    /// Model width.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tiny: Option<serde_json::Value>,
+    pub hidden_size: Option<usize>,
+    /// SwiGLU inner width.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intermediate_size: Option<usize>,
+    /// Decoder blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_hidden_layers: Option<usize>,
+    /// Query heads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_attention_heads: Option<usize>,
+    /// Key/value heads (grouped-query attention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_key_value_heads: Option<usize>,
+    /// Per-head width (default hidden_size / num_attention_heads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_dim: Option<usize>,
+    /// Longest sequence in tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_position_embeddings: Option<usize>,
+    /// RMSNorm epsilon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rms_norm_eps: Option<f64>,
+    /// RoPE base frequency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_theta: Option<f64>,
+    /// Whether the output head reuses the token embedding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tie_word_embeddings: Option<bool>,
+}
+
+/// `tiny: small` or `tiny: {preset: small, hidden_size: 128}`.
+fn tiny_or_preset<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<TinyModel>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<TinyModel>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a preset name (tiny, small, micro) or a mapping of architecture fields")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            let preset = TinyPreset::deserialize(serde::de::value::StrDeserializer::<E>::new(v))?;
+            Ok(Some(TinyModel { preset, ..TinyModel::default() }))
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            TinyModel::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+fn tiny_schema(gen: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let config = gen.subschema_for::<TinyModel>();
+    let preset = gen.subschema_for::<TinyPreset>();
+    schemars::json_schema!({"anyOf": [preset, config]})
 }
 
 /// The top level of a pipeline file, before stages are typed.
@@ -88,8 +183,11 @@ pub struct StageNode {
     pub version: u32,
     /// The typed stage.
     pub stage: Box<dyn Stage>,
-    /// Its normalized parameters.
-    pub params: serde_json::Value,
+    /// What its parameters contribute to the fingerprint (`StageImpl::hashed`).
+    pub hashed: serde_json::Value,
+    /// Its parameters as written in the file (after `--set`), without the
+    /// common keys: what the lock file records and `plan` diffs.
+    pub written: serde_json::Value,
     /// Its own `seed:`, overriding the pipeline's.
     pub seed: Option<u64>,
 }
@@ -110,8 +208,10 @@ pub struct Pipeline {
     pub device: Device,
     /// Named models.
     pub models: BTreeMap<String, ModelSpec>,
-    /// Stages in file order.
+    /// Stages in file order (a `matrix:` stage's variants in its place).
     pub stages: Vec<StageNode>,
+    /// `matrix:` stages: family name -> its variants' names.
+    pub families: Families,
     /// Positions of every key, for later errors.
     pub source: SourceMap,
 }
@@ -141,17 +241,19 @@ pub fn load(file: &Path, overrides: &[String], registry: &Registry) -> Result<Pi
         SpecError::new(file, pos, format!("invalid YAML: {msg}"))
     })?;
     for o in overrides {
-        apply_override(&mut doc, o).map_err(|m| SpecError::new(file, None, format!("--set {o}: {m}")))?;
+        let o = params_alias(&doc, o, registry);
+        apply_override(&mut doc, &o).map_err(|m| SpecError::new(file, None, format!("--set {o}: {m}")))?;
     }
-    let source = SourceMap::parse(&text);
-    let typed = Typer { file, source: &source };
+    let mut source = SourceMap::parse(&text);
     if !doc.is_mapping() {
         return Err(SpecError::new(file, None, "a pipeline file must be a mapping with `stages:`"));
     }
-    let header: PipelineHeader =
-        serde_path_to_error::deserialize(doc).map_err(|e| typed.parse_error("", e))?;
+    let header: PipelineHeader = serde_path_to_error::deserialize(doc)
+        .map_err(|e| Typer { file, source: &source, families: &Families::new() }.parse_error("", e))?;
+    let (expanded, families) = matrix::expand(header.stages, file, &mut source)?;
+    let typed = Typer { file, source: &source, families: &families };
     let mut stages = Vec::new();
-    for (key, value) in header.stages {
+    for (key, value) in expanded {
         stages.push(typed.stage(key, value, registry)?);
     }
     if stages.is_empty() {
@@ -169,6 +271,7 @@ pub fn load(file: &Path, overrides: &[String], registry: &Registry) -> Result<Pi
         device: header.device,
         models: header.models,
         stages,
+        families,
         source,
     })
 }
@@ -176,6 +279,26 @@ pub fn load(file: &Path, overrides: &[String], registry: &Registry) -> Result<Pi
 fn absolute_dir(file: &Path) -> PathBuf {
     let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf())
+}
+
+/// `stages.S.params.k=v` addresses a `command` stage's `params:`; for a kind
+/// that has no `params` (train, generate...) it means the stage's own key
+/// `k`, so the same documented form works for every kind.
+fn params_alias(doc: &Value, text: &str, registry: &Registry) -> String {
+    let Some((path, raw)) = text.split_once('=') else { return text.to_string() };
+    let keys: Vec<&str> = path.split('.').collect();
+    if keys.len() < 4 || keys[0] != "stages" || keys[2] != "params" {
+        return text.to_string();
+    }
+    let Some(stage) = doc.get("stages").and_then(|s| s.get(keys[1])) else { return text.to_string() };
+    let Some(kind) = stage.get("kind").and_then(Value::as_str).and_then(|k| registry.get(k)) else {
+        return text.to_string();
+    };
+    if kind.valid_keys(stage).iter().any(|k| k == "params") {
+        return text.to_string();
+    }
+    let rest: Vec<&str> = keys.iter().enumerate().filter(|(i, _)| *i != 2).map(|(_, k)| *k).collect();
+    format!("{}={raw}", rest.join("."))
 }
 
 /// Applies `a.b.c=value` to the document; `value` is read as YAML, so
@@ -210,6 +333,7 @@ pub fn apply_override(doc: &mut Value, text: &str) -> Result<(), String> {
 struct Typer<'a> {
     file: &'a Path,
     source: &'a SourceMap,
+    families: &'a Families,
 }
 
 impl Typer<'_> {
@@ -218,7 +342,10 @@ impl Typer<'_> {
             return Err(SpecError::new(self.file, self.source.key("stages"), "stage names must be strings"));
         };
         let at = join("stages", &name);
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        // A matrix variant's name is `family@k=v,...`, made by us from a
+        // checked family name.
+        let family = name.split_once('@').filter(|(f, _)| self.families.contains_key(*f)).map_or(name.as_str(), |(f, _)| f);
+        if family.is_empty() || !family.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
             return Err(SpecError::new(self.file, self.source.key(&at), format!("invalid stage name `{name}`"))
                 .help("use letters, digits, `_` and `-` (a `.` separates a stage from its output)"));
         }
@@ -249,19 +376,31 @@ impl Typer<'_> {
             })?),
         };
         map.remove("description");
-        let parsed = kind.parse(Value::Mapping(map)).map_err(|e| {
-            let mut err = self.parse_error(&at, e);
-            if err.message.starts_with("unknown field") {
-                err.message = format!("{} (stage `{name}`, kind `{kind_name}`; every stage may also have {})",
-                    err.message, COMMON_KEYS.map(|k| format!("`{k}`")).join(", "));
+        // YAML scalars map onto JSON ones (0.8 stays 0.8); a mapping with
+        // non-string keys fails typing below anyway.
+        let written = serde_json::to_value(&map).unwrap_or(serde_json::Value::Null);
+        let spec = Value::Mapping(map);
+        let parsed = kind.parse(spec.clone()).map_err(|e| {
+            let mut err = self.parse_error_in(&at, e, Some(&spec));
+            if let Some(field) = unknown_field(&err.message) {
+                // A key the chosen variant (objective, task...) does not take:
+                // list the keys that are valid for this very stage.
+                let keys = kind.valid_keys(&spec);
+                let common = COMMON_KEYS.map(|k| format!("`{k}`")).join(", ");
+                err.message = format!("unknown field `{field}` (stage `{name}`, kind `{kind_name}`)");
+                if !keys.is_empty() && !keys.contains(&field) {
+                    err.help = Some(match did_you_mean(&field, keys.iter().map(String::as_str)) {
+                        Some(s) => format!("did you mean `{s}`? valid keys here: {}; every stage may also have {common}", quoted(&keys)),
+                        None => format!("valid keys here: {}; every stage may also have {common}", quoted(&keys)),
+                    });
+                }
             }
             err
         })?;
         if let Err(e) = parsed.stage.check() {
             return Err(SpecError::new(self.file, self.source.value(&join(&at, &e.field)), format!("stage `{name}`: {}", e.message)));
         }
-        let params = without_references(parsed.params, &parsed.stage.inputs());
-        Ok(StageNode { name, kind: kind.kind(), version: kind.version(), stage: parsed.stage, params, seed })
+        Ok(StageNode { name, kind: kind.kind(), version: kind.version(), stage: parsed.stage, hashed: parsed.hashed, written, seed })
     }
 
     fn err_value(&self, path: &str, msg: impl Into<String>) -> SpecError {
@@ -271,14 +410,31 @@ impl Typer<'_> {
     /// Locates a typed-deserialization error: unknown fields point at the
     /// key, missing fields at the enclosing mapping, the rest at the value.
     fn parse_error(&self, prefix: &str, e: ParseError) -> SpecError {
+        self.parse_error_in(prefix, e, None)
+    }
+
+    /// As [`Self::parse_error`]; `spec` is the stage's mapping, to find the
+    /// field a type error is about when serde lost its path (inside a
+    /// `task:` or `objective:` block, which serde buffers).
+    fn parse_error_in(&self, prefix: &str, e: ParseError, spec: Option<&Value>) -> SpecError {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
+        let message = e.into_inner().to_string();
+        let path = match (path.is_empty(), spec.and_then(|s| offending_value(&message).and_then(|v| find_scalar(s, &v, "")))) {
+            (true, Some(found)) => found,
+            _ => path,
+        };
         let full = match (prefix.is_empty(), path.is_empty()) {
             (_, true) => prefix.to_string(),
             (true, false) => path,
             (false, false) => join(prefix, &path),
         };
-        let message = e.into_inner().to_string();
+        // Fields of a flattened block (a train objective, a task generator)
+        // report the enclosing path; point at the key itself.
+        let full = match unknown_field(&message) {
+            Some(f) if !full.rsplit('.').next().is_some_and(|last| last == f) => join(&full, &f),
+            _ => full,
+        };
         let pos = if message.starts_with("unknown field") || message.starts_with("missing field") {
             self.source.key(&full)
         } else {
@@ -293,48 +449,43 @@ impl Typer<'_> {
     }
 }
 
-/// The parameters minus the fields that name inputs: an input enters the
-/// fingerprint by its content hash, so renaming the stage or file it comes
-/// from must not change the fingerprint. Object keys are removed; list items
-/// become null so the other items keep their positions.
-fn without_references(mut params: serde_json::Value, inputs: &[crate::stage::InputDecl]) -> serde_json::Value {
-    for decl in inputs {
-        let mut parts: Vec<(&str, Option<usize>)> = Vec::new();
-        for seg in decl.field.split('.') {
-            match seg.split_once('[') {
-                Some((k, idx)) => parts.push((k, idx.trim_end_matches(']').parse().ok())),
-                None => parts.push((seg, None)),
-            }
-        }
-        remove_path(&mut params, &parts);
+/// The value a serde type error quotes: `invalid type: string "many", ...`
+/// -> `many`; `invalid value: integer `5`, ...` -> `5`.
+fn offending_value(message: &str) -> Option<String> {
+    if !(message.starts_with("invalid type") || message.starts_with("invalid value") || message.starts_with("unknown variant")) {
+        return None;
     }
-    params
+    let head = message.split(", expected").next().unwrap_or(message);
+    if let Some((_, rest)) = head.split_once("string \"") {
+        return rest.rsplit_once('"').map(|(v, _)| v.to_string());
+    }
+    let (_, rest) = head.split_once('`')?;
+    rest.split_once('`').map(|(v, _)| v.to_string())
 }
 
-
-
-fn remove_path(v: &mut serde_json::Value, parts: &[(&str, Option<usize>)]) {
-    let Some(((key, idx), rest)) = parts.split_first() else { return };
-    let Some(obj) = v.as_object_mut() else { return };
-    match (idx, rest.is_empty()) {
-        (None, true) => {
-            obj.remove(*key);
-        }
-        (None, false) => {
-            if let Some(child) = obj.get_mut(*key) {
-                remove_path(child, rest);
-            }
-        }
-        (Some(i), last) => {
-            if let Some(item) = obj.get_mut(*key).and_then(|a| a.as_array_mut()).and_then(|a| a.get_mut(*i)) {
-                if last {
-                    *item = serde_json::Value::Null;
-                } else {
-                    remove_path(item, rest);
-                }
-            }
-        }
+/// The path (under `prefix`) of the one scalar of `v` that reads `text`.
+fn find_scalar(v: &Value, text: &str, prefix: &str) -> Option<String> {
+    match v {
+        Value::Mapping(m) => m.iter().find_map(|(k, x)| {
+            let k = k.as_str()?;
+            find_scalar(x, text, &join(prefix, k))
+        }),
+        Value::Sequence(items) => items.iter().enumerate().find_map(|(i, x)| find_scalar(x, text, &format!("{prefix}[{i}]"))),
+        Value::String(s) if s == text => Some(prefix.to_string()),
+        Value::Number(n) if n.to_string() == text => Some(prefix.to_string()),
+        Value::Bool(b) if b.to_string() == text => Some(prefix.to_string()),
+        _ => None,
     }
+}
+
+/// `unknown field `x`, expected ...` -> `x`.
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split_once('`').map(|(f, _)| f.to_string())
+}
+
+fn quoted(keys: &[String]) -> String {
+    keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
 }
 
 fn kinds_list(registry: &Registry) -> String {

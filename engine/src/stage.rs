@@ -2,9 +2,17 @@
 //!
 //! A kind (`command`, `task`, `train`...) is a typed parameter struct that
 //! implements [`Stage`]. The engine never looks inside it: it asks the stage
-//! for its inputs (the DAG's edges), its outputs, and hashes the struct's
-//! serialized form (defaults filled in) as the stage's parameters. Adding a
-//! kind is writing one struct and one `run`, then registering it.
+//! for its inputs (the DAG's edges), its outputs, and what it hashes.
+//!
+//! Three things that used to be one serde derive are kept apart on purpose:
+//! - serde + schemars parse the YAML and describe it (`retort schema`);
+//! - [`StageImpl::hashed`] says, field by field, what enters the
+//!   fingerprint (built by exhaustive destructuring, so a new field does not
+//!   compile until someone decides whether it changes the output);
+//! - the lock file records the parameters as the user wrote them.
+//!
+//! So a serde attribute is never a cache decision. Adding a kind is writing
+//! one struct, its `hashed` and its `run`, then registering it.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,6 +21,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
 
 use crate::context::StageCtx;
 
@@ -48,8 +57,60 @@ impl Source {
     }
 }
 
+/// What an artifact holds. Inputs say what they need and outputs what they
+/// are, so `export` pointed at a model, or `generate` at a `tiny:` spec, is a
+/// load-time error naming the field instead of an OS error mid-run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Artifact {
+    /// A JSON Lines dataset.
+    Rows,
+    /// A model: a checkpoint directory, a GGUF file, or a `models:` entry
+    /// (which may be a `tiny:` spec without weights).
+    Model,
+    /// A model with weights: not a `tiny:` spec (sampling and scoring need weights).
+    Weights,
+    /// Any other file (a Markdown table, a log).
+    Text,
+    /// Anything (a `command` stage's outputs, files outside the cache).
+    Any,
+}
+
+impl Artifact {
+    /// Whether an artifact of type `have` can feed an input that needs `self`.
+    pub fn accepts(self, have: Artifact) -> bool {
+        use Artifact::*;
+        matches!((self, have), (Any, _) | (_, Any) | (Rows, Rows) | (Text, Text) | (Model, Model | Weights) | (Weights, Weights))
+    }
+
+    /// In words, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Artifact::Rows => "a dataset (JSON Lines rows)",
+            Artifact::Model => "a model",
+            Artifact::Weights => "a model with weights",
+            Artifact::Text => "a text file",
+            Artifact::Any => "any artifact",
+        }
+    }
+}
+
+/// The fields every row of a dataset has, as far as is known at load time:
+/// `None` when it depends on the data (a file, a command's output).
+pub type Fields = Option<std::collections::BTreeSet<String>>;
+
+/// A field each row of an input must have (any one of `any_of`), and why,
+/// for the load-time message.
+#[derive(Clone, Debug)]
+pub struct Need {
+    /// Acceptable field names (`prompt` or `messages`).
+    pub any_of: Vec<&'static str>,
+    /// Who reads it, e.g. "objective grpo's Countdown reward".
+    pub why: &'static str,
+}
+
 /// One input of a stage: the name the stage knows it by, where it comes from,
-/// and the field of the stage spec that named it (to point errors at).
+/// the field of the stage spec that named it (to point errors at), and what
+/// it must hold.
 #[derive(Clone, Debug)]
 pub struct InputDecl {
     /// Name inside the stage (`src`, `model`, `data`).
@@ -58,12 +119,34 @@ pub struct InputDecl {
     pub source: Source,
     /// Path of the YAML field inside the stage spec, e.g. `inputs.src`.
     pub field: String,
+    /// What the stage needs there; checked against the producer at load time.
+    pub expects: Artifact,
+    /// Row fields the stage reads; checked at load time against what the
+    /// producer is known to write (see [`Stage::output_fields`]).
+    pub needs: Vec<Need>,
 }
 
 impl InputDecl {
-    /// Shorthand constructor.
+    /// An input that takes any artifact.
     pub fn new(name: impl Into<String>, source: Source, field: impl Into<String>) -> Self {
-        InputDecl { name: name.into(), source, field: field.into() }
+        InputDecl { name: name.into(), source, field: field.into(), expects: Artifact::Any, needs: vec![] }
+    }
+
+    /// A dataset read from `STAGE` or `STAGE.OUTPUT`, named by `field`.
+    pub fn rows(name: impl Into<String>, reference: &str, field: impl Into<String>) -> Self {
+        InputDecl { expects: Artifact::Rows, ..Self::new(name, Source::stage_ref(reference), field) }
+    }
+
+    /// Each row must have one of `any_of` (read by `why`).
+    pub fn needing(mut self, any_of: &[&'static str], why: &'static str) -> Self {
+        self.needs.push(Need { any_of: any_of.to_vec(), why });
+        self
+    }
+
+    /// A model (stage output or `models:` entry), named by `field`.
+    pub fn model(name: impl Into<String>, reference: &str, field: impl Into<String>, needs_weights: bool) -> Self {
+        let expects = if needs_weights { Artifact::Weights } else { Artifact::Model };
+        InputDecl { expects, ..Self::new(name, Source::Model(reference.to_string()), field) }
     }
 }
 
@@ -84,9 +167,71 @@ pub trait Stage: Send + Sync + fmt::Debug {
     fn check(&self) -> Result<(), FieldError> {
         Ok(())
     }
+    /// What output `name` holds (default: a dataset).
+    fn output_type(&self, _name: &str) -> Artifact {
+        Artifact::Rows
+    }
+    /// The fields every row of output `name` has, given what is known of
+    /// each input's (`input(NAME)`); `None` (the default) when that depends
+    /// on the data. Lets a wrong pairing (GRPO on rows without `nums`) fail
+    /// at load time.
+    fn output_fields(&self, _name: &str, _input: &dyn Fn(&str) -> Fields) -> Fields {
+        None
+    }
+    /// The output holding a per-step log (one JSON object per line), which
+    /// `retort show --metrics` renders as a table; `None` if the kind has none.
+    fn step_log(&self) -> Option<&'static str> {
+        None
+    }
     /// Does the work. Errors are reported with the stage's name; the
     /// stage's partial outputs are discarded.
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics>;
+}
+
+/// Exactly what a stage's parameters contribute to its fingerprint: named
+/// values in the order the kind lists them (the canonical JSON sorts keys,
+/// so the order is for readers). Built by [`StageImpl::hashed`].
+///
+/// Numbers go in as the spec holds them (f64, never a widened f32), and
+/// fields that name inputs stay out: inputs enter by content hash, so
+/// renaming the stage or file they come from keeps the cache.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Hashed(serde_json::Map<String, serde_json::Value>);
+
+impl Hashed {
+    /// Nothing hashed yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `name = value`.
+    pub fn field(mut self, name: &str, value: impl Serialize) -> Self {
+        // Plain data (numbers, strings, lists, maps of them) always
+        // serializes; a failure is a bug in the kind.
+        let v = serde_json::to_value(value).expect("hashed parameters serialize to JSON");
+        self.0.insert(name.to_string(), v);
+        self
+    }
+
+    /// Adds `name = value` only when `value` is `Some`: an option that is
+    /// absent hashes like a stage written before the option existed.
+    pub fn opt<T: Serialize>(self, name: &str, value: &Option<T>) -> Self {
+        match value {
+            Some(v) => self.field(name, v),
+            None => self,
+        }
+    }
+
+    /// Adds every field of `other` (e.g. an objective's own block).
+    pub fn extend(mut self, other: Hashed) -> Self {
+        self.0.extend(other.0);
+        self
+    }
+
+    /// The JSON object that is hashed.
+    pub fn into_value(self) -> serde_json::Value {
+        serde_json::Value::Object(self.0)
+    }
 }
 
 /// A problem with one field of a stage spec.
@@ -105,13 +250,12 @@ impl FieldError {
     }
 }
 
-/// A parsed stage with the canonical form of its parameters.
+/// A parsed stage with what it hashes.
 pub struct Parsed {
     /// The stage.
     pub stage: Box<dyn Stage>,
-    /// Its parameters as serialized (defaults filled), hashed into the
-    /// fingerprint and written to the lock file.
-    pub params: serde_json::Value,
+    /// What enters the fingerprint ([`StageImpl::hashed`]).
+    pub hashed: serde_json::Value,
 }
 
 /// Error from typed deserialization, with the path of the offending field.
@@ -132,16 +276,23 @@ pub trait StageKind: Send + Sync {
     /// JSON Schema of the kind's parameters, as a `$ref` into `gen`'s
     /// definitions (which then hold the full schema).
     fn schema(&self, gen: &mut schemars::SchemaGenerator) -> schemars::Schema;
+    /// The keys a stage of this kind may have given its spec (a train
+    /// objective or task generator adds its own), for error messages.
+    fn valid_keys(&self, spec: &serde_yaml::Value) -> Vec<String>;
 }
 
 /// The usual way to write a kind: a serde struct that is also the stage.
-pub trait StageImpl: Stage + Serialize + DeserializeOwned + JsonSchema + 'static {
+pub trait StageImpl: Stage + DeserializeOwned + JsonSchema + 'static {
     /// The `kind:` string.
     const KIND: &'static str;
     /// See [`StageKind::version`].
     const VERSION: u32;
     /// See [`StageKind::about`].
     const ABOUT: &'static str;
+    /// What the parameters contribute to the fingerprint. Write it as
+    /// `let Self { a, b, input: _ } = self;` so that adding a field is a
+    /// compile error here until someone decides whether it is hashed.
+    fn hashed(&self) -> Hashed;
 }
 
 /// Adapts a [`StageImpl`] to a [`StageKind`].
@@ -165,13 +316,48 @@ impl<T: StageImpl> StageKind for KindOf<T> {
     }
     fn parse(&self, spec: serde_yaml::Value) -> Result<Parsed, ParseError> {
         let stage: T = serde_path_to_error::deserialize(spec)?;
-        // A struct of plain data always serializes; a failure here is a bug in
-        // the kind, not bad input.
-        let params = serde_json::to_value(&stage).expect("stage parameters serialize to JSON");
-        Ok(Parsed { stage: Box::new(stage), params })
+        let hashed = stage.hashed().into_value();
+        Ok(Parsed { stage: Box::new(stage), hashed })
     }
     fn schema(&self, gen: &mut schemars::SchemaGenerator) -> schemars::Schema {
         gen.subschema_for::<T>()
+    }
+    fn valid_keys(&self, spec: &serde_yaml::Value) -> Vec<String> {
+        let schema = schemars::generate::SchemaSettings::draft2020_12()
+            .with(|s| s.inline_subschemas = true)
+            .into_generator()
+            .into_root_schema_for::<T>();
+        let spec = serde_json::to_value(spec).unwrap_or_default();
+        let mut keys = std::collections::BTreeSet::new();
+        collect_keys(schema.as_value(), &spec, &mut keys);
+        keys.into_iter().collect()
+    }
+}
+
+/// Property names of `schema` that apply to `spec`: its own, plus those of
+/// every `oneOf`/`anyOf`/`allOf` branch whose constant-valued properties
+/// (an internally tagged enum's tag) match the spec's values.
+fn collect_keys(schema: &serde_json::Value, spec: &serde_json::Value, keys: &mut std::collections::BTreeSet<String>) {
+    let Some(obj) = schema.as_object() else { return };
+    if let Some(props) = obj.get("properties").and_then(|p| p.as_object()) {
+        for (k, v) in props {
+            let tag = v.get("const").or_else(|| v.get("enum").and_then(|e| e.as_array()).filter(|a| a.len() == 1).map(|a| &a[0]));
+            if let (Some(tag), Some(have)) = (tag, spec.get(k)) {
+                if tag != have {
+                    return;
+                }
+            }
+        }
+    }
+    // A branch whose tag does not match contributes nothing (checked above
+    // before any key is taken).
+    if let Some(props) = obj.get("properties").and_then(|p| p.as_object()) {
+        keys.extend(props.keys().cloned());
+    }
+    for comb in ["oneOf", "anyOf", "allOf"] {
+        for branch in obj.get(comb).and_then(|b| b.as_array()).into_iter().flatten() {
+            collect_keys(branch, spec, keys);
+        }
     }
 }
 

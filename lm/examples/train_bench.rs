@@ -19,7 +19,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use retort_lm::sampling::SeqRng;
+use retort_lm::rng::Rng;
 use retort_lm::tokenizer::{Tokenizer, DEFAULT_SPECIALS};
 use retort_lm::train::{train_grpo, train_sft, GrpoConfig, SftExample, TrainConfig};
 use retort_lm::{DeviceKind, LlamaConfig, LoadedModel, SamplingParams};
@@ -140,7 +140,7 @@ fn main() {
     let load_s = t_load.elapsed().as_secs_f64();
     let cfg = model.config().clone();
     let vocab = cfg.vocab_size as u64;
-    let mut rng = SeqRng::new(7, 7);
+    let mut rng = Rng::for_item(7, 7);
     let threads = rayon::current_num_threads();
     let mut out = serde_json::json!({
         "impl": "retort",

@@ -40,6 +40,7 @@ pub mod model;
 pub mod packed;
 pub mod qmatmul;
 pub mod quant;
+pub mod rng;
 pub mod sampling;
 pub mod weights;
 pub mod train;

@@ -102,6 +102,19 @@ impl LoadedModel {
         self.tokenizer.as_ref()
     }
 
+    /// Its tokenizer, or an error naming the model's path: stages that
+    /// read or write text need one.
+    pub fn text_tokenizer(&self) -> Result<&Tokenizer, LmError> {
+        self.tokenizer.as_ref().ok_or_else(|| tokenizer_error(&self.path, "the model has no tokenizer"))
+    }
+
+    /// The model (without packed decoding weights, which training would
+    /// leave stale) and its tokenizer.
+    pub fn into_parts(mut self) -> (Llama, Option<Tokenizer>) {
+        self.model.set_packed(None);
+        (self.model, self.tokenizer)
+    }
+
     /// The file or directory it was loaded from.
     pub fn path(&self) -> &Path {
         &self.path

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use crate::config::LlamaConfig;
 use crate::packed::{PackedModel, PackedSlot};
 use crate::qmatmul::QMatrix;
-use crate::sampling::SeqRng;
+use crate::rng::Rng;
 use attention::{Attention, LayerCache};
 use block::Block;
 use mlp::Mlp;
@@ -126,7 +126,7 @@ impl LlamaConfig {
         let mut stream = 0u64;
         self.build(device, &mut |[rows, cols]| {
             stream += 1;
-            let mut rng = SeqRng::new(seed, stream);
+            let mut rng = Rng::for_item(seed, stream);
             let values = normal_f32(&mut rng, rows * cols, INIT_STD);
             Param::from_tensor(Tensor::from_data(TensorData::new(values, [rows, cols]), device))
         })
@@ -184,7 +184,7 @@ impl LlamaConfig {
 /// `n` draws from a normal distribution with mean 0 and standard
 /// deviation `std` (Box–Muller on the host: both outputs of each pair are
 /// used, the uniform for the log is in `(0, 1]` so it is never `ln 0`).
-fn normal_f32(rng: &mut SeqRng, n: usize, std: f64) -> Vec<f32> {
+fn normal_f32(rng: &mut Rng, n: usize, std: f64) -> Vec<f32> {
     let mut out = Vec::with_capacity(n + 1);
     while out.len() < n {
         let u1 = 1.0 - rng.next_f64();

@@ -4,6 +4,7 @@
 //! A sequence's RNG is derived from `(seed, item_id)` only, so what it
 //! samples does not depend on which other sequences share its batch.
 
+use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 
 /// How to pick tokens and when to stop.
@@ -54,53 +55,11 @@ impl SamplingParams {
     }
 }
 
-/// A small, fast, reproducible PRNG (xoshiro256**, seeded by SplitMix64).
-#[derive(Debug, Clone)]
-pub struct SeqRng {
-    s: [u64; 4],
-}
-
-fn splitmix64(x: &mut u64) -> u64 {
-    *x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *x;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-impl SeqRng {
-    /// The RNG for item `item_id` under base seed `seed`.
-    pub fn new(seed: u64, item_id: u64) -> Self {
-        let mut x = seed;
-        let mut x = splitmix64(&mut x) ^ item_id.wrapping_mul(0xD6E8_FEB8_6659_FD93);
-        let s = [splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x)];
-        Self { s }
-    }
-
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        let result = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = self.s[1] << 17;
-        self.s[2] ^= self.s[0];
-        self.s[3] ^= self.s[1];
-        self.s[1] ^= self.s[2];
-        self.s[0] ^= self.s[3];
-        self.s[2] ^= t;
-        self.s[3] = self.s[3].rotate_left(45);
-        result
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-}
-
 /// Picks tokens for one sequence.
 #[derive(Debug, Clone)]
 pub struct Sampler {
     params: SamplingParams,
-    rng: SeqRng,
+    rng: Rng,
     scratch: Vec<(u32, f32)>,
 }
 
@@ -114,7 +73,7 @@ impl Sampler {
     pub fn new(params: &SamplingParams, item_id: u64) -> Self {
         Self {
             params: params.clone(),
-            rng: SeqRng::new(params.seed, item_id),
+            rng: Rng::for_item(params.seed, item_id),
             scratch: Vec::new(),
         }
     }

@@ -79,7 +79,7 @@ fn a_missing_input_file() {
 
 #[test]
 fn parameters_that_do_not_apply() {
-    rejects("stages:\n  t:\n    kind: task\n    task: file\n    path: p.yaml\n    count: 3\n", &["p.yaml:6:12:", "`count` does not apply to `task: file`"]);
+    rejects("stages:\n  t:\n    kind: task\n    task: file\n    path: p.yaml\n    count: 3\n", &["p.yaml:6:5:", "unknown field `count`", "valid keys here: `path`"]);
 }
 
 #[test]

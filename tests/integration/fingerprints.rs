@@ -11,7 +11,7 @@ fn the_fingerprint_of_a_command_stage_is_pinned() {
     // (bump the kind's version or CACHE_KEY_VERSION) and update the pin.
     let t = TestPipeline::new(&chain(1));
     let r = t.run_ok(&[]);
-    assert_eq!(r.stage("s0")["fingerprint"], "603b7b587162e52f91a623767c2cccdf3396d25e2edced0d2afe4207606a8de6");
+    assert_eq!(r.stage("s0")["fingerprint"], "f9b38a33c1b055c6c41d7ad2c186c83aacc6229a50af4e81c82ef7c4fdb38deb");
 }
 
 fn fingerprint_of(yaml: &str) -> String {
@@ -21,7 +21,7 @@ fn fingerprint_of(yaml: &str) -> String {
     let p = load(&path, &[], &retort_stages::registry()).unwrap();
     let node = &p.stages[0];
     let inputs = Default::default();
-    Hashable { cache_key: CACHE_KEY_VERSION, kind: node.kind, version: node.version, params: &node.params, inputs: &inputs, seed: Some(p.seed) }
+    Hashable { cache_key: CACHE_KEY_VERSION, kind: node.kind, version: node.version, params: &node.hashed, inputs: &inputs, seed: Some(p.seed) }
         .fingerprint()
         .to_string()
 }

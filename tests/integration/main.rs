@@ -9,6 +9,7 @@ mod errors;
 mod execution;
 mod fingerprints;
 mod inspect;
+mod params;
 mod quickstart;
 mod schema;
 mod skillfactory;

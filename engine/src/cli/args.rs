@@ -56,7 +56,8 @@ pub enum Command {
 pub struct PipelineArgs {
     /// The pipeline file (YAML).
     pub pipeline: PathBuf,
-    /// Override a value of the file, e.g. `--set stages.train.params.lr=0.1`.
+    /// Override a value of the file, e.g. `--set stages.train.lr=0.1` (also
+    /// `stages.train.params.lr=0.1`; for `command` stages, `params.` is its `params:`).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
 }

@@ -69,9 +69,19 @@ pub(super) fn graph(a: GraphArgs, _common: &Common, registry: &Registry) -> Resu
 /// in `retort.lock`, read from the store.
 pub(super) fn show(a: ShowArgs, common: &Common, registry: &Registry) -> Result<(), CliError> {
     let (p, _) = load_checked(&a.pipeline, registry)?;
-    let (stage, output) = match a.target.split_once('.') {
-        Some((s, o)) => (s.to_string(), Some(o.to_string())),
-        None => (a.target.clone(), None),
+    // `STAGE[.OUTPUT]`; a matrix variant's name may hold dots
+    // (`sft@lr=0.1`), so the longest stage name that prefixes it wins.
+    let longest = p
+        .stages
+        .iter()
+        .map(|s| s.name.as_str())
+        .filter(|n| a.target.starts_with(n) && (a.target.len() == n.len() || a.target[n.len()..].starts_with('.')))
+        .max_by_key(|n| n.len());
+    let (stage, output) = match (longest, a.target.split_once('.')) {
+        (Some(n), _) if n.len() == a.target.len() => (n.to_string(), None),
+        (Some(n), _) => (n.to_string(), Some(a.target[n.len() + 1..].to_string())),
+        (None, Some((s, o))) => (s.to_string(), Some(o.to_string())),
+        (None, None) => (a.target.clone(), None),
     };
     let Some(idx) = p.stage_index(&stage) else {
         let mut msg = format!("no stage named `{stage}` in {}", a.pipeline.pipeline.display());
@@ -90,14 +100,15 @@ pub(super) fn show(a: ShowArgs, common: &Common, registry: &Registry) -> Result<
     let outputs = p.stages[idx].stage.outputs();
     if a.metrics {
         let store = open_store(common, &p)?;
-        // A stage's per-step log is its output named `metrics` (JSON lines).
-        let steps = match entry.outputs.get(METRICS_OUTPUT) {
-            Some(rec) if rec.kind == ArtifactKind::File && store.state(&rec.hash) == ObjectState::Valid => {
+        // The kind says which output (if any) is its per-step log.
+        let log = p.stages[idx].stage.step_log();
+        let steps = match log.and_then(|name| entry.outputs.get(name).map(|rec| (name, rec))) {
+            Some((_, rec)) if rec.kind == ArtifactKind::File && store.state(&rec.hash) == ObjectState::Valid => {
                 Some(read_steps(&store.object_path(&rec.hash)).map_err(|e| CliError::Other(e.into()))?)
             }
-            Some(_) => {
+            Some((name, _)) => {
                 return Err(CliError::Failed(format!(
-                    "the stored output `{stage}.{METRICS_OUTPUT}` is missing or corrupt; `retort run {}` recomputes it",
+                    "the stored output `{stage}.{name}` is missing or corrupt; `retort run {}` recomputes it",
                     a.pipeline.pipeline.display()
                 )))
             }
@@ -137,9 +148,6 @@ pub(super) fn show(a: ShowArgs, common: &Common, registry: &Registry) -> Result<
         }
     }
 }
-
-/// The output that holds a stage's per-step metrics, one JSON object per line.
-const METRICS_OUTPUT: &str = "metrics";
 
 /// Reads a per-step log; a nested object (a trainer's objective-specific
 /// `extra` numbers) is flattened into the step, so every number is a column.

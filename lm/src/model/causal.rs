@@ -502,7 +502,7 @@ mod tests {
     use burn::tensor::ops::AttentionModuleOptions;
 
     fn rand(shape: [usize; 4], seed: u64, dev: &Device) -> Tensor<4> {
-        let mut rng = crate::sampling::SeqRng::new(seed, 0);
+        let mut rng = crate::rng::Rng::for_item(seed, 0);
         let n = shape.iter().product();
         let v: Vec<f32> = (0..n).map(|_| (rng.next_f64() * 4.0 - 2.0) as f32).collect();
         Tensor::from_data(TensorData::new(v, shape), dev)

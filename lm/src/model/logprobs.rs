@@ -177,7 +177,7 @@ mod tests {
     #[test]
     fn matches_burns_log_softmax_gather_and_its_gradient() {
         let (b, t, v) = (3, 21, 37);
-        let mut rng = crate::sampling::SeqRng::new(9, 0);
+        let mut rng = crate::rng::Rng::for_item(9, 0);
         let x: Vec<f32> = (0..b * t * v).map(|_| (rng.next_f64() * 20.0 - 10.0) as f32).collect();
         // Out-of-range ids are clamped (as a masked -100 label would be).
         let ids: Vec<i32> = (0..b * t).map(|i| if i == 5 { -100 } else { (rng.next_u64() % v as u64) as i32 }).collect();

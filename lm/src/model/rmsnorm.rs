@@ -174,7 +174,7 @@ mod tests {
     #[test]
     fn matches_burns_rms_norm_and_its_gradients() {
         let (b, s, d) = (2, 70, 48);
-        let mut rng = crate::sampling::SeqRng::new(3, 0);
+        let mut rng = crate::rng::Rng::for_item(3, 0);
         let mut vals = |n: usize| -> Vec<f32> { (0..n).map(|_| (rng.next_f64() * 4.0 - 2.0) as f32).collect() };
         let (x, w, u) = (vals(b * s * d), vals(d), vals(b * s * d));
         let dev = device().autodiff();

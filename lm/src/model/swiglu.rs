@@ -165,7 +165,7 @@ mod tests {
     #[test]
     fn matches_burns_silu_product_and_its_gradient() {
         let (b, s, inter) = (2, 70, 24);
-        let mut rng = crate::sampling::SeqRng::new(5, 0);
+        let mut rng = crate::rng::Rng::for_item(5, 0);
         let mut vals = |n: usize| -> Vec<f32> { (0..n).map(|_| (rng.next_f64() * 12.0 - 6.0) as f32).collect() };
         let x = vals(b * s * 2 * inter);
         let w = vals(b * s * inter);

@@ -34,7 +34,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::LmError;
 use crate::generate::{generate, Decode, GenerateRequest};
 use crate::model::Llama;
-use crate::sampling::{SamplingParams, SeqRng};
+use crate::rng::Rng;
+use crate::sampling::SamplingParams;
 use crate::train::advantages::{group_advantages, zero_advantage_fraction};
 use crate::train::losses::{grpo_loss, token_entropy, token_logprobs};
 use crate::train::trainer::{
@@ -213,13 +214,13 @@ pub fn train_grpo(
     let updates_per_round = grpo.ppo_epochs * n.div_ceil(per_update);
     let need_old = updates_per_round > 1;
     let mut sampling = grpo.sampling.clone();
-    sampling.seed = SeqRng::new(cfg.seed, grpo.sampling.seed).next_u64();
+    sampling.seed = Rng::for_item(cfg.seed, grpo.sampling.seed).next_u64();
 
     let reference = (grpo.kl_coef > 0.0).then(|| model.valid());
     let mut tr = Trainer::new(model, cfg, grpo.steps * updates_per_round);
     let device = tr.device();
-    let mut prompt_rng = SeqRng::new(cfg.seed, 0x5052_4d54); // "PRMT"
-    let mut batch_rng = SeqRng::new(cfg.seed, 0x4d42_4154); // "MBAT"
+    let mut prompt_rng = Rng::for_item(cfg.seed, 0x5052_4d54); // "PRMT"
+    let mut batch_rng = Rng::for_item(cfg.seed, 0x4d42_4154); // "MBAT"
     let mut queue: Vec<usize> = Vec::new();
 
     for round in 0..grpo.steps {

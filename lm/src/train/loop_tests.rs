@@ -14,7 +14,8 @@ use super::*;
 use crate::config::LlamaConfig;
 use crate::error::LmError;
 use crate::model::Llama;
-use crate::sampling::{SamplingParams, SeqRng};
+use crate::rng::Rng;
+use crate::sampling::SamplingParams;
 use crate::test_util::device;
 use crate::weights::hf_tensors;
 
@@ -31,7 +32,7 @@ fn weights(model: &Llama) -> Vec<(String, Vec<usize>, Vec<f32>)> {
 
 /// `n` rows of pseudo-random tokens in `2..VOCAB`.
 fn rows(n: usize, prompt: usize, response: usize, seed: u64) -> Vec<SftExample> {
-    let mut rng = SeqRng::new(seed, 1);
+    let mut rng = Rng::for_item(seed, 1);
     let mut tok = || 2 + (rng.next_u64() % (VOCAB as u64 - 2)) as u32;
     (0..n)
         .map(|_| SftExample {
@@ -306,7 +307,7 @@ fn snapshot_is_not_changed_by_later_updates() {
 #[test]
 fn dpo_learns_the_preference() {
     // Chosen responses repeat the prompt's first token, rejected ones its last.
-    let mut rng = SeqRng::new(7, 0);
+    let mut rng = Rng::for_item(7, 0);
     let mut tok = || 2 + (rng.next_u64() % (VOCAB as u64 - 2)) as u32;
     let pairs: Vec<DpoExample> = (0..8)
         .map(|_| {
@@ -507,7 +508,7 @@ fn bench_tiny_steps() {
     let cfg = LlamaConfig::preset("tiny", 100).unwrap();
     eprintln!("tiny: {} parameters", cfg.n_params());
     let model = cfg.init_seeded(0, &dev);
-    let mut rng = SeqRng::new(1, 1);
+    let mut rng = Rng::for_item(1, 1);
     let data: Vec<SftExample> = (0..8)
         .map(|_| SftExample {
             prompt: (0..32).map(|_| (rng.next_u64() % 100) as u32).collect(),

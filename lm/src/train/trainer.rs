@@ -20,7 +20,7 @@
 //!
 //! # Determinism
 //!
-//! Shuffling and GRPO sampling use seeded [`SeqRng`]s (never the OS), and
+//! Shuffling and GRPO sampling use seeded [`Rng`]s (never the OS), and
 //! nothing depends on timing, so the same starting weights, data and config
 //! give the same weights on the same backend (checked bit for bit on `flex`,
 //! multithreaded, by the tests). The loops draw nothing from burn's device
@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::LmError;
 use crate::model::Llama;
-use crate::sampling::SeqRng;
+use crate::rng::Rng;
 use crate::train::losses::token_logprobs;
 use crate::train::optim::Optim;
 use crate::train::schedule::LrSchedule;
@@ -294,7 +294,7 @@ pub(crate) fn batch_logprobs(model: &Llama, batch: &Batch) -> Tensor<2> {
 }
 
 /// `0..n` in a seeded random order.
-pub(crate) fn shuffled(n: usize, rng: &mut SeqRng) -> Vec<usize> {
+pub(crate) fn shuffled(n: usize, rng: &mut Rng) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
         let j = (rng.next_u64() % (i as u64 + 1)) as usize;
@@ -328,7 +328,7 @@ pub(crate) fn plan_steps(n: usize, cfg: &TrainConfig) -> Vec<Vec<usize>> {
         (None, Some(s)) => s,
         (None, None) => per_epoch,
     };
-    let mut rng = SeqRng::new(cfg.seed, 0x5348_5546); // "SHUF"
+    let mut rng = Rng::for_item(cfg.seed, 0x5348_5546); // "SHUF"
     let mut steps = Vec::with_capacity(total);
     while steps.len() < total {
         let order = shuffled(n, &mut rng);

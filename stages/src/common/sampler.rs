@@ -10,10 +10,11 @@
 
 use retort_cache::{fingerprint, Hash, Store};
 use retort_engine::StageCtx;
-use retort_lm::{generate, GenerateRequest, SamplingParams};
+use retort_lm::{generate, GenerateRequest};
 use serde::{Deserialize, Serialize};
 
 use crate::common::model::LoadedModel;
+use crate::common::sampling::Sampling;
 
 /// One thing to sample.
 pub struct Item {
@@ -36,10 +37,14 @@ pub struct Sampled {
     pub seed: u64,
 }
 
+/// What an item's cache key covers. The sampling settings enter as the
+/// stages' own [`Sampling::hashed`], not the runtime's struct, so renaming a
+/// runtime field does not invalidate every cached sample.
 #[derive(Serialize)]
 struct ItemKey<'a> {
     model: Hash,
-    params: &'a SamplingParams,
+    sampling: serde_json::Value,
+    seed: u64,
     prompt: &'a str,
     sample_index: usize,
     cache_key: u32,
@@ -47,43 +52,56 @@ struct ItemKey<'a> {
 
 /// Bump when what a cached item means changes.
 /// 2: inference numerics changed (see `generate`'s kind version).
-const ITEM_CACHE_VERSION: u32 = 2;
+/// 3: the key holds the stages' sampling settings (f64) instead of lm's
+///    `SamplingParams`.
+const ITEM_CACHE_VERSION: u32 = 3;
 
 /// Samples every item, reusing cached ones; reports progress on `ctx`.
 pub fn sample_all(
     ctx: &StageCtx<'_>,
     lm: &LoadedModel,
     model_hash: Hash,
-    params: &SamplingParams,
+    sampling: &Sampling,
+    seed: u64,
     items: &[Item],
     batch_size: usize,
 ) -> anyhow::Result<(Vec<Sampled>, usize)> {
     let store: &Store = ctx.store;
+    let hashed = sampling.hashed().into_value();
     let keys: Vec<Hash> = items
         .iter()
         .map(|it| {
-            fingerprint(&ItemKey { model: model_hash, params, prompt: &it.prompt, sample_index: it.sample_index, cache_key: ITEM_CACHE_VERSION })
+            fingerprint(&ItemKey {
+                model: model_hash,
+                sampling: hashed.clone(),
+                seed,
+                prompt: &it.prompt,
+                sample_index: it.sample_index,
+                cache_key: ITEM_CACHE_VERSION,
+            })
         })
         .collect();
+    let params = &sampling.params(seed);
     let mut out: Vec<Option<Sampled>> =
         keys.iter().map(|k| store.item_get(k).and_then(|b| serde_json::from_slice(&b).ok())).collect();
     let cached = out.iter().filter(|o| o.is_some()).count();
     let todo: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
     let total = items.len() as u64;
     ctx.progress(cached as u64, Some(total), "samples");
-    let decode = |t: &[u32]| lm.tokenizer.decode(t);
+    let tok = lm.text_tokenizer()?;
+    let decode = |t: &[u32]| tok.decode(t);
     for chunk in todo.chunks(batch_size.max(1)) {
         let mut prompts = Vec::with_capacity(chunk.len());
         let mut ids = Vec::with_capacity(chunk.len());
         for &i in chunk {
-            prompts.push(lm.tokenizer.encode(&items[i].prompt, false)?);
+            prompts.push(tok.encode(&items[i].prompt, false)?);
             ids.push(item_id(&items[i]));
         }
         let req = GenerateRequest { prompts: &prompts, item_ids: &ids, params, decode: Some(&decode) };
-        let gens = generate(&lm.model, &req);
+        let gens = generate(lm.model(), &req);
         for ((&i, g), id) in chunk.iter().zip(gens).zip(&ids) {
             let s = Sampled {
-                response: lm.tokenizer.decode_skip_special(&g.tokens),
+                response: tok.decode_skip_special(&g.tokens),
                 tokens: g.tokens.len(),
                 finish_reason: serde_json::to_value(g.finish_reason)?.as_str().unwrap_or("").to_string(),
                 seed: *id,

@@ -1,14 +1,15 @@
 //! `kind: cascade_split` — CasCoD's two training examples per teacher chain
 //! of thought (METHODS §3 C1–C2): q -> rationale, and (q, rationale) -> answer.
 
-use retort_engine::{InputDecl, Metrics, Source, Stage, StageCtx, StageImpl};
+use retort_engine::{Fields, Hashed, InputDecl, Metrics, Stage, StageCtx, StageImpl};
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
+use crate::common::rows::{field, fields, map_rows, one_input, one_output};
 use crate::methods::{self, CascadeSpec};
 
 /// Split teacher chains of thought.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CascadeSplitStage {
     /// Teacher samples with `prompt` and `response`: `STAGE` or `STAGE.OUTPUT`.
@@ -17,7 +18,7 @@ pub struct CascadeSplitStage {
     #[serde(default = "default_marker")]
     pub marker: String,
     /// Row field holding a task description, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub task_field: Option<String>,
 }
 
@@ -29,15 +30,24 @@ impl StageImpl for CascadeSplitStage {
     const KIND: &'static str = "cascade_split";
     const VERSION: u32 = 1;
     const ABOUT: &'static str = "CasCoD: split each teacher chain into q->rationale and q,rationale->answer examples.";
+
+    fn hashed(&self) -> Hashed {
+        let CascadeSplitStage { input: _, marker, task_field } = self;
+        Hashed::new().field("marker", marker).opt("task_field", task_field)
+    }
 }
 
 impl Stage for CascadeSplitStage {
     fn inputs(&self) -> Vec<InputDecl> {
-        vec![InputDecl::new("input", Source::stage_ref(&self.input), "input")]
+        vec![one_input(&self.input).remove(0).needing(&[field::PROMPT], "cascade_split").needing(&[field::RESPONSE], "cascade_split")]
+    }
+
+    fn output_fields(&self, _name: &str, _input: &dyn Fn(&str) -> Fields) -> Fields {
+        fields(&[field::ID, "source_id", "step", field::PROMPT, field::RESPONSE])
     }
 
     fn outputs(&self) -> Vec<String> {
-        vec!["out".into()]
+        one_output()
     }
 
     fn uses_seed(&self) -> bool {
@@ -45,14 +55,15 @@ impl Stage for CascadeSplitStage {
     }
 
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
-        let rows = ctx.read_rows("input")?;
         let spec = CascadeSpec { marker: self.marker.clone(), task_field: self.task_field.clone() };
-        let (out, stats) = methods::cascade_split(&rows, &spec)?;
-        ctx.write_rows("out", &out)?;
-        Ok(Metrics::from([
-            ("kept".to_string(), stats.kept.into()),
-            ("dropped_no_marker".to_string(), stats.no_marker.into()),
-            ("dropped_empty".to_string(), stats.empty.into()),
-        ]))
+        map_rows(ctx, |rows| {
+            let (out, stats) = methods::cascade_split(&rows, &spec)?;
+            let metrics = Metrics::from([
+                ("kept".to_string(), stats.kept.into()),
+                ("dropped_no_marker".to_string(), stats.no_marker.into()),
+                ("dropped_empty".to_string(), stats.empty.into()),
+            ]);
+            Ok((out, metrics))
+        })
     }
 }

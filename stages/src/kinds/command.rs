@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
-use retort_engine::{InputDecl, Metrics, Source, Stage, StageCtx, StageImpl};
+use retort_engine::{Artifact, Hashed, InputDecl, Metrics, Source, Stage, StageCtx, StageImpl};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +40,13 @@ impl StageImpl for CommandStage {
     const KIND: &'static str = "command";
     const VERSION: u32 = 1;
     const ABOUT: &'static str = "Run a shell command with declared inputs, outputs and params (like a DVC stage).";
+
+    fn hashed(&self) -> Hashed {
+        // Inputs and deps enter through the fingerprint's input map (name ->
+        // content hash), not as the references written here.
+        let CommandStage { run, inputs: _, deps: _, outputs, params } = self;
+        Hashed::new().field("run", run).field("outputs", outputs).field("params", params)
+    }
 }
 
 impl Stage for CommandStage {
@@ -57,6 +64,10 @@ impl Stage for CommandStage {
 
     fn outputs(&self) -> Vec<String> {
         self.outputs.clone()
+    }
+
+    fn output_type(&self, _name: &str) -> Artifact {
+        Artifact::Any
     }
 
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {

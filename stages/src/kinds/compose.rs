@@ -8,10 +8,11 @@
 //! reflections from each row's `reflections` and keeps those whose verdict
 //! agrees with the verifier.
 
-use retort_engine::{InputDecl, Metrics, Source, Stage, StageCtx, StageImpl};
+use retort_engine::{Fields, Hashed, InputDecl, Metrics, Stage, StageCtx, StageImpl};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::common::rows::{field, fields, map_rows, one_input, one_output};
 use crate::methods::{self, ComposeSpec, Reflect};
 
 /// Where reflections come from.
@@ -26,7 +27,7 @@ pub enum ReflectFrom {
 }
 
 /// Compose silver traces.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ComposeStage {
     /// Verified samples: `STAGE` or `STAGE.OUTPUT`.
@@ -56,19 +57,39 @@ impl StageImpl for ComposeStage {
     const KIND: &'static str = "compose";
     const VERSION: u32 = 1;
     const ABOUT: &'static str = "SkillFactory silver traces: attempts, reflections and glue, ending on a correct attempt.";
+
+    fn hashed(&self) -> Hashed {
+        let ComposeStage { input: _, reflect, max_samples, min_valid, unique_variants } = self;
+        Hashed::new()
+            .field("reflect", reflect)
+            .field("max_samples", max_samples)
+            .field("min_valid", min_valid)
+            .field("unique_variants", unique_variants)
+    }
 }
 
 impl Stage for ComposeStage {
     fn inputs(&self) -> Vec<InputDecl> {
-        vec![InputDecl::new("input", Source::stage_ref(&self.input), "input")]
+        let input = one_input(&self.input).remove(0).needing(&[field::RESPONSE], "compose").needing(&[field::CORRECT], "compose (run `verify` first)");
+        vec![input]
+    }
+
+    fn output_fields(&self, _name: &str, _input: &dyn Fn(&str) -> Fields) -> Fields {
+        fields(&[field::ID, "question_id", field::PROMPT, field::RESPONSE, field::MESSAGES, "n_samples"])
     }
 
     fn outputs(&self) -> Vec<String> {
-        vec!["out".into()]
+        one_output()
     }
 
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
-        let rows = ctx.read_rows("input")?;
+        let seed = ctx.seed;
+        map_rows(ctx, |rows| self.compose(rows, seed))
+    }
+}
+
+impl ComposeStage {
+    fn compose(&self, rows: Vec<retort_engine::Row>, seed: u64) -> anyhow::Result<(Vec<retort_engine::Row>, Metrics)> {
         let spec = ComposeSpec {
             reflect: match self.reflect {
                 ReflectFrom::Rule => Reflect::Rule,
@@ -77,15 +98,15 @@ impl Stage for ComposeStage {
             max_samples: self.max_samples,
             min_valid: self.min_valid,
             unique_variants: self.unique_variants,
-            seed: ctx.seed,
+            seed,
         };
         let traces = methods::compose(&rows, &spec)?;
-        ctx.write_rows("out", &traces)?;
         let questions: std::collections::BTreeSet<&str> =
             traces.iter().filter_map(|r| r.get("question_id").and_then(|v| v.as_str())).collect();
-        Ok(Metrics::from([
+        let metrics = Metrics::from([
             ("traces".to_string(), traces.len().into()),
             ("questions".to_string(), questions.len().into()),
-        ]))
+        ]);
+        Ok((traces, metrics))
     }
 }

@@ -9,19 +9,20 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use retort_engine::{InputDecl, Metrics, Row, Source, Stage, StageCtx, StageImpl};
+use retort_engine::{Artifact, Fields, Hashed, InputDecl, Metrics, Row, Stage, StageCtx, StageImpl};
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
-use crate::methods::{self, metrics};
-use crate::kinds::generate::Sampling;
 use crate::common::model::{self, prompt_text};
+use crate::common::round4;
+use crate::common::rows::{field, fields};
 use crate::common::sampler::{sample_all, Item};
-use crate::kinds::verify::round4;
+use crate::common::sampling::Sampling;
+use crate::methods::{self, metrics};
 
 /// Evaluate models on task sets.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateStage {
     /// Models to evaluate: `models:` entries or stages that output a model.
@@ -37,8 +38,8 @@ pub struct EvaluateStage {
     /// Apply the tokenizer's chat template.
     #[serde(default)]
     pub chat: bool,
-    /// Sequences per forward pass (not hashed).
-    #[serde(default = "default_batch", skip_serializing)]
+    /// Sequences per forward pass.
+    #[serde(default = "default_batch")]
     pub batch_size: usize,
 }
 
@@ -46,7 +47,7 @@ fn one() -> usize {
     1
 }
 fn greedy() -> Sampling {
-    Sampling { temperature: 0.0, ..Sampling::default() }
+    Sampling::greedy()
 }
 fn default_batch() -> usize {
     16
@@ -59,23 +60,52 @@ impl StageImpl for EvaluateStage {
     // tokens from version 1 may differ from a fresh run's.
     const VERSION: u32 = 2;
     const ABOUT: &'static str = "Accuracy by number count, pass@k and skill use of models on task sets.";
+
+    fn hashed(&self) -> Hashed {
+        // The models' names are in the metrics, so they are hashed; the
+        // models and task sets themselves enter by content hash.
+        let EvaluateStage { models, tasks: _, samples, sampling, chat, batch_size: _ } = self;
+        Hashed::new()
+            .field("models", models)
+            .field("samples", samples)
+            .field("sampling", sampling.hashed().into_value())
+            .field("chat", chat)
+    }
 }
 
 impl Stage for EvaluateStage {
     fn inputs(&self) -> Vec<InputDecl> {
-        let models = self.models.iter().enumerate().map(|(i, m)| {
-            InputDecl::new(format!("model:{m}"), Source::Model(m.clone()), format!("models[{i}]"))
-        });
-        let tasks = self
-            .tasks
+        let models = self
+            .models
             .iter()
             .enumerate()
-            .map(|(i, t)| InputDecl::new(format!("tasks:{i}"), Source::stage_ref(t), format!("tasks[{i}]")));
+            .map(|(i, m)| InputDecl::model(format!("model:{m}"), m, format!("models[{i}]"), true));
+        let tasks = self.tasks.iter().enumerate().map(|(i, t)| {
+            InputDecl::rows(format!("tasks:{i}"), t, format!("tasks[{i}]"))
+                .needing(&[field::PROMPT, field::MESSAGES], "evaluate's prompt")
+                .needing(&[field::NUMS], "the countdown verifier")
+                .needing(&[field::TARGET], "the countdown verifier")
+        });
         models.chain(tasks).collect()
     }
 
     fn outputs(&self) -> Vec<String> {
         vec!["out".into(), "table".into()]
+    }
+
+    fn output_fields(&self, name: &str, _input: &dyn Fn(&str) -> Fields) -> Fields {
+        match name {
+            "out" => fields(&[field::MODEL, field::ID, field::NUMS, field::TARGET, field::SAMPLE_INDEX, field::RESPONSE, field::ANSWER, field::CORRECT, field::REWARD]),
+            _ => None,
+        }
+    }
+
+    fn output_type(&self, name: &str) -> Artifact {
+        if name == "table" {
+            Artifact::Text
+        } else {
+            Artifact::Rows
+        }
     }
 
     fn check(&self) -> Result<(), retort_engine::FieldError> {
@@ -89,7 +119,6 @@ impl Stage for EvaluateStage {
     }
 
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
-        let device = model_io::device(ctx.device)?;
         let mut tasks: Vec<Row> = Vec::new();
         for i in 0..self.tasks.len() {
             tasks.extend(ctx.read_rows(&format!("tasks:{i}"))?);
@@ -98,26 +127,27 @@ impl Stage for EvaluateStage {
         let mut per_model: BTreeMap<String, Vec<Row>> = BTreeMap::new();
         for name in &self.models {
             let input = ctx.input(&format!("model:{name}"))?.clone();
-            let lm = model_io::load(&input, name, &device)?;
+            let lm = model::load(&input, name, ctx.device)?;
+            let tok = lm.text_tokenizer()?;
             let mut items = Vec::new();
             for task in &tasks {
-                let text = prompt_text(task, &lm.tokenizer, self.chat, None)?;
+                let text = prompt_text(task, tok, self.chat, None)?;
                 for s in 0..self.samples {
                     items.push(Item { prompt: text.clone(), sample_index: s });
                 }
             }
             ctx.log(format!("evaluating `{name}` on {} tasks", tasks.len()));
-            let (sampled, _) = sample_all(ctx, &lm, input.hash, &self.sampling.params(ctx.seed), &items, self.batch_size)?;
+            let (sampled, _) = sample_all(ctx, &lm, input.hash, &self.sampling, ctx.seed, &items, self.batch_size)?;
             let mut rows = Vec::with_capacity(sampled.len());
             for (k, s) in sampled.into_iter().enumerate() {
                 let task = &tasks[k / self.samples];
                 let mut row = Row::new();
-                row.insert("model".into(), name.clone().into());
-                for key in ["id", "nums", "target"] {
+                row.insert(field::MODEL.into(), name.clone().into());
+                for key in [field::ID, field::NUMS, field::TARGET] {
                     row.insert(key.into(), task.get(key).cloned().unwrap_or(Value::Null));
                 }
-                row.insert("sample_index".into(), (k % self.samples).into());
-                row.insert("response".into(), s.response.into());
+                row.insert(field::SAMPLE_INDEX.into(), (k % self.samples).into());
+                row.insert(field::RESPONSE.into(), s.response.into());
                 rows.push(row);
             }
             let rows = methods::verify_rows(rows, 0.0)?;

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
-use retort_engine::{write_jsonl, InputDecl, Metrics, Row, Source, Stage, StageCtx, StageImpl};
+use retort_engine::{write_jsonl, Hashed, InputDecl, Metrics, Row, Stage, StageCtx, StageImpl};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -29,7 +29,7 @@ pub enum ExportFormat {
 }
 
 /// Export a dataset.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportStage {
     /// The dataset: `STAGE` or `STAGE.OUTPUT`.
@@ -45,11 +45,26 @@ impl StageImpl for ExportStage {
     const KIND: &'static str = "export";
     const VERSION: u32 = 1;
     const ABOUT: &'static str = "Write a dataset outside the cache as JSONL (optionally in a TRL format).";
+
+    fn hashed(&self) -> Hashed {
+        // The destination is hashed: exporting to another path must write it.
+        let ExportStage { input: _, path, format } = self;
+        Hashed::new().field("path", path).field("format", format)
+    }
 }
 
 impl Stage for ExportStage {
     fn inputs(&self) -> Vec<InputDecl> {
-        vec![InputDecl::new("input", Source::stage_ref(&self.input), "input")]
+        let input = InputDecl::rows("input", &self.input, "input");
+        let input = match self.format {
+            ExportFormat::Rows | ExportFormat::Messages => input,
+            ExportFormat::PromptCompletion => input.needing(&["prompt"], "format prompt_completion").needing(&["response"], "format prompt_completion"),
+            ExportFormat::Preference => input
+                .needing(&["prompt"], "format preference")
+                .needing(&["chosen"], "format preference")
+                .needing(&["rejected"], "format preference"),
+        };
+        vec![input]
     }
 
     fn outputs(&self) -> Vec<String> {

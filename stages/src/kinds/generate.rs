@@ -13,73 +13,19 @@
 
 use std::collections::BTreeMap;
 
-use retort_engine::{FieldError, InputDecl, Metrics, Row, Source, Stage, StageCtx, StageImpl};
-use retort_lm::SamplingParams;
+use retort_engine::{FieldError, Fields, Hashed, InputDecl, Metrics, Row, Stage, StageCtx, StageImpl};
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::common::model::{self, prompt_text};
+use crate::common::round4;
+use crate::common::rows::{field, plus};
 use crate::common::sampler::{sample_all, Item};
+use crate::common::sampling::Sampling;
 use crate::common::template::Templates;
 
-/// The sampling settings stages share.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Sampling {
-    /// Most new tokens per sample.
-    #[serde(default = "default_max_tokens")]
-    pub max_tokens: usize,
-    /// 0 = greedy.
-    #[serde(default = "default_temperature")]
-    pub temperature: f32,
-    /// Keep the k most likely tokens (0 = off).
-    #[serde(default)]
-    pub top_k: usize,
-    /// Nucleus sampling threshold (1 = off).
-    #[serde(default = "one_f")]
-    pub top_p: f32,
-    /// Drop tokens below min_p × the top probability (0 = off).
-    #[serde(default)]
-    pub min_p: f32,
-    /// Stop when the text contains one of these (kept in the response).
-    #[serde(default)]
-    pub stop: Vec<String>,
-}
-
-impl Default for Sampling {
-    fn default() -> Self {
-        Sampling { max_tokens: default_max_tokens(), temperature: default_temperature(), top_k: 0, top_p: 1.0, min_p: 0.0, stop: vec![] }
-    }
-}
-
-fn default_max_tokens() -> usize {
-    256
-}
-fn default_temperature() -> f32 {
-    0.7
-}
-fn one_f() -> f32 {
-    1.0
-}
-
-impl Sampling {
-    /// The runtime's parameters, seeded.
-    pub fn params(&self, seed: u64) -> SamplingParams {
-        SamplingParams {
-            max_new_tokens: self.max_tokens,
-            temperature: self.temperature,
-            top_k: self.top_k,
-            top_p: self.top_p,
-            min_p: self.min_p,
-            seed,
-            stop: self.stop.clone(),
-            eos_token_ids: None,
-        }
-    }
-}
-
 /// Sample a model on a dataset of prompts.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateStage {
     /// A `models:` entry or a stage that outputs a model.
@@ -93,40 +39,33 @@ pub struct GenerateStage {
     #[serde(default)]
     pub chat: bool,
     /// A system message for `chat` (the template's default when absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub system: Option<String>,
     /// A prompt template over the row's fields (Jinja2 syntax, e.g.
     /// `"Check this answer: {{ response }}"`), used instead of `prompt`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub template: Option<String>,
     /// Named prompt templates: every row is sampled under each, and output
     /// rows carry the name in `variant`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default)]
     pub variants: BTreeMap<String, String>,
     /// The output field that holds the generated text.
-    // Defaults are left out of the hashed parameters, so stages written
-    // before these options existed keep their cache.
-    #[serde(default = "default_field", skip_serializing_if = "is_default_field")]
+    #[serde(default = "default_field")]
     pub field: String,
     /// One output row per input row (per variant), `field` holding the list
     /// of its `samples` texts, instead of one row per sample.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub collect: bool,
     /// max_tokens, temperature, top_k, top_p, min_p, stop.
     #[serde(default)]
     pub sampling: Sampling,
-    /// Sequences per forward pass. Not hashed: a sample does not depend on
-    /// its batch.
-    #[serde(default = "default_batch", skip_serializing)]
+    /// Sequences per forward pass.
+    #[serde(default = "default_batch")]
     pub batch_size: usize,
 }
 
 fn default_field() -> String {
-    "response".into()
-}
-
-fn is_default_field(f: &str) -> bool {
-    f == "response"
+    field::RESPONSE.into()
 }
 
 impl GenerateStage {
@@ -164,14 +103,45 @@ impl StageImpl for GenerateStage {
     // tokens from version 1 may differ from a fresh run's.
     const VERSION: u32 = 2;
     const ABOUT: &'static str = "Sample N responses per prompt from a model (item-cached, resumable).";
+
+    fn hashed(&self) -> Hashed {
+        // batch_size is not hashed: a sample does not depend on its batch
+        // (each item's RNG is seeded from its own id).
+        let GenerateStage { model: _, prompts: _, samples, chat, system, template, variants, field, collect, sampling, batch_size: _ } =
+            self;
+        Hashed::new()
+            .field("samples", samples)
+            .field("chat", chat)
+            .opt("system", system)
+            .opt("template", template)
+            .field("variants", variants)
+            .field("field", field)
+            .field("collect", collect)
+            .field("sampling", sampling.hashed().into_value())
+    }
 }
 
 impl Stage for GenerateStage {
     fn inputs(&self) -> Vec<InputDecl> {
-        vec![
-            InputDecl::new("model", Source::Model(self.model.clone()), "model"),
-            InputDecl::new("prompts", Source::stage_ref(&self.prompts), "prompts"),
-        ]
+        let prompts = InputDecl::rows("prompts", &self.prompts, "prompts");
+        // A template (or variants) makes the prompt from the row's fields.
+        let prompts = if self.template.is_none() && self.variants.is_empty() {
+            prompts.needing(&[field::PROMPT, field::MESSAGES], "generate's prompt")
+        } else {
+            prompts
+        };
+        vec![InputDecl::model("model", &self.model, "model", true), prompts]
+    }
+
+    fn output_fields(&self, _name: &str, input: &dyn Fn(&str) -> Fields) -> Fields {
+        let mut extra = vec![self.field.as_str()];
+        if !self.variants.is_empty() {
+            extra.push(field::VARIANT);
+        }
+        if !self.collect {
+            extra.extend([field::SAMPLE_INDEX, field::SEED]);
+        }
+        plus(input("prompts"), &extra)
     }
 
     fn outputs(&self) -> Vec<String> {
@@ -194,9 +164,9 @@ impl Stage for GenerateStage {
     }
 
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
-        let device = model_io::device(ctx.device)?;
         let input = ctx.input("model")?.clone();
-        let lm = model_io::load(&input, &self.model, &device)?;
+        let lm = model::load(&input, &self.model, ctx.device)?;
+        let tok = lm.text_tokenizer()?;
         let rows = ctx.read_rows("prompts")?;
         let templates = Templates::new(self.template_sources()).map_err(anyhow::Error::msg)?;
         let (_, variants) = self.templates();
@@ -208,11 +178,11 @@ impl Stage for GenerateStage {
                     Some(name) => {
                         let rendered = templates.render(name, row).map_err(|e| anyhow::anyhow!("prompt row {i}: {e}"))?;
                         let mut templated = row.clone();
-                        templated.insert("prompt".into(), rendered.into());
-                        templated.remove("messages");
-                        prompt_text(&templated, &lm.tokenizer, self.chat, self.system.as_deref())
+                        templated.insert(field::PROMPT.into(), rendered.into());
+                        templated.remove(field::MESSAGES);
+                        prompt_text(&templated, tok, self.chat, self.system.as_deref())
                     }
-                    None => prompt_text(row, &lm.tokenizer, self.chat, self.system.as_deref()),
+                    None => prompt_text(row, tok, self.chat, self.system.as_deref()),
                 }
                 .map_err(|e| anyhow::anyhow!("prompt row {i}: {e}"))?;
                 let label = if self.variants.is_empty() { None } else { variant.as_deref() };
@@ -223,15 +193,14 @@ impl Stage for GenerateStage {
             .iter()
             .flat_map(|(_, _, text)| (0..self.samples).map(|s| Item { prompt: text.clone(), sample_index: s }))
             .collect();
-        let params = self.sampling.params(ctx.seed);
-        let (sampled, cached) = sample_all(ctx, &lm, input.hash, &params, &items, self.batch_size)?;
+        let (sampled, cached) = sample_all(ctx, &lm, input.hash, &self.sampling, ctx.seed, &items, self.batch_size)?;
         let tokens: usize = sampled.iter().map(|s| s.tokens).sum();
         let n = sampled.len();
         let mut out: Vec<Row> = Vec::with_capacity(if self.collect { prompts.len() } else { n });
         for ((i, variant, _), group) in prompts.iter().zip(sampled.chunks(self.samples)) {
             let mut base = rows[*i].clone();
             if let Some(v) = variant {
-                base.insert("variant".into(), (*v).into());
+                base.insert(field::VARIANT.into(), (*v).into());
             }
             if self.collect {
                 base.insert(self.field.clone(), group.iter().map(|s| s.response.clone()).collect::<Vec<_>>().into());
@@ -241,8 +210,8 @@ impl Stage for GenerateStage {
             for (k, s) in group.iter().enumerate() {
                 let mut row = base.clone();
                 row.insert(self.field.clone(), s.response.clone().into());
-                row.insert("sample_index".into(), k.into());
-                row.insert("seed".into(), s.seed.into());
+                row.insert(field::SAMPLE_INDEX.into(), k.into());
+                row.insert(field::SEED.into(), s.seed.into());
                 out.push(row);
             }
         }
@@ -251,7 +220,7 @@ impl Stage for GenerateStage {
         Ok(Metrics::from([
             ("rows".to_string(), out.len().into()),
             ("samples".to_string(), n.into()),
-            ("mean_tokens".to_string(), crate::kinds::verify::round4(tokens as f64 / n.max(1) as f64).into()),
+            ("mean_tokens".to_string(), round4(tokens as f64 / n.max(1) as f64).into()),
         ]))
     }
 }

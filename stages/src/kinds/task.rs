@@ -6,59 +6,82 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use retort_engine::{read_jsonl, FieldError, InputDecl, Metrics, Source, Stage, StageCtx, StageImpl};
+use retort_engine::{read_jsonl, FieldError, Fields, Hashed, InputDecl, Metrics, Source, Stage, StageCtx, StageImpl};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::common::rows::{field, fields};
 use crate::methods::{self, CountdownSpec, Split};
 
-/// Which problem set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskName {
+/// A problem set: `task:` picks the generator, and each generator takes
+/// only its own keys (a key of another is an error at load time, listing
+/// the valid ones).
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(tag = "task", rename_all = "snake_case")]
+pub enum TaskStage {
     /// Countdown: reach a target with + - * / using each number once.
-    Countdown,
+    Countdown(CountdownTask),
     /// Arithmetic questions with a numeric answer.
-    Arithmetic,
+    Arithmetic(ArithmeticTask),
     /// Rows loaded from a JSONL file (`path`).
-    File,
+    File(FileTask),
 }
 
-/// A problem set. Fields not used by the chosen `task` must be left out.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+/// `task: countdown`.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct TaskStage {
-    /// countdown | arithmetic | file.
-    pub task: TaskName,
-    /// Countdown: how many numbers per instance, `3`, `3..6` (inclusive) or `3..=6`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub numbers: Option<Arity>,
-    /// How many instances (countdown, arithmetic).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub count: Option<usize>,
-    /// Countdown: `train` (default), `val` (same targets, other instances),
+pub struct CountdownTask {
+    /// How many numbers per instance, `3`, `3..6` (inclusive) or `3..=6`.
+    pub numbers: Arity,
+    /// How many instances.
+    pub count: usize,
+    /// `train` (default), `val` (same targets, other instances),
     /// `val_target` (held-out targets) or `all`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub split: Option<String>,
-    /// Countdown: largest target (default 100).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_target: Option<i64>,
-    /// Countdown: largest starting number (default max_target - 1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
+    pub split: Split,
+    /// Largest target (default 100).
+    #[serde(default = "default_max_target")]
+    pub max_target: i64,
+    /// Largest starting number (default max_target - 1).
+    #[serde(default)]
     pub max_number: Option<i64>,
-    /// Countdown: the prompt, with `{nums}` and `{target}` filled in (default:
-    /// the TinyZero instruction). Short prompts suit small from-scratch models.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The prompt, with `{nums}` and `{target}` filled in (default: the
+    /// TinyZero instruction). Short prompts suit small from-scratch models.
+    #[serde(default)]
     pub template: Option<String>,
-    /// Arithmetic: digits per operand (default 2).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digits: Option<usize>,
-    /// Arithmetic: operators to draw from (default "+-*").
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ops: Option<String>,
-    /// File: a JSONL file relative to the pipeline file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<PathBuf>,
+}
+
+fn default_max_target() -> i64 {
+    100
+}
+
+/// `task: arithmetic`.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ArithmeticTask {
+    /// How many questions.
+    pub count: usize,
+    /// Digits per operand.
+    #[serde(default = "default_digits")]
+    pub digits: usize,
+    /// Operators to draw from.
+    #[serde(default = "default_ops")]
+    pub ops: String,
+}
+
+fn default_digits() -> usize {
+    2
+}
+fn default_ops() -> String {
+    "+-*".into()
+}
+
+/// `task: file`.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileTask {
+    /// A JSONL file relative to the pipeline file.
+    pub path: PathBuf,
 }
 
 /// A number of numbers: `3`, or an inclusive range written `3..6` or `3..=6`.
@@ -93,37 +116,37 @@ impl StageImpl for TaskStage {
     const KIND: &'static str = "task";
     const VERSION: u32 = 1;
     const ABOUT: &'static str = "Make or load a problem set: countdown, arithmetic, or a JSONL file.";
-}
 
-impl TaskStage {
-    fn unused(&self) -> Vec<&'static str> {
-        let mut set = vec![];
-        let c = self.task == TaskName::Countdown;
-        let a = self.task == TaskName::Arithmetic;
-        let checks: [(&'static str, bool, bool); 9] = [
-            ("numbers", self.numbers.is_some(), c),
-            ("count", self.count.is_some(), c || a),
-            ("split", self.split.is_some(), c),
-            ("max_target", self.max_target.is_some(), c),
-            ("max_number", self.max_number.is_some(), c),
-            ("digits", self.digits.is_some(), a),
-            ("ops", self.ops.is_some(), a),
-            ("path", self.path.is_some(), self.task == TaskName::File),
-            ("template", self.template.is_some(), c),
-        ];
-        for (name, given, allowed) in checks {
-            if given && !allowed {
-                set.push(name);
+    fn hashed(&self) -> Hashed {
+        match self {
+            TaskStage::Countdown(t) => {
+                let CountdownTask { numbers, count, split, max_target, max_number, template } = t;
+                // `3..4` and `3..=4` are the same set: hash the resolved bounds,
+                // and the resolved default of `max_number`.
+                let range = numbers.range().map(|r| [*r.start(), *r.end()]).unwrap_or_default();
+                Hashed::new()
+                    .field("task", "countdown")
+                    .field("numbers", range)
+                    .field("count", count)
+                    .field("split", split)
+                    .field("max_target", max_target)
+                    .field("max_number", max_number.unwrap_or(max_target - 1))
+                    .opt("template", template)
             }
+            TaskStage::Arithmetic(t) => {
+                let ArithmeticTask { count, digits, ops } = t;
+                Hashed::new().field("task", "arithmetic").field("count", count).field("digits", digits).field("ops", ops)
+            }
+            // The file enters by content hash.
+            TaskStage::File(FileTask { path: _ }) => Hashed::new().field("task", "file"),
         }
-        set
     }
 }
 
 impl Stage for TaskStage {
     fn inputs(&self) -> Vec<InputDecl> {
-        match &self.path {
-            Some(p) if self.task == TaskName::File => vec![InputDecl::new("file", Source::File(p.clone()), "path")],
+        match self {
+            TaskStage::File(f) => vec![InputDecl::new("file", Source::File(f.path.clone()), "path")],
             _ => vec![],
         }
     }
@@ -132,60 +155,51 @@ impl Stage for TaskStage {
         vec!["out".into()]
     }
 
+    fn output_fields(&self, _name: &str, _input: &dyn Fn(&str) -> Fields) -> Fields {
+        match self {
+            TaskStage::Countdown(_) => fields(&[field::ID, field::PROMPT, field::NUMS, field::TARGET, "solution"]),
+            TaskStage::Arithmetic(_) => fields(&[field::ID, field::PROMPT, "question", field::ANSWER]),
+            TaskStage::File(_) => None,
+        }
+    }
+
     fn uses_seed(&self) -> bool {
-        self.task != TaskName::File
+        !matches!(self, TaskStage::File(_))
     }
 
     fn check(&self) -> Result<(), FieldError> {
-        if let Some(field) = self.unused().first() {
-            return Err(FieldError::new(*field, format!("`{field}` does not apply to `task: {}`", serde_json::to_value(self.task).unwrap().as_str().unwrap_or(""))));
-        }
-        match self.task {
-            TaskName::Countdown => {
-                self.numbers.as_ref().ok_or_else(|| FieldError::new("task", "countdown needs `numbers` (e.g. `numbers: 3..6`)"))?
-                    .range().map_err(|m| FieldError::new("numbers", m))?;
-                if let Some(s) = &self.split {
-                    Split::parse(s).ok_or_else(|| FieldError::new("split", format!("unknown split `{s}`; use train, val, val_target or all")))?;
-                }
-                self.count.ok_or_else(|| FieldError::new("task", "countdown needs `count`"))?;
-            }
-            TaskName::Arithmetic => {
-                self.count.ok_or_else(|| FieldError::new("task", "arithmetic needs `count`"))?;
-            }
-            TaskName::File => {
-                self.path.as_ref().ok_or_else(|| FieldError::new("task", "`task: file` needs `path`"))?;
-            }
+        if let TaskStage::Countdown(t) = self {
+            t.numbers.range().map_err(|m| FieldError::new("numbers", m))?;
         }
         Ok(())
     }
 
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
-        let rows = match self.task {
-            TaskName::Countdown => {
-                let max_target = self.max_target.unwrap_or(100);
+        let rows = match self {
+            TaskStage::Countdown(t) => {
                 let spec = CountdownSpec {
-                    numbers: self.numbers.as_ref().expect("checked").range().map_err(anyhow::Error::msg)?,
-                    count: self.count.expect("checked"),
-                    max_target,
-                    max_number: self.max_number.unwrap_or(max_target - 1),
-                    split: self.split.as_deref().and_then(Split::parse).unwrap_or(Split::Train),
+                    numbers: t.numbers.range().map_err(anyhow::Error::msg)?,
+                    count: t.count,
+                    max_target: t.max_target,
+                    max_number: t.max_number.unwrap_or(t.max_target - 1),
+                    split: t.split,
                     seed: ctx.seed,
                 };
-                let mut rows = methods::generate(&spec)?;
-                if let Some(t) = &self.template {
+                let mut rows = methods::instances(&spec)?;
+                if let Some(tpl) = &t.template {
                     for r in &mut rows {
-                        let nums = r["nums"].to_string().replace(',', ", ");
-                        let text = t.replace("{nums}", &nums).replace("{target}", &r["target"].to_string());
-                        r.insert("prompt".into(), text.into());
+                        let nums = r[field::NUMS].to_string().replace(',', ", ");
+                        let text = tpl.replace("{nums}", &nums).replace("{target}", &r[field::TARGET].to_string());
+                        r.insert(field::PROMPT.into(), text.into());
                     }
                 }
                 rows
             }
-            TaskName::Arithmetic => {
-                let ops: Vec<char> = self.ops.as_deref().unwrap_or("+-*").chars().collect();
-                methods::generate_arithmetic(self.count.expect("checked"), self.digits.unwrap_or(2), &ops, ctx.seed)?
+            TaskStage::Arithmetic(t) => {
+                let ops: Vec<char> = t.ops.chars().collect();
+                methods::generate_arithmetic(t.count, t.digits, &ops, ctx.seed)?
             }
-            TaskName::File => {
+            TaskStage::File(_) => {
                 let path = ctx.input_path("file")?;
                 read_jsonl(path).with_context(|| format!("loading {}", path.display()))?
             }

@@ -15,32 +15,118 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use burn::tensor::Device;
-use retort_engine::{InputArtifact, InputDecl, Metrics, Row, Source, Stage, StageCtx, StageImpl};
+use retort_engine::{Artifact, FieldError, Fields, Hashed, InputArtifact, InputDecl, Metrics, Row, Stage, StageCtx, StageImpl, TinyModel};
 use retort_lm::config::TokenIds;
 use retort_lm::tokenizer::Tokenizer;
 use retort_lm::train::{self, DpoExample, GrpoConfig, LrSchedule, SftExample, StepMetrics, TrainConfig};
-use retort_lm::LlamaConfig;
+use retort_lm::{LlamaConfig, LoadedModel};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::common::model::{self, prompt_text};
+use crate::common::round4;
+use crate::common::rows::{field, int_field, ints_field, str_field};
+use crate::common::sampling::Sampling;
 use crate::methods::verify_countdown;
-use crate::kinds::generate::Sampling;
-use crate::common::model::{self, prompt_text, LoadedModel};
-use crate::kinds::verify::round4;
 
-/// Which objective.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
+/// The objective and its own settings: `objective: grpo` takes GRPO's keys
+/// and no other objective's, so an SFT stage neither accepts nor hashes
+/// `kl_coef`. A new objective is a variant here (and its loss in
+/// `retort_lm::train`).
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(tag = "objective", rename_all = "snake_case")]
 pub enum Objective {
-    /// Masked supervised fine-tuning.
-    Sft,
-    /// Direct preference optimisation.
-    Dpo,
-    /// Group-relative policy optimisation with the Countdown reward.
-    Grpo,
+    /// Masked supervised fine-tuning (METHODS §0.4).
+    Sft(Sft),
+    /// Direct preference optimisation (METHODS §0.3).
+    Dpo(Dpo),
+    /// Group-relative policy optimisation with the Countdown reward (METHODS §0.2).
+    Grpo(Grpo),
+}
+
+/// `objective: sft`.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Sft {
+    /// Passes over the data (or give `steps`).
+    #[serde(default)]
+    pub epochs: Option<usize>,
+}
+
+/// `objective: dpo`.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dpo {
+    /// Passes over the pairs (or give `steps`).
+    #[serde(default)]
+    pub epochs: Option<usize>,
+    /// β, the strength of the implicit KL to the starting model.
+    #[serde(default = "default_beta")]
+    pub beta: f64,
+}
+
+/// `objective: grpo` (`steps` = sampling rounds, required).
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Grpo {
+    /// Samples per prompt.
+    #[serde(default = "default_group")]
+    pub group_size: usize,
+    /// Prompts per round.
+    #[serde(default = "default_group")]
+    pub prompts_per_step: usize,
+    /// Passes over each round's samples.
+    #[serde(default = "one")]
+    pub ppo_epochs: usize,
+    /// Ratio clip ε.
+    #[serde(default = "default_clip_eps")]
+    pub clip: f64,
+    /// k3 KL coefficient to the starting model.
+    #[serde(default = "default_kl")]
+    pub kl_coef: f64,
+    /// Reward for an answer that exists but is wrong (SkillFactory: 0).
+    #[serde(default)]
+    pub format_reward: f64,
+    /// How rollouts are sampled (temperature 1 by default).
+    #[serde(default = "Sampling::unit_temperature")]
+    pub sampling: Sampling,
+}
+
+impl Objective {
+    fn name(&self) -> &'static str {
+        match self {
+            Objective::Sft(_) => "sft",
+            Objective::Dpo(_) => "dpo",
+            Objective::Grpo(_) => "grpo",
+        }
+    }
+
+    fn epochs(&self) -> Option<usize> {
+        match self {
+            Objective::Sft(o) => o.epochs,
+            Objective::Dpo(o) => o.epochs,
+            Objective::Grpo(_) => None,
+        }
+    }
+
+    fn hashed(&self) -> Hashed {
+        let h = Hashed::new().field("objective", self.name());
+        match self {
+            Objective::Sft(Sft { epochs }) => h.opt("epochs", epochs),
+            Objective::Dpo(Dpo { epochs, beta }) => h.opt("epochs", epochs).field("beta", beta),
+            Objective::Grpo(Grpo { group_size, prompts_per_step, ppo_epochs, clip, kl_coef, format_reward, sampling }) => h
+                .field("group_size", group_size)
+                .field("prompts_per_step", prompts_per_step)
+                .field("ppo_epochs", ppo_epochs)
+                .field("clip", clip)
+                .field("kl_coef", kl_coef)
+                .field("format_reward", format_reward)
+                .field("sampling", sampling.hashed().into_value()),
+        }
+    }
 }
 
 /// Learning-rate schedule.
@@ -54,15 +140,16 @@ pub enum Schedule {
     WarmupCosine,
 }
 
-/// Train a model.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+/// Train a model. The optimizer settings are shared by every objective;
+/// `objective:` selects the objective and its own keys.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 pub struct TrainStage {
     /// Where to start: a `models:` entry (a checkpoint, a GGUF, or `tiny:` for from scratch) or a stage's model.
     pub model: String,
     /// Training rows: `STAGE` or `STAGE.OUTPUT`.
     pub data: String,
-    /// sft, dpo or grpo.
+    /// sft, dpo or grpo, with that objective's settings beside it.
+    #[serde(flatten)]
     pub objective: Objective,
     /// Peak learning rate.
     #[serde(default = "default_lr")]
@@ -70,17 +157,14 @@ pub struct TrainStage {
     /// constant (default) or warmup_cosine.
     #[serde(default)]
     pub schedule: Schedule,
-    /// warmup_cosine: share of the steps spent warming up (e.g. 0.05).
+    /// warmup_cosine: share of the steps spent warming up (default 0).
     #[serde(default)]
-    pub warmup: f64,
-    /// warmup_cosine: final rate as a share of `lr`.
+    pub warmup: Option<f64>,
+    /// warmup_cosine: final rate as a share of `lr` (default 0).
     #[serde(default)]
-    pub min_lr_ratio: f64,
-    /// Passes over the data (SFT, DPO).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub epochs: Option<usize>,
+    pub min_lr_ratio: Option<f64>,
     /// Optimizer steps (SFT, DPO) or sampling rounds (GRPO).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub steps: Option<usize>,
     /// Sequences (pairs for DPO) per micro-batch.
     #[serde(default = "default_batch")]
@@ -90,7 +174,7 @@ pub struct TrainStage {
     pub grad_accum: usize,
     /// Clip the global gradient norm to this (null = off).
     #[serde(default = "default_clip")]
-    pub grad_clip: Option<f32>,
+    pub grad_clip: Option<f64>,
     /// AdamW weight decay.
     #[serde(default)]
     pub weight_decay: f64,
@@ -100,30 +184,6 @@ pub struct TrainStage {
     /// Apply the tokenizer's chat template to prompts.
     #[serde(default)]
     pub chat: bool,
-    /// DPO: β.
-    #[serde(default = "default_beta")]
-    pub beta: f64,
-    /// GRPO: samples per prompt.
-    #[serde(default = "default_group")]
-    pub group_size: usize,
-    /// GRPO: prompts per round.
-    #[serde(default = "default_group")]
-    pub prompts_per_step: usize,
-    /// GRPO: passes over each round's samples.
-    #[serde(default = "one")]
-    pub ppo_epochs: usize,
-    /// GRPO: ratio clip ε.
-    #[serde(default = "default_clip_eps")]
-    pub clip: f32,
-    /// GRPO: k3 KL coefficient to the starting model.
-    #[serde(default = "default_kl")]
-    pub kl_coef: f32,
-    /// GRPO: reward for an answer that exists but is wrong (SkillFactory: 0).
-    #[serde(default)]
-    pub format_reward: f32,
-    /// GRPO: how rollouts are sampled.
-    #[serde(default = "rollout_sampling")]
-    pub sampling: Sampling,
 }
 
 fn default_lr() -> f64 {
@@ -135,7 +195,7 @@ fn default_batch() -> usize {
 fn one() -> usize {
     1
 }
-fn default_clip() -> Option<f32> {
+fn default_clip() -> Option<f64> {
     Some(1.0)
 }
 fn default_max_len() -> usize {
@@ -147,14 +207,11 @@ fn default_beta() -> f64 {
 fn default_group() -> usize {
     8
 }
-fn default_clip_eps() -> f32 {
+fn default_clip_eps() -> f64 {
     0.2
 }
-fn default_kl() -> f32 {
+fn default_kl() -> f64 {
     0.001
-}
-fn rollout_sampling() -> Sampling {
-    Sampling { temperature: 1.0, ..Sampling::default() }
 }
 
 impl StageImpl for TrainStage {
@@ -163,32 +220,97 @@ impl StageImpl for TrainStage {
     // burn's global one, so the same seed gives other bytes than version 1.
     const VERSION: u32 = 2;
     const ABOUT: &'static str = "Train a model (sft, dpo, grpo), from scratch or from a checkpoint; outputs a checkpoint.";
+
+    fn hashed(&self) -> Hashed {
+        let TrainStage {
+            model: _,
+            data: _,
+            objective,
+            lr,
+            schedule,
+            warmup,
+            min_lr_ratio,
+            steps,
+            batch_size,
+            grad_accum,
+            grad_clip,
+            weight_decay,
+            max_len,
+            chat,
+        } = self;
+        let mut h = Hashed::new().field("lr", lr).field("schedule", schedule);
+        if *schedule == Schedule::WarmupCosine {
+            h = h.field("warmup", warmup.unwrap_or(0.0)).field("min_lr_ratio", min_lr_ratio.unwrap_or(0.0));
+        }
+        h.opt("steps", steps)
+            .field("batch_size", batch_size)
+            .field("grad_accum", grad_accum)
+            .field("grad_clip", grad_clip)
+            .field("weight_decay", weight_decay)
+            .field("max_len", max_len)
+            .field("chat", chat)
+            .extend(objective.hashed())
+    }
 }
 
 impl Stage for TrainStage {
     fn inputs(&self) -> Vec<InputDecl> {
-        vec![
-            InputDecl::new("model", Source::Model(self.model.clone()), "model"),
-            InputDecl::new("data", Source::stage_ref(&self.data), "data"),
-        ]
+        let data = InputDecl::rows("data", &self.data, "data");
+        let data = match &self.objective {
+            Objective::Sft(_) => data
+                .needing(&[field::PROMPT, field::MESSAGES], "objective sft")
+                .needing(&[field::RESPONSE, field::MESSAGES], "objective sft"),
+            Objective::Dpo(_) => data
+                .needing(&[field::PROMPT], "objective dpo")
+                .needing(&[field::CHOSEN], "objective dpo")
+                .needing(&[field::REJECTED], "objective dpo"),
+            Objective::Grpo(_) => data
+                .needing(&[field::PROMPT], "objective grpo")
+                .needing(&[field::NUMS], "objective grpo's Countdown reward")
+                .needing(&[field::TARGET], "objective grpo's Countdown reward"),
+        };
+        vec![InputDecl::model("model", &self.model, "model", false), data]
     }
 
     fn outputs(&self) -> Vec<String> {
         vec!["model".into(), "metrics".into()]
     }
 
-    fn check(&self) -> Result<(), retort_engine::FieldError> {
-        if self.objective == Objective::Grpo && self.steps.is_none() {
-            return Err(retort_engine::FieldError::new("objective", "grpo needs `steps` (sampling rounds)"));
+    fn output_type(&self, name: &str) -> Artifact {
+        if name == "model" {
+            Artifact::Weights
+        } else {
+            Artifact::Rows
+        }
+    }
+
+    fn output_fields(&self, name: &str, _input: &dyn Fn(&str) -> Fields) -> Fields {
+        (name == "metrics").then(|| ["step", "loss", "lr"].iter().map(|s| s.to_string()).collect())
+    }
+
+    fn step_log(&self) -> Option<&'static str> {
+        Some("metrics")
+    }
+
+    fn check(&self) -> Result<(), FieldError> {
+        if matches!(self.objective, Objective::Grpo(_)) && self.steps.is_none() {
+            return Err(FieldError::new("objective", "grpo needs `steps` (sampling rounds)"));
+        }
+        if self.schedule == Schedule::Constant {
+            for (name, v) in [("warmup", self.warmup), ("min_lr_ratio", self.min_lr_ratio)] {
+                if v.is_some() {
+                    return Err(FieldError::new(name, format!("`{name}` applies only to `schedule: warmup_cosine`")));
+                }
+            }
         }
         Ok(())
     }
 
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
-        let device = model_io::device(ctx.device)?;
+        let device = model::burn_device(ctx.device)?;
         let rows = ctx.read_rows("data")?;
         let input = ctx.input("model")?.clone();
-        let lm = start_model(&input, &self.model, &rows, ctx.seed, &device)?;
+        let (model, tokenizer) = start_model(&input, &self.model, &rows, ctx.seed, ctx.device, &device)?;
         let cfg = self.train_config(ctx.seed);
         let mut log = Vec::new();
         let total = self.steps;
@@ -196,10 +318,9 @@ impl Stage for TrainStage {
             log.push(m.clone());
             ctx.progress(m.step as u64 + 1, total.map(|t| t as u64), "steps");
         };
-        let LoadedModel { model, tokenizer } = lm;
         let eos = tokenizer.eos_id();
-        let model = match self.objective {
-            Objective::Sft => {
+        let model = match &self.objective {
+            Objective::Sft(_) => {
                 let ex = rows
                     .iter()
                     .enumerate()
@@ -207,15 +328,15 @@ impl Stage for TrainStage {
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 train::train_sft(model, &ex, &cfg, &mut on_step)?
             }
-            Objective::Dpo => {
+            Objective::Dpo(dpo) => {
                 let ex = rows
                     .iter()
                     .enumerate()
                     .map(|(i, r)| self.dpo_example(r, &tokenizer, eos).with_context(|| format!("data row {i}")))
                     .collect::<anyhow::Result<Vec<_>>>()?;
-                train::train_dpo(model, &ex, self.beta, &cfg, &mut on_step)?
+                train::train_dpo(model, &ex, dpo.beta, &cfg, &mut on_step)?
             }
-            Objective::Grpo => self.grpo(model, &tokenizer, &rows, &cfg, ctx.seed, &mut on_step)?,
+            Objective::Grpo(grpo) => self.grpo(grpo, model, &tokenizer, &rows, &cfg, ctx.seed, &mut on_step)?,
         };
         let dir = ctx.output_path("model");
         retort_lm::weights::save_safetensors_dir(&model, &dir)?;
@@ -231,25 +352,28 @@ impl Stage for TrainStage {
 }
 
 impl TrainStage {
+    /// The trainer's settings: spec numbers narrow to the runtime's types here.
     fn train_config(&self, seed: u64) -> TrainConfig {
-        let steps = if self.objective == Objective::Grpo { None } else { self.steps };
+        let grpo = matches!(self.objective, Objective::Grpo(_));
+        let steps = if grpo { None } else { self.steps };
         let schedule = match self.schedule {
             Schedule::Constant => LrSchedule::Constant,
             Schedule::WarmupCosine => {
                 // The trainer fills total_steps with the run's length; warmup
                 // is given as a fraction, so resolve it against `steps` when known.
-                let warmup_steps = self.steps.map_or(0, |s| (self.warmup * s as f64).round() as usize);
-                LrSchedule::WarmupCosine { warmup_steps, total_steps: 0, min_lr_ratio: self.min_lr_ratio }
+                let warmup = self.warmup.unwrap_or(0.0);
+                let warmup_steps = self.steps.map_or(0, |s| (warmup * s as f64).round() as usize);
+                LrSchedule::WarmupCosine { warmup_steps, total_steps: 0, min_lr_ratio: self.min_lr_ratio.unwrap_or(0.0) }
             }
         };
         TrainConfig {
             lr: self.lr,
             schedule,
-            epochs: self.epochs,
+            epochs: self.objective.epochs(),
             steps,
             batch_size: self.batch_size,
             grad_accum: self.grad_accum,
-            grad_clip: self.grad_clip,
+            grad_clip: self.grad_clip.map(|c| c as f32),
             weight_decay: self.weight_decay,
             max_len: self.max_len,
             seed,
@@ -262,36 +386,37 @@ impl TrainStage {
     }
 
     fn completion(&self, row: &Row, key: &str, tok: &Tokenizer, eos: Option<u32>) -> anyhow::Result<Vec<u32>> {
-        let text = row.get(key).and_then(Value::as_str).ok_or_else(|| anyhow!("missing string field `{key}`"))?;
-        let mut ids = tok.encode(text, false)?;
+        let mut ids = tok.encode(str_field(row, key)?, false)?;
         ids.extend(eos);
         Ok(ids)
     }
 
     fn sft_example(&self, row: &Row, tok: &Tokenizer, eos: Option<u32>) -> anyhow::Result<SftExample> {
-        if self.chat && row.contains_key("messages") && !row.contains_key("response") {
+        if self.chat && row.contains_key(field::MESSAGES) && !row.contains_key(field::RESPONSE) {
             // Conversational rows: everything before the last assistant turn is the prompt.
             let mut msgs: Vec<retort_lm::chat::ChatMessage> =
-                serde_json::from_value(row["messages"].clone()).context("`messages` must be [{role, content}]")?;
+                serde_json::from_value(row[field::MESSAGES].clone()).context("`messages` must be [{role, content}]")?;
             let last = msgs.pop().filter(|m| m.role == "assistant").ok_or_else(|| anyhow!("last message must be the assistant's"))?;
             let prompt = tok.apply_chat_template(&msgs, true)?;
             let mut response = tok.encode(&last.content, false)?;
             response.extend(eos);
             return Ok(SftExample { prompt: tok.encode(&prompt, false)?, response });
         }
-        Ok(SftExample { prompt: self.prompt(row, tok)?, response: self.completion(row, "response", tok, eos)? })
+        Ok(SftExample { prompt: self.prompt(row, tok)?, response: self.completion(row, field::RESPONSE, tok, eos)? })
     }
 
     fn dpo_example(&self, row: &Row, tok: &Tokenizer, eos: Option<u32>) -> anyhow::Result<DpoExample> {
         Ok(DpoExample {
             prompt: self.prompt(row, tok)?,
-            chosen: self.completion(row, "chosen", tok, eos)?,
-            rejected: self.completion(row, "rejected", tok, eos)?,
+            chosen: self.completion(row, field::CHOSEN, tok, eos)?,
+            rejected: self.completion(row, field::REJECTED, tok, eos)?,
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn grpo(
         &self,
+        spec: &Grpo,
         model: retort_lm::Llama,
         tok: &Tokenizer,
         rows: &[Row],
@@ -302,29 +427,30 @@ impl TrainStage {
         let mut prompts = Vec::with_capacity(rows.len());
         let mut tasks = Vec::with_capacity(rows.len());
         for (i, r) in rows.iter().enumerate() {
-            prompts.push(self.prompt(r, tok).with_context(|| format!("data row {i}"))?);
-            let nums: Vec<i64> = r
-                .get("nums")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_i64).collect())
-                .ok_or_else(|| anyhow!("data row {i}: grpo needs `nums` (the countdown reward)"))?;
-            let target = r.get("target").and_then(Value::as_i64).ok_or_else(|| anyhow!("data row {i}: grpo needs `target`"))?;
-            tasks.push((nums, target));
+            let task = (|| -> anyhow::Result<_> {
+                let prompt = self.prompt(r, tok)?;
+                let nums = ints_field(r, field::NUMS).context("grpo's reward is the Countdown verifier")?;
+                let target = int_field(r, field::TARGET).context("grpo's reward is the Countdown verifier")?;
+                Ok((prompt, (nums, target)))
+            })()
+            .with_context(|| format!("data row {i}"))?;
+            prompts.push(task.0);
+            tasks.push(task.1);
         }
-        let format_reward = f64::from(self.format_reward);
+        let format_reward = spec.format_reward;
         let reward = |i: usize, response: &[u32]| -> f32 {
             let text = tok.decode_skip_special(response);
             verify_countdown(&text, &tasks[i].0, tasks[i].1, format_reward).reward as f32
         };
         let decode = |t: &[u32]| tok.decode(t);
         let grpo = GrpoConfig {
-            group_size: self.group_size,
-            prompts_per_step: self.prompts_per_step,
-            steps: self.steps.expect("checked"),
-            ppo_epochs: self.ppo_epochs,
-            clip: self.clip,
-            kl_coef: self.kl_coef,
-            sampling: self.sampling.params(seed),
+            group_size: spec.group_size,
+            prompts_per_step: spec.prompts_per_step,
+            steps: self.steps.expect("checked at load"),
+            ppo_epochs: spec.ppo_epochs,
+            clip: spec.clip as f32,
+            kl_coef: spec.kl_coef as f32,
+            sampling: spec.sampling.params(seed),
             ..GrpoConfig::default()
         };
         Ok(train::train_grpo(model, &prompts, &reward, Some(&decode), &grpo, cfg, on_step)?)
@@ -332,17 +458,25 @@ impl TrainStage {
 }
 
 /// The model to start from: loaded, or (for `tiny:`) built from scratch.
-fn start_model(input: &InputArtifact, name: &str, rows: &[Row], seed: u64, device: &Device) -> anyhow::Result<LoadedModel> {
+fn start_model(
+    input: &InputArtifact,
+    name: &str,
+    rows: &[Row],
+    seed: u64,
+    device: retort_engine::Device,
+    burn_device: &Device,
+) -> anyhow::Result<(retort_lm::Llama, Tokenizer)> {
     if input.path.is_some() {
-        return model_io::load(input, name, device);
+        let lm: LoadedModel = model::load(input, name, device)?;
+        let (model, tokenizer) = lm.into_parts();
+        return Ok((model, tokenizer.expect("model::load checks for a tokenizer")));
     }
-    let spec = input.model_spec.as_ref().and_then(|s| s.get("tiny")).ok_or_else(|| anyhow!("model `{name}` has no path and no `tiny:`"))?;
+    let tiny = input.model_spec.as_ref().and_then(|s| s.tiny.as_ref()).ok_or_else(|| anyhow!("model `{name}` has no path and no `tiny:`"))?;
     let tokenizer = char_tokenizer(rows)?;
-    let mut cfg = tiny_config(spec, tokenizer.vocab_size())?;
+    let mut cfg = tiny_config(tiny, tokenizer.vocab_size())?;
     cfg.eos_token_id = tokenizer.eos_id().map(TokenIds::One);
     cfg.bos_token_id = tokenizer.bos_id();
-    let model = cfg.init_seeded(seed, device);
-    Ok(LoadedModel { model, tokenizer })
+    Ok((cfg.init_seeded(seed, burn_device), tokenizer))
 }
 
 /// Printable ASCII, newline and tab, plus every other character in the
@@ -359,25 +493,49 @@ fn char_tokenizer(rows: &[Row]) -> anyhow::Result<Tokenizer> {
     Ok(Tokenizer::train_char_level(texts, &retort_lm::tokenizer::DEFAULT_SPECIALS)?)
 }
 
-/// `tiny: tiny` (a preset) or `tiny: {preset: tiny, hidden_size: 128, ...}`.
-fn tiny_config(spec: &Value, vocab: usize) -> anyhow::Result<LlamaConfig> {
-    let (preset, overrides) = match spec {
-        Value::String(p) => (p.as_str(), serde_json::Map::new()),
-        Value::Object(o) => (o.get("preset").and_then(Value::as_str).unwrap_or("tiny"), o.clone()),
-        _ => bail!("`tiny:` must be a preset name or a mapping"),
+/// A preset's architecture with the spec's overrides (typed at load time,
+/// so a misspelt key never gets here).
+fn tiny_config(t: &TinyModel, vocab: usize) -> anyhow::Result<LlamaConfig> {
+    let TinyModel {
+        preset,
+        hidden_size,
+        intermediate_size,
+        num_hidden_layers,
+        num_attention_heads,
+        num_key_value_heads,
+        head_dim,
+        max_position_embeddings,
+        rms_norm_eps,
+        rope_theta,
+        tie_word_embeddings,
+    } = t;
+    let mut cfg = LlamaConfig::preset(preset.as_str(), vocab)?;
+    let set = |dst: &mut usize, v: &Option<usize>| {
+        if let Some(v) = v {
+            *dst = *v;
+        }
     };
-    let cfg = LlamaConfig::preset(preset, vocab)?;
-    let mut json = serde_json::to_value(&cfg)?;
-    for (k, v) in overrides {
-        if k == "preset" {
-            continue;
-        }
-        if json.get(&k).is_none() {
-            bail!("`tiny.{k}` is not a model setting");
-        }
-        json[&k] = v;
+    set(&mut cfg.hidden_size, hidden_size);
+    set(&mut cfg.intermediate_size, intermediate_size);
+    set(&mut cfg.num_hidden_layers, num_hidden_layers);
+    set(&mut cfg.num_attention_heads, num_attention_heads);
+    set(&mut cfg.max_position_embeddings, max_position_embeddings);
+    if num_key_value_heads.is_some() {
+        cfg.num_key_value_heads = *num_key_value_heads;
     }
-    Ok(serde_json::from_value(json)?)
+    if head_dim.is_some() {
+        cfg.head_dim = *head_dim;
+    }
+    if let Some(e) = rms_norm_eps {
+        cfg.rms_norm_eps = *e;
+    }
+    if let Some(r) = rope_theta {
+        cfg.rope_theta = *r;
+    }
+    if let Some(t) = tie_word_embeddings {
+        cfg.tie_word_embeddings = *t;
+    }
+    Ok(cfg)
 }
 
 /// Loss of the first and last steps, and the last step's extras.
@@ -395,4 +553,53 @@ fn headline(log: &[StepMetrics]) -> Metrics {
         }
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> TrainStage {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn keys(stage: &TrainStage) -> Vec<String> {
+        stage.hashed().into_value().as_object().unwrap().keys().cloned().collect()
+    }
+
+    #[test]
+    fn an_sft_stage_hashes_only_sft_and_optimizer_settings() {
+        // If a GRPO or DPO field were hashed here, changing its default
+        // would retrain every SFT model.
+        let sft = parse("{model: m, data: d, objective: sft, steps: 5}");
+        let mut k = keys(&sft);
+        k.sort();
+        assert_eq!(k, ["batch_size", "chat", "grad_accum", "grad_clip", "lr", "max_len", "objective", "schedule", "steps", "weight_decay"]);
+        let grpo = parse("{model: m, data: d, objective: grpo, steps: 5}");
+        assert!(keys(&grpo).contains(&"kl_coef".to_string()));
+        // The references are not hashed (they enter by content hash).
+        assert_eq!(sft.hashed(), parse("{model: other, data: elsewhere, objective: sft, steps: 5}").hashed());
+    }
+
+    #[test]
+    fn numbers_are_hashed_as_written() {
+        let g = parse("{model: m, data: d, objective: grpo, steps: 1, kl_coef: 0.04, sampling: {temperature: 0.8}}");
+        let v = g.hashed().into_value();
+        assert_eq!(v["kl_coef"].to_string(), "0.04");
+        assert_eq!(v["sampling"]["temperature"].to_string(), "0.8");
+    }
+
+    #[test]
+    fn keys_of_other_objectives_are_rejected() {
+        let e = serde_yaml::from_str::<TrainStage>("{model: m, data: d, objective: sft, beta: 0.1}").unwrap_err();
+        assert!(e.to_string().contains("unknown field `beta`"), "{e}");
+        let e = serde_yaml::from_str::<TrainStage>("{model: m, data: d, objective: dpo, group_size: 4}").unwrap_err();
+        assert!(e.to_string().contains("unknown field `group_size`"), "{e}");
+    }
+
+    #[test]
+    fn warmup_only_with_a_warmup_schedule() {
+        assert!(parse("{model: m, data: d, objective: sft, warmup: 0.1}").check().is_err());
+        assert!(parse("{model: m, data: d, objective: sft, schedule: warmup_cosine, warmup: 0.1}").check().is_ok());
+    }
 }

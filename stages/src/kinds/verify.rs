@@ -5,10 +5,12 @@
 //! `verifier: numeric` reads `response` and the gold `answer` and adds
 //! `correct`, `reward`.
 
-use retort_engine::{InputDecl, Metrics, Row, Source, Stage, StageCtx, StageImpl};
+use retort_engine::{Fields, Hashed, InputDecl, Metrics, Row, Stage, StageCtx, StageImpl};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::common::round4;
+use crate::common::rows::{field, map_rows, one_input, one_output, plus};
 use crate::methods;
 
 /// Which verifier.
@@ -23,7 +25,7 @@ pub enum Verifier {
 }
 
 /// Verify a dataset of samples.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyStage {
     /// The samples: `STAGE` or `STAGE.OUTPUT`.
@@ -40,15 +42,31 @@ impl StageImpl for VerifyStage {
     const KIND: &'static str = "verify";
     const VERSION: u32 = 1;
     const ABOUT: &'static str = "Score samples with a rule-based verifier (countdown exact, numeric).";
+
+    fn hashed(&self) -> Hashed {
+        let VerifyStage { input: _, verifier, format_reward } = self;
+        Hashed::new().field("verifier", verifier).field("format_reward", format_reward)
+    }
 }
 
 impl Stage for VerifyStage {
     fn inputs(&self) -> Vec<InputDecl> {
-        vec![InputDecl::new("input", Source::stage_ref(&self.input), "input")]
+        let mut input = one_input(&self.input).remove(0).needing(&[field::RESPONSE], "verify");
+        match self.verifier {
+            Verifier::Countdown => {
+                input = input.needing(&[field::NUMS], "the countdown verifier").needing(&[field::TARGET], "the countdown verifier")
+            }
+            Verifier::Numeric => input = input.needing(&[field::ANSWER], "the numeric verifier (the gold answer)"),
+        }
+        vec![input]
+    }
+
+    fn output_fields(&self, _name: &str, input: &dyn Fn(&str) -> Fields) -> Fields {
+        plus(input("input"), &[field::ANSWER, field::CORRECT, field::REWARD])
     }
 
     fn outputs(&self) -> Vec<String> {
-        vec!["out".into()]
+        one_output()
     }
 
     fn uses_seed(&self) -> bool {
@@ -56,13 +74,14 @@ impl Stage for VerifyStage {
     }
 
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
-        let rows = ctx.read_rows("input")?;
-        let rows = match self.verifier {
-            Verifier::Countdown => methods::verify_rows(rows, self.format_reward)?,
-            Verifier::Numeric => numeric(rows, self.format_reward)?,
-        };
-        ctx.write_rows("out", &rows)?;
-        Ok(accuracy_metrics(&rows))
+        map_rows(ctx, |rows| {
+            let rows = match self.verifier {
+                Verifier::Countdown => methods::verify_rows(rows, self.format_reward)?,
+                Verifier::Numeric => numeric(rows, self.format_reward)?,
+            };
+            let m = accuracy_metrics(&rows);
+            Ok((rows, m))
+        })
     }
 }
 
@@ -70,9 +89,9 @@ fn numeric(rows: Vec<Row>, format_reward: f64) -> anyhow::Result<Vec<Row>> {
     rows.into_iter()
         .enumerate()
         .map(|(i, mut row)| {
-            let field = |k: &str| row.get(k).and_then(|v| v.as_str()).map(str::to_string);
-            let response = field("response").ok_or_else(|| anyhow::anyhow!("row {i}: missing string field `response`"))?;
-            let gold = match row.get("answer") {
+            let get = |k: &str| row.get(k).and_then(|v| v.as_str()).map(str::to_string);
+            let response = get(field::RESPONSE).ok_or_else(|| anyhow::anyhow!("row {i}: missing string field `response`"))?;
+            let gold = match row.get(field::ANSWER) {
                 Some(serde_json::Value::String(s)) => s.clone(),
                 Some(v @ serde_json::Value::Number(_)) => v.to_string(),
                 _ => anyhow::bail!("row {i}: missing field `answer` (the gold answer)"),
@@ -80,8 +99,8 @@ fn numeric(rows: Vec<Row>, format_reward: f64) -> anyhow::Result<Vec<Row>> {
             let correct = methods::verify_numeric(&response, &gold);
             let has_answer = methods::verify::extract_answer(&response).is_some();
             let reward = if correct { 1.0 } else if has_answer { format_reward } else { 0.0 };
-            row.insert("correct".into(), correct.into());
-            row.insert("reward".into(), reward.into());
+            row.insert(field::CORRECT.into(), correct.into());
+            row.insert(field::REWARD.into(), reward.into());
             Ok(row)
         })
         .collect()
@@ -90,17 +109,11 @@ fn numeric(rows: Vec<Row>, format_reward: f64) -> anyhow::Result<Vec<Row>> {
 /// `accuracy` (share of rows with `correct: true`), `reward_mean` and `rows`.
 pub(crate) fn accuracy_metrics(rows: &[Row]) -> Metrics {
     let n = rows.len().max(1) as f64;
-    let correct = rows.iter().filter(|r| r.get("correct").and_then(|v| v.as_bool()) == Some(true)).count();
-    let reward: f64 = rows.iter().filter_map(|r| r.get("reward").and_then(|v| v.as_f64())).sum();
+    let correct = rows.iter().filter(|r| r.get(field::CORRECT).and_then(|v| v.as_bool()) == Some(true)).count();
+    let reward: f64 = rows.iter().filter_map(|r| r.get(field::REWARD).and_then(|v| v.as_f64())).sum();
     Metrics::from([
         ("rows".to_string(), rows.len().into()),
         ("accuracy".to_string(), round4(correct as f64 / n).into()),
         ("reward_mean".to_string(), round4(reward / n).into()),
     ])
-}
-
-/// Metrics are for people and the lock file: four decimals is plenty and
-/// keeps the lock file stable across float formatting.
-pub(crate) fn round4(x: f64) -> f64 {
-    (x * 10_000.0).round() / 10_000.0
 }

@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-use super::rng::Rng;
+use retort_lm::rng::Rng;
 use super::verify::{evaluate, extract_answer, Ratio};
 use super::{DataError, Row};
 

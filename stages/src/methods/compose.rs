@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use super::error::{bad, get_bool, get_int, get_int_list, get_key, get_str};
-use super::rng::Rng;
+use retort_lm::rng::Rng;
 use super::verify::{digit_runs, evaluate, extract_answer, verify_countdown};
 use super::{DataError, Row};
 

@@ -30,7 +30,7 @@ use std::ops::RangeInclusive;
 
 use serde_json::{json, Value};
 
-use super::rng::Rng;
+use retort_lm::rng::Rng;
 use super::{DataError, Row};
 
 /// Rejection-sampling attempts per instance before the forward fallback.
@@ -41,9 +41,11 @@ pub const MAX_FORWARD: usize = 20_000;
 pub const NODE_BUDGET: u64 = 200_000;
 
 /// Which part of the target pool instances are drawn from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum Split {
     /// Training instances: 90% of targets, `train` hash bucket.
+    #[default]
     Train,
     /// In-distribution validation: same targets as train, disjoint instances.
     Val,
@@ -111,7 +113,7 @@ pub fn target_pools(max_target: i64, seed: u64) -> (Vec<i64>, Vec<i64>) {
 }
 
 /// The TinyZero-style user turn (METHODS §0.1); nums are printed like a Python list.
-pub fn prompt_text(nums: &[i64], target: i64) -> String {
+pub fn countdown_prompt(nums: &[i64], target: i64) -> String {
     let list: Vec<String> = nums.iter().map(i64::to_string).collect();
     format!(
         "Using the numbers [{}], create an equation that equals {target}. You can use + - * / and \
@@ -359,7 +361,7 @@ fn instance(
     };
     let mut row = Row::new();
     row.insert("id".into(), Value::String(format!("countdown-{k}-{i}")));
-    row.insert("prompt".into(), Value::String(prompt_text(&nums, target)));
+    row.insert("prompt".into(), Value::String(countdown_prompt(&nums, target)));
     row.insert("nums".into(), json!(nums));
     row.insert("target".into(), json!(target));
     row.insert("solution".into(), Value::String(solution));
@@ -367,7 +369,7 @@ fn instance(
 }
 
 /// `spec.count` rows `{id, prompt, nums, target, solution}`, every one solvable.
-pub fn generate(spec: &CountdownSpec) -> Result<Vec<Row>, DataError> {
+pub fn instances(spec: &CountdownSpec) -> Result<Vec<Row>, DataError> {
     let targets = validate(spec)?;
     let set: HashSet<i64> = targets.iter().copied().collect();
     let arities: Vec<usize> = spec.numbers.clone().collect();

@@ -2,7 +2,7 @@
 //! rational verifier), determinism, split disjointness and arity spread.
 
 use super::*;
-use crate::data::verify::verify_countdown;
+use crate::methods::verify::verify_countdown;
 
 fn spec(numbers: RangeInclusive<usize>, count: usize, split: Split, seed: u64) -> CountdownSpec {
     CountdownSpec {
@@ -30,13 +30,13 @@ fn check_solvable(rows: &[Row]) {
         let sol = row["solution"].as_str().unwrap();
         let v = verify_countdown(&format!("<answer>{sol}</answer>"), &nums, target, 0.0);
         assert!(v.correct, "{row:?}: {}", v.reason);
-        assert_eq!(row["prompt"].as_str().unwrap(), prompt_text(&nums, target));
+        assert_eq!(row["prompt"].as_str().unwrap(), countdown_prompt(&nums, target));
     }
 }
 
 #[test]
 fn every_instance_is_solvable_and_well_formed() {
-    let rows = generate(&spec(3..=4, 40, Split::Train, 1)).unwrap();
+    let rows = instances(&spec(3..=4, 40, Split::Train, 1)).unwrap();
     assert_eq!(rows.len(), 40);
     check_solvable(&rows);
     let keys: Vec<&str> = rows[0].keys().map(String::as_str).collect();
@@ -52,7 +52,7 @@ fn every_instance_is_solvable_and_well_formed() {
 
 #[test]
 fn large_arities_are_solvable_and_spread_evenly() {
-    let rows = generate(&spec(3..=6, 16, Split::All, 9)).unwrap();
+    let rows = instances(&spec(3..=6, 16, Split::All, 9)).unwrap();
     check_solvable(&rows);
     let mut per_k = [0usize; 7];
     for r in &rows {
@@ -63,15 +63,15 @@ fn large_arities_are_solvable_and_spread_evenly() {
 
 #[test]
 fn deterministic_and_seed_sensitive_and_prefix_stable() {
-    let a = generate(&spec(3..=4, 20, Split::Val, 5)).unwrap();
-    let b = generate(&spec(3..=4, 20, Split::Val, 5)).unwrap();
+    let a = instances(&spec(3..=4, 20, Split::Val, 5)).unwrap();
+    let b = instances(&spec(3..=4, 20, Split::Val, 5)).unwrap();
     assert_eq!(
         serde_json::to_string(&a).unwrap(),
         serde_json::to_string(&b).unwrap()
     );
-    let c = generate(&spec(3..=4, 20, Split::Val, 6)).unwrap();
+    let c = instances(&spec(3..=4, 20, Split::Val, 6)).unwrap();
     assert_ne!(a, c);
-    let short = generate(&spec(3..=4, 7, Split::Val, 5)).unwrap();
+    let short = instances(&spec(3..=4, 7, Split::Val, 5)).unwrap();
     assert_eq!(short[..], a[..7]);
 }
 
@@ -80,9 +80,9 @@ fn splits_are_disjoint() {
     let (main, held) = target_pools(100, 3);
     assert_eq!(held.len(), 9);
     assert_eq!(main.len() + held.len(), 91);
-    let train = generate(&spec(3..=3, 60, Split::Train, 3)).unwrap();
-    let val = generate(&spec(3..=3, 30, Split::Val, 3)).unwrap();
-    let vt = generate(&spec(3..=3, 30, Split::ValTarget, 3)).unwrap();
+    let train = instances(&spec(3..=3, 60, Split::Train, 3)).unwrap();
+    let val = instances(&spec(3..=3, 30, Split::Val, 3)).unwrap();
+    let vt = instances(&spec(3..=3, 30, Split::ValTarget, 3)).unwrap();
     check_solvable(&vt);
     let targets = |rows: &[Row]| -> HashSet<i64> {
         rows.iter().map(|r| r["target"].as_i64().unwrap()).collect()
@@ -142,7 +142,7 @@ fn forward_fallback_builds_valid_instances() {
     }
     assert!(built > 10, "{built}");
     // k = 1 needs nums == [target]: rejection usually succeeds, the fallback covers the rest.
-    let rows = generate(&spec(1..=2, 6, Split::Train, 2)).unwrap();
+    let rows = instances(&spec(1..=2, 6, Split::Train, 2)).unwrap();
     check_solvable(&rows);
 }
 
@@ -150,13 +150,13 @@ fn forward_fallback_builds_valid_instances() {
 fn bad_specs_are_reported() {
     let mut s = spec(3..=4, 1, Split::ValTarget, 0);
     s.max_target = 15; // six targets: none held out
-    assert!(matches!(generate(&s), Err(DataError::InvalidSpec(_))));
+    assert!(matches!(instances(&s), Err(DataError::InvalidSpec(_))));
     #[allow(clippy::reversed_empty_ranges)]
     let empty = spec(4..=3, 1, Split::Train, 0);
-    assert!(generate(&empty).is_err());
+    assert!(instances(&empty).is_err());
     let mut tiny = spec(1..=1, 1, Split::Train, 0);
     tiny.max_number = 5; // one number ≤ 5 can never equal a target ≥ 10
-    let err = generate(&tiny).unwrap_err().to_string();
+    let err = instances(&tiny).unwrap_err().to_string();
     assert!(err.contains("could not build"), "{err}");
     assert_eq!(Split::parse("val_target"), Some(Split::ValTarget));
 }

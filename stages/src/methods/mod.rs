@@ -1,4 +1,4 @@
-//! Data-processing cores of the pipeline stages: pure functions from rows to rows.
+//! Pure functions per method and task, which the stage kinds wrap: rows to rows.
 //!
 //! Nothing here touches a model, the file system or the cache; the engine adapters
 //! read JSONL into [`Row`]s, call these functions and write the result. Keeping the
@@ -18,18 +18,18 @@ pub mod countdown;
 mod error;
 pub mod metrics;
 mod ratio;
-mod rng;
 pub mod verify;
 
-/// One JSONL record. `serde_json` is built with `preserve_order`, so key order is
-/// the insertion order and output files are byte-stable.
-pub type Row = serde_json::Map<String, serde_json::Value>;
+/// One JSONL record (the engine's: one alias for the whole workspace).
+/// `serde_json` is built with `preserve_order`, so key order is the
+/// insertion order and output files are byte-stable.
+pub use retort_engine::Row;
 
 pub use arithmetic::{generate_arithmetic, verify_numeric};
 pub use cascade::{cascade_split, CascadeSpec, CascadeStats};
 pub use compose::{compose, ComposeSpec, Reflect};
-pub use countdown::{generate, prompt_text, solve, CountdownSpec, Split};
+pub use countdown::{countdown_prompt, instances, solve, CountdownSpec, Split};
 pub use error::DataError;
 pub use metrics::{accuracy_by, arity, pass_at_k, pass_at_k_by, skill_use, PassAtK, SkillUse};
-pub use rng::Rng;
+pub use retort_lm::rng::Rng;
 pub use verify::{verify_countdown, verify_rows, Verdict};

@@ -1,6 +1,7 @@
-//! A small, dependency-free, deterministic PRNG (xoshiro256** seeded by SplitMix64).
+//! The workspace's one seeded PRNG (xoshiro256** seeded by SplitMix64).
 //!
-//! Every random choice in `data::` goes through this type so that an identical
+//! Every random choice — task generation, trace composition, weight init,
+//! shuffling, sampling — goes through this type so that an identical
 //! `seed` gives identical bytes on every platform and every compiler version:
 //! the algorithm is fixed here, uses only `u64` wrapping arithmetic, and never
 //! depends on `usize` width, hash-map iteration order or an external crate whose
@@ -57,6 +58,14 @@ impl Rng {
         Rng { s }
     }
 
+    /// The stream of item `item_id` under base seed `seed` (a sample's
+    /// RNG, a weight matrix's init): the seed is mixed once, then the id.
+    pub fn for_item(seed: u64, item_id: u64) -> Self {
+        let mut x = seed;
+        let mixed = splitmix64(&mut x) ^ item_id.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        Rng::new(mixed)
+    }
+
     /// An independent stream named by `(seed, tag, index)`.
     pub fn stream(seed: u64, tag: &str, index: u64) -> Self {
         let mut x = seed ^ fnv1a64(tag.as_bytes()).rotate_left(17);
@@ -76,6 +85,11 @@ impl Rng {
         self.s[2] ^= t;
         self.s[3] = self.s[3].rotate_left(45);
         result
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
     /// Uniform in `0..n` without modulo bias (rejection on the incomplete top block).
@@ -162,6 +176,15 @@ mod tests {
         assert_ne!(Rng::new(1).next_u64(), Rng::new(0).next_u64());
         assert_eq!(fnv1a64(b""), 0xCBF2_9CE4_8422_2325);
         assert_eq!(fnv1a64(b"a"), 0xAF63_DC4C_8601_EC8C);
+    }
+
+    #[test]
+    fn item_streams_are_the_samplers_old_ones() {
+        // `for_item` replaced lm's own `SeqRng::new(seed, item)`; this pins
+        // its stream (computed from that code) so samples, weight init and
+        // shuffles kept their bytes when the two PRNGs became one.
+        let mut r = Rng::for_item(42, 7);
+        assert_eq!([r.next_u64(), r.next_u64()], [0x60e1_973b_8bfa_427e, 0xe60c_51ae_2b02_6dfd]);
     }
 
     #[test]
