@@ -5,6 +5,7 @@
 //! stage is cached like any other; if the external file is deleted,
 //! `retort run --force STAGE` writes it again.
 
+use crate::common::rows::field;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
@@ -99,15 +100,15 @@ fn reshape(row: Row, format: ExportFormat) -> Result<Row, String> {
     match format {
         ExportFormat::Rows => return Ok(row),
         ExportFormat::PromptCompletion => {
-            out.insert("prompt".into(), get("prompt")?);
-            out.insert("completion".into(), get("response")?);
+            out.insert("prompt".into(), get(field::PROMPT)?);
+            out.insert("completion".into(), get(field::RESPONSE)?);
         }
         ExportFormat::Messages => {
-            let messages = match row.get("messages") {
+            let messages = match row.get(field::MESSAGES) {
                 Some(m) => m.clone(),
                 None => serde_json::json!([
-                    {"role": "user", "content": get("prompt")?},
-                    {"role": "assistant", "content": get("response")?},
+                    {"role": "user", "content": get(field::PROMPT)?},
+                    {"role": "assistant", "content": get(field::RESPONSE)?},
                 ]),
             };
             out.insert("messages".into(), messages);
@@ -118,7 +119,7 @@ fn reshape(row: Row, format: ExportFormat) -> Result<Row, String> {
             }
         }
     }
-    if let Some(id @ Value::String(_)) = row.get("id") {
+    if let Some(id @ Value::String(_)) = row.get(field::ID) {
         out.insert("id".into(), id.clone());
     }
     Ok(out)

@@ -6,6 +6,7 @@
 //! product (so the dividend may have fewer digits); subtraction may go negative.
 //! Instance `i` uses the stream `(seed, "arithmetic", i)`.
 
+use crate::common::rows::field;
 use serde_json::Value;
 
 use retort_lm::rng::Rng;
@@ -60,7 +61,7 @@ pub fn generate_arithmetic(
             };
             let question = format!("{a} {op} {b}");
             let mut row = Row::new();
-            row.insert("id".into(), Value::String(format!("arith-{i}")));
+            row.insert(field::ID.into(), Value::String(format!("arith-{i}")));
             row.insert(
                 "prompt".into(),
                 Value::String(format!(
@@ -68,7 +69,7 @@ pub fn generate_arithmetic(
                 )),
             );
             row.insert("question".into(), Value::String(question));
-            row.insert("answer".into(), Value::String(ans.to_string()));
+            row.insert(field::ANSWER.into(), Value::String(ans.to_string()));
             row
         })
         .collect();

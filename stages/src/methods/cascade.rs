@@ -19,6 +19,7 @@
 //! - **Task description.** Taken from `task_field` when set; an empty or
 //!   whitespace-only value counts as absent and gives the `Q:` form.
 
+use crate::common::rows::field;
 use serde_json::Value;
 
 use super::error::{get_key, get_str};
@@ -88,11 +89,11 @@ pub fn split_response<'a>(response: &'a str, marker: &str) -> Option<(&'a str, &
 
 fn step_row(id: &str, step: &str, prompt: String, response: String) -> Row {
     let mut row = Row::new();
-    row.insert("id".into(), Value::String(format!("{id}-{step}")));
+    row.insert(field::ID.into(), Value::String(format!("{id}-{step}")));
     row.insert("source_id".into(), Value::String(id.to_string()));
     row.insert("step".into(), Value::String(step.to_string()));
-    row.insert("prompt".into(), Value::String(prompt));
-    row.insert("response".into(), Value::String(response));
+    row.insert(field::PROMPT.into(), Value::String(prompt));
+    row.insert(field::RESPONSE.into(), Value::String(response));
     row
 }
 
@@ -111,9 +112,9 @@ pub fn cascade_split(
     let mut out = Vec::with_capacity(rows.len() * 2);
     let mut stats = CascadeStats::default();
     for (i, row) in rows.iter().enumerate() {
-        let id = get_key(row, i, "id")?;
-        let question = get_str(row, i, "prompt")?;
-        let response = get_str(row, i, "response")?;
+        let id = get_key(row, i, field::ID)?;
+        let question = get_str(row, i, field::PROMPT)?;
+        let response = get_str(row, i, field::RESPONSE)?;
         let task = match &spec.task_field {
             Some(f) => Some(get_str(row, i, f)?),
             None => None,

@@ -26,6 +26,7 @@
 //! different `variant` (a missing variant counts as one shared variant), and `N`
 //! stops growing when distinct variants run out (upstream skips such questions).
 
+use crate::common::rows::field;
 use std::collections::HashMap;
 
 use serde_json::{json, Value};
@@ -196,14 +197,14 @@ struct Sample {
 }
 
 fn parse_sample(row: &Row, i: usize, spec: &ComposeSpec) -> Result<Option<Sample>, DataError> {
-    let response = get_str(row, i, "response")?.trim().to_string();
-    let correct = get_bool(row, i, "correct")?;
+    let response = get_str(row, i, field::RESPONSE)?.trim().to_string();
+    let correct = get_bool(row, i, field::CORRECT)?;
     let reflections: Vec<String> = match spec.reflect {
         Reflect::Rule => {
             let (text, verdict) = rule_reflection(
                 &response,
-                &get_int_list(row, i, "nums")?,
-                get_int(row, i, "target")?,
+                &get_int_list(row, i, field::NUMS)?,
+                get_int(row, i, field::TARGET)?,
             );
             if verdict == correct {
                 vec![text]
@@ -234,7 +235,7 @@ fn parse_sample(row: &Row, i: usize, spec: &ComposeSpec) -> Result<Option<Sample
     if reflections.is_empty() {
         return Ok(None);
     }
-    let answer = match row.get("answer") {
+    let answer = match row.get(field::ANSWER) {
         Some(Value::String(s)) => s.trim().to_string(),
         _ => extract_answer(&response).unwrap_or_default().to_string(),
     };
@@ -338,9 +339,9 @@ pub fn compose(rows: &[Row], spec: &ComposeSpec) -> Result<Vec<Row>, DataError> 
     for (i, row) in rows.iter().enumerate() {
         let qid = match row.get("question_id") {
             Some(v) if !v.is_null() => get_key(row, i, "question_id")?,
-            _ => get_key(row, i, "id")?,
+            _ => get_key(row, i, field::ID)?,
         };
-        let prompt = get_str(row, i, "prompt")?;
+        let prompt = get_str(row, i, field::PROMPT)?;
         let sample = parse_sample(row, i, spec)?;
         let k = *slot.entry(qid.clone()).or_insert_with(|| {
             order.push((qid.clone(), prompt.to_string(), Vec::new()));
@@ -360,10 +361,10 @@ pub fn compose(rows: &[Row], spec: &ComposeSpec) -> Result<Vec<Row>, DataError> 
             };
             let t = trace(&mut rng, &samples, &picks);
             let mut row = Row::new();
-            row.insert("id".into(), Value::String(format!("{qid}-n{n}")));
+            row.insert(field::ID.into(), Value::String(format!("{qid}-n{n}")));
             row.insert("question_id".into(), Value::String(qid.clone()));
-            row.insert("prompt".into(), Value::String(prompt.clone()));
-            row.insert("response".into(), Value::String(t.clone()));
+            row.insert(field::PROMPT.into(), Value::String(prompt.clone()));
+            row.insert(field::RESPONSE.into(), Value::String(t.clone()));
             row.insert(
                 "messages".into(),
                 json!([{"role": "user", "content": prompt}, {"role": "assistant", "content": t}]),

@@ -25,6 +25,7 @@
 //!   is one of the split's targets. This skews the target distribution for that
 //!   instance only; an instance that still cannot be built is an error.
 
+use crate::common::rows::field;
 use std::collections::HashSet;
 use std::ops::RangeInclusive;
 
@@ -360,10 +361,10 @@ fn instance(
         )));
     };
     let mut row = Row::new();
-    row.insert("id".into(), Value::String(format!("countdown-{k}-{i}")));
-    row.insert("prompt".into(), Value::String(countdown_prompt(&nums, target)));
-    row.insert("nums".into(), json!(nums));
-    row.insert("target".into(), json!(target));
+    row.insert(field::ID.into(), Value::String(format!("countdown-{k}-{i}")));
+    row.insert(field::PROMPT.into(), Value::String(countdown_prompt(&nums, target)));
+    row.insert(field::NUMS.into(), json!(nums));
+    row.insert(field::TARGET.into(), json!(target));
     row.insert("solution".into(), Value::String(solution));
     Ok(row)
 }

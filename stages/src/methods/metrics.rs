@@ -10,6 +10,7 @@
 //!
 //! Every function is pure; a malformed row is a [`DataError`] naming it.
 
+use crate::common::rows::field;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -22,18 +23,18 @@ use super::{DataError, Row};
 
 /// Number count ("k-arg") of a Countdown row: the length of its `nums` array.
 pub fn arity(row: &Row) -> Option<usize> {
-    row.get("nums")?.as_array().map(Vec::len)
+    row.get(field::NUMS)?.as_array().map(Vec::len)
 }
 
 /// Whether row `index` is correct: its `correct` boolean if present (and not
 /// null), else `verify_countdown(response, nums, target)`.
 pub fn row_correct(row: &Row, index: usize) -> Result<bool, DataError> {
-    match row.get("correct") {
+    match row.get(field::CORRECT) {
         Some(Value::Bool(b)) => Ok(*b),
         None | Some(Value::Null) => {
-            let nums = get_int_list(row, index, "nums")?;
-            let target = get_int(row, index, "target")?;
-            Ok(verify_countdown(get_str(row, index, "response")?, &nums, target, 0.0).correct)
+            let nums = get_int_list(row, index, field::NUMS)?;
+            let target = get_int(row, index, field::TARGET)?;
+            Ok(verify_countdown(get_str(row, index, field::RESPONSE)?, &nums, target, 0.0).correct)
         }
         Some(_) => Err(bad(index, row, "correct", "must be a boolean")),
     }
@@ -108,7 +109,7 @@ pub fn pass_at_k(n: usize, c: usize, k: usize) -> f64 {
 pub fn question_id(row: &Row, index: usize) -> Result<String, DataError> {
     match row.get("question_id") {
         Some(v) if !v.is_null() => get_key(row, index, "question_id"),
-        _ => get_key(row, index, "id"),
+        _ => get_key(row, index, field::ID),
     }
 }
 
@@ -322,9 +323,9 @@ pub fn skill_use(rows: &[Row]) -> Result<SkillUse, DataError> {
     // [verifier label][verdict] with index 1 = correct
     let mut confusion = [[0usize; 2]; 2];
     for (i, row) in rows.iter().enumerate() {
-        let nums = get_int_list(row, i, "nums")?;
-        let target = get_int(row, i, "target")?;
-        let s = response_skill(get_str(row, i, "response")?, &nums, target);
+        let nums = get_int_list(row, i, field::NUMS)?;
+        let target = get_int(row, i, field::TARGET)?;
+        let s = response_skill(get_str(row, i, field::RESPONSE)?, &nums, target);
         blocks += s.samples;
         multi += usize::from(s.samples >= 2);
         for (truth, verdict) in s.judged {

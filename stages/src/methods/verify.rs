@@ -20,6 +20,7 @@
 //! expression is ordinary whitespace (Python rejects one outside parentheses).
 //! Like Python, an integer literal with a leading zero (`05`) is a parse error.
 
+use crate::common::rows::field;
 use super::error::{get_int, get_int_list, get_str};
 use super::{DataError, Row};
 use serde_json::Value;
@@ -302,12 +303,12 @@ pub fn verify_rows(rows: Vec<Row>, format_reward: f64) -> Result<Vec<Row>, DataE
     rows.into_iter()
         .enumerate()
         .map(|(i, mut row)| {
-            let nums = get_int_list(&row, i, "nums")?;
-            let target = get_int(&row, i, "target")?;
-            let v = verify_countdown(get_str(&row, i, "response")?, &nums, target, format_reward);
-            row.insert("answer".into(), v.answer.map_or(Value::Null, Value::String));
-            row.insert("correct".into(), Value::Bool(v.correct));
-            row.insert("reward".into(), Value::from(v.reward));
+            let nums = get_int_list(&row, i, field::NUMS)?;
+            let target = get_int(&row, i, field::TARGET)?;
+            let v = verify_countdown(get_str(&row, i, field::RESPONSE)?, &nums, target, format_reward);
+            row.insert(field::ANSWER.into(), v.answer.map_or(Value::Null, Value::String));
+            row.insert(field::CORRECT.into(), Value::Bool(v.correct));
+            row.insert(field::REWARD.into(), Value::from(v.reward));
             Ok(row)
         })
         .collect()
