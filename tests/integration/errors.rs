@@ -1,23 +1,7 @@
 //! Bad pipeline files: one clear message with file:line:col, exit code 2, and
 //! nothing written to the cache.
 
-use crate::util::TestPipeline;
-
-/// Runs `validate` and `run` on a bad file; both must exit 2 with `expect` in
-/// the message and leave no cache behind.
-fn rejects(yaml: &str, expect: &[&str]) -> String {
-    let t = TestPipeline::new(yaml);
-    for cmd in ["validate", "run", "plan"] {
-        let r = t.retort(&[cmd, "p.yaml"]);
-        assert_eq!(r.code, 2, "{cmd}: expected exit 2, got {}:\n{}", r.code, r.stderr);
-        for e in expect {
-            assert!(r.stderr.contains(e), "{cmd}: {e:?} not in:\n{}", r.stderr);
-        }
-        assert!(!t.cache_exists(), "{cmd} created a cache for a bad file");
-        assert!(!t.path("retort.lock").exists());
-    }
-    t.retort(&["validate", "p.yaml"]).stderr
-}
+use crate::util::{rejects, TestPipeline};
 
 #[test]
 fn malformed_yaml() {

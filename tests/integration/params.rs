@@ -1,7 +1,7 @@
 //! Stage parameters: what is hashed, what is accepted, what the lock
 //! records, `--set` paths, artifact types, and `matrix:` stages.
 
-use crate::util::TestPipeline;
+use crate::util::{rejects, TestPipeline};
 
 const TINY: &str = "{tiny: {preset: tiny, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 64}}";
 
@@ -13,38 +13,21 @@ const DATA: &str = r#"  data:
       for i in 1 2 3 4; do echo "{\"prompt\": \"1+$i=\", \"response\": \"$((1 + i))\", \"nums\": [1, $i], \"target\": $((1 + i))}"; done > "$RETORT_OUT_OUT"
 "#;
 
-/// `validate`, `plan` and `run` all exit 2 with every `expect` in stderr,
-/// and nothing ran: no cache, no lock.
-fn rejected_before_anything_runs(yaml: &str, expect: &[&str]) -> String {
-    let t = TestPipeline::new(yaml);
-    for cmd in ["validate", "plan", "run"] {
-        let r = t.retort(&[cmd, "p.yaml"]);
-        assert_eq!(r.code, 2, "{cmd}: expected exit 2, got {}:\n{}", r.code, r.stderr);
-        for e in expect {
-            assert!(r.stderr.contains(e), "{cmd}: {e:?} not in:\n{}", r.stderr);
-        }
-        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
-        assert!(!t.cache_exists(), "{cmd} created a cache");
-        assert!(!t.path("retort.lock").exists());
-    }
-    t.retort(&["validate", "p.yaml"]).stderr
-}
-
 #[test]
 fn a_typo_in_tiny_is_a_load_error_with_its_line() {
     let y = format!(
         "models:\n  scratch:\n    tiny: {{preset: tiny, hiden_size: 32}}\nstages:\n{DATA}  sft:\n    kind: train\n    model: scratch\n    data: data\n    objective: sft\n    steps: 1\n"
     );
-    let e = rejected_before_anything_runs(&y, &["p.yaml:3:", "unknown field `hiden_size`"]);
+    let e = rejects(&y, &["p.yaml:3:", "unknown field `hiden_size`"]);
     assert!(e.contains("did you mean `hidden_size`?"), "{e}");
     let y = "models:\n  scratch:\n    tiny: huge\nstages:\n  t: {kind: task, task: arithmetic, count: 2}\n";
-    rejected_before_anything_runs(y, &["p.yaml:3:", "unknown variant `huge`"]);
+    rejects(y, &["p.yaml:3:", "unknown variant `huge`"]);
 }
 
 #[test]
 fn a_key_of_another_objective_is_a_load_error_listing_the_valid_keys() {
     let y = format!("models:\n  scratch: {TINY}\nstages:\n{DATA}  sft:\n    kind: train\n    model: scratch\n    data: data\n    objective: sft\n    steps: 1\n    beta: 0.2\n");
-    let e = rejected_before_anything_runs(&y, &["p.yaml:15:5:", "unknown field `beta`", "objective"]);
+    let e = rejects(&y, &["p.yaml:15:5:", "unknown field `beta`", "objective"]);
     assert!(e.contains("valid keys here:") && e.contains("`epochs`") && e.contains("`lr`") && !e.contains("`kl_coef`"), "{e}");
     // The same key is fine where it belongs.
     let ok = y.replace("objective: sft", "objective: dpo");
@@ -55,7 +38,7 @@ fn a_key_of_another_objective_is_a_load_error_listing_the_valid_keys() {
 
 #[test]
 fn a_key_of_another_task_generator_is_a_load_error() {
-    let e = rejected_before_anything_runs(
+    let e = rejects(
         "stages:\n  t:\n    kind: task\n    task: arithmetic\n    count: 3\n    numbers: 3\n",
         &["p.yaml:6:5:", "unknown field `numbers`"],
     );
@@ -65,14 +48,14 @@ fn a_key_of_another_task_generator_is_a_load_error() {
 #[test]
 fn a_model_where_rows_are_read_is_a_load_error_naming_the_field() {
     let y = format!("models:\n  scratch: {TINY}\nstages:\n{DATA}  sft:\n    kind: train\n    model: scratch\n    data: data\n    objective: sft\n    steps: 1\n  out:\n    kind: export\n    input: sft\n    path: out.jsonl\n");
-    let e = rejected_before_anything_runs(&y, &["p.yaml:17:12:", "`input` needs a dataset", "`sft.model`"]);
+    let e = rejects(&y, &["p.yaml:17:12:", "`input` needs a dataset", "`sft.model`"]);
     assert!(!e.contains("os error"), "{e}");
 }
 
 #[test]
 fn a_tiny_spec_where_weights_are_needed_is_a_load_error() {
     let y = format!("models:\n  scratch: {TINY}\nstages:\n{DATA}  gen:\n    kind: generate\n    model: scratch\n    prompts: data\n");
-    rejected_before_anything_runs(&y, &["p.yaml:11:12:", "needs a model with weights", "`tiny:`"]);
+    rejects(&y, &["p.yaml:11:12:", "needs a model with weights", "`tiny:`"]);
 }
 
 /// Train an SFT stage, then evaluate it with a sampling temperature: the
@@ -143,19 +126,19 @@ fn references_name_one_variant_or_the_whole_family() {
     assert!(g.stdout.contains("t@count=2") && g.stdout.contains("t@count=3"), "{}", g.stdout);
     // A single reference to the family is ambiguous.
     let bad = y.replace("input: t@count=3", "input: t");
-    let e = rejected_before_anything_runs(&bad, &["p.yaml:10:12:", "`t` is a matrix of 2 stages", "`t@count=2`"]);
+    let e = rejects(&bad, &["p.yaml:10:12:", "`t` is a matrix of 2 stages", "`t@count=2`"]);
     assert!(e.contains("one variant"), "{e}");
 }
 
 #[test]
 fn a_bad_matrix_entry_is_a_load_error_with_its_line() {
-    rejected_before_anything_runs(
+    rejects(
         "stages:\n  t:\n    kind: task\n    task: arithmetic\n    matrix:\n      count: []\n    count: ${matrix.count}\n",
         &["p.yaml:6:", "`matrix.count` has no values"],
     );
     // A value that does not fit the field: the error names the variant and
     // points at the matrix entry that made it.
-    rejected_before_anything_runs(
+    rejects(
         "stages:\n  t:\n    kind: task\n    task: arithmetic\n    matrix:\n      count: [2, many]\n    count: ${matrix.count}\n",
         &["p.yaml:6:", "t@count=many", "invalid type"],
     );
@@ -164,9 +147,9 @@ fn a_bad_matrix_entry_is_a_load_error_with_its_line() {
 #[test]
 fn rows_without_the_fields_an_objective_reads_are_a_load_error() {
     let y = format!("models:\n  scratch: {TINY}\nstages:\n  t:\n    kind: task\n    task: arithmetic\n    count: 4\n  rl:\n    kind: train\n    model: scratch\n    data: t\n    objective: grpo\n    steps: 1\n");
-    let e = rejected_before_anything_runs(&y, &["p.yaml:11:11:", "objective grpo's Countdown reward reads `nums`", "`t.out` (a `task` stage)", "`question`"]);
+    let e = rejects(&y, &["p.yaml:11:11:", "objective grpo's Countdown reward reads `nums`", "`t.out` (a `task` stage)", "`question`"]);
     assert!(e.contains("help:"), "{e}");
     // SFT on task rows (no `response`) is caught the same way.
     let sft = y.replace("objective: grpo", "objective: sft");
-    rejected_before_anything_runs(&sft, &["objective sft reads `response` or `messages`"]);
+    rejects(&sft, &["objective sft reads `response` or `messages`"]);
 }

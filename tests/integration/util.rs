@@ -126,3 +126,21 @@ pub fn chain(n: usize) -> String {
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// Runs `validate`, `plan` and `run` on a bad file: each must exit 2 with
+/// every `expect` in its message, without a panic, and leave no cache or
+/// lock behind (nothing ran). Returns `validate`'s message.
+pub fn rejects(yaml: &str, expect: &[&str]) -> String {
+    let t = TestPipeline::new(yaml);
+    for cmd in ["validate", "plan", "run"] {
+        let r = t.retort(&[cmd, "p.yaml"]);
+        assert_eq!(r.code, 2, "{cmd}: expected exit 2, got {}:\n{}", r.code, r.stderr);
+        for e in expect {
+            assert!(r.stderr.contains(e), "{cmd}: {e:?} not in:\n{}", r.stderr);
+        }
+        assert!(!r.stderr.contains("panicked"), "{cmd}: {}", r.stderr);
+        assert!(!t.cache_exists(), "{cmd} created a cache for a bad file");
+        assert!(!t.path("retort.lock").exists());
+    }
+    t.retort(&["validate", "p.yaml"]).stderr
+}
