@@ -6,6 +6,8 @@
 //! kinds wrap, so they are testable without the engine.
 
 pub mod data;
+pub mod stats;
+pub mod verifiers;
 
 mod cascade;
 mod command;
