@@ -240,9 +240,10 @@ fn compile(pattern: &str) -> Result<regex::Regex, String> {
 }
 
 /// A rule-based answer checker; see the module docs for each variant.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub enum Verifier {
-    /// Countdown expressions, checked exactly.
+    /// Countdown expressions, checked exactly (the default, as in `verify`).
+    #[default]
     Countdown,
     /// A number, within a tolerance.
     Numeric(NumericSpec),
@@ -252,12 +253,6 @@ pub enum Verifier {
     Choice(ChoiceSpec),
     /// A user pattern.
     Regex(RegexSpec),
-}
-
-impl Default for Verifier {
-    fn default() -> Self {
-        Verifier::Countdown
-    }
 }
 
 const NAMES: &[&str] = &["countdown", "numeric", "exact", "choice", "regex"];
@@ -497,7 +492,7 @@ impl JsonSchema for Verifier {
         "Verifier".into()
     }
 
-    fn json_schema(gen: &mut SchemaGenerator) -> Schema {
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
         let one = |name: &str, spec: Schema, about: &str| {
             json_schema!({
                 "type": "object",
@@ -514,11 +509,11 @@ impl JsonSchema for Verifier {
                     "type": "string",
                     "enum": ["countdown", "numeric", "exact", "choice"]
                 },
-                one("countdown", gen.subschema_for::<Option<CountdownSpec>>(), "Countdown expressions, checked exactly."),
-                one("numeric", gen.subschema_for::<Option<NumericSpec>>(), "A number, within a tolerance."),
-                one("exact", gen.subschema_for::<Option<ExactSpec>>(), "A normalised string."),
-                one("choice", gen.subschema_for::<Option<ChoiceSpec>>(), "A multiple-choice letter."),
-                one("regex", gen.subschema_for::<RegexSpec>(), "A user pattern's first group in its last match.")
+                one("countdown", generator.subschema_for::<Option<CountdownSpec>>(), "Countdown expressions, checked exactly."),
+                one("numeric", generator.subschema_for::<Option<NumericSpec>>(), "A number, within a tolerance."),
+                one("exact", generator.subschema_for::<Option<ExactSpec>>(), "A normalised string."),
+                one("choice", generator.subschema_for::<Option<ChoiceSpec>>(), "A multiple-choice letter."),
+                one("regex", generator.subschema_for::<RegexSpec>(), "A user pattern's first group in its last match.")
             ]
         })
     }
