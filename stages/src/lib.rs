@@ -11,6 +11,8 @@
 //! - [`methods`]: pure functions per method and task (Countdown, SkillFactory
 //!   traces, CasCoD's split, evaluation metrics): rows in, rows out, no
 //!   engine, no model, no files; tested exhaustively.
+//! - [`verifiers`]: answer checkers (`verifier:` of verify and evaluate).
+//! - [`stats`]: intervals and paired tests for comparing arms.
 //!
 //! A new training objective goes in `retort_lm::train` (the loss) and in
 //! `kinds/train.rs`'s `Objective` (its parameters); a new verifier in
@@ -19,6 +21,8 @@
 pub mod common;
 pub mod kinds;
 pub mod methods;
+pub mod stats;
+pub mod verifiers;
 
 pub use kinds::{
     CascadeSplitStage, CommandStage, ComposeStage, EvaluateStage, ExportFormat, ExportStage, GenerateStage, TaskStage,

@@ -2,27 +2,18 @@
 //!
 //! `verifier: countdown` (METHODS §0.1, exact rationals) reads rows with
 //! `nums`, `target`, `response` and adds `answer`, `correct`, `reward`.
-//! `verifier: numeric` reads `response` and the gold `answer` and adds
-//! `correct`, `reward`.
+//! The others (`numeric`, `exact`, `choice`, `regex`; `stages/src/verifiers/`)
+//! read `response` and the row's expected answer (`answer` unless the
+//! verifier names another field) and add the same three fields.
 
-use retort_engine::{Fields, Hashed, InputDecl, Metrics, Row, Stage, StageCtx, StageImpl};
+use retort_engine::{FieldError, Fields, Hashed, InputDecl, Metrics, Row, Stage, StageCtx, StageImpl};
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::common::round4;
-use crate::common::rows::{field, map_rows, one_input, one_output, plus};
+use crate::common::rows::{each_row, field, map_rows, one_input, one_output, plus, str_field};
+use crate::verifiers::Verifier;
 use crate::methods;
-
-/// Which verifier.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Verifier {
-    /// Countdown expressions, checked exactly.
-    #[default]
-    Countdown,
-    /// A numeric answer in `<answer>` tags against the row's `answer`.
-    Numeric,
-}
 
 /// Verify a dataset of samples.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -30,7 +21,7 @@ pub enum Verifier {
 pub struct VerifyStage {
     /// The samples: `STAGE` or `STAGE.OUTPUT`.
     pub input: String,
-    /// countdown (default) or numeric.
+    /// countdown (default), numeric, exact, choice or regex (see `verifiers/`).
     #[serde(default)]
     pub verifier: Verifier,
     /// Reward for an answer that exists but is wrong (TinyZero 0.1, SkillFactory 0).
@@ -40,8 +31,10 @@ pub struct VerifyStage {
 
 impl StageImpl for VerifyStage {
     const KIND: &'static str = "verify";
-    const VERSION: u32 = 1;
-    const ABOUT: &'static str = "Score samples with a rule-based verifier (countdown exact, numeric).";
+    // 2: `numeric` is the general numeric verifier (also `\boxed{}` and the
+    // last number, with a tolerance), and `answer` is written for it too.
+    const VERSION: u32 = 2;
+    const ABOUT: &'static str = "Score samples with a rule-based verifier (countdown exact, numeric, exact, choice, regex).";
 
     fn hashed(&self) -> Hashed {
         let VerifyStage { input: _, verifier, format_reward } = self;
@@ -56,7 +49,7 @@ impl Stage for VerifyStage {
             Verifier::Countdown => {
                 input = input.needing(&[field::NUMS], "the countdown verifier").needing(&[field::TARGET], "the countdown verifier")
             }
-            Verifier::Numeric => input = input.needing(&[field::ANSWER], "the numeric verifier (the gold answer)"),
+            _ => {}
         }
         vec![input]
     }
@@ -69,6 +62,10 @@ impl Stage for VerifyStage {
         one_output()
     }
 
+    fn check(&self) -> Result<(), FieldError> {
+        self.verifier.check().map_err(|m| FieldError::new("verifier", m))
+    }
+
     fn uses_seed(&self) -> bool {
         false
     }
@@ -77,7 +74,7 @@ impl Stage for VerifyStage {
         map_rows(ctx, |rows| {
             let rows = match self.verifier {
                 Verifier::Countdown => methods::verify_rows(rows, self.format_reward)?,
-                Verifier::Numeric => numeric(rows, self.format_reward)?,
+                _ => self.general(rows)?,
             };
             let m = accuracy_metrics(&rows);
             Ok((rows, m))
@@ -85,25 +82,20 @@ impl Stage for VerifyStage {
     }
 }
 
-fn numeric(rows: Vec<Row>, format_reward: f64) -> anyhow::Result<Vec<Row>> {
-    rows.into_iter()
-        .enumerate()
-        .map(|(i, mut row)| {
-            let get = |k: &str| row.get(k).and_then(|v| v.as_str()).map(str::to_string);
-            let response = get(field::RESPONSE).ok_or_else(|| anyhow::anyhow!("row {i}: missing string field `response`"))?;
-            let gold = match row.get(field::ANSWER) {
-                Some(serde_json::Value::String(s)) => s.clone(),
-                Some(v @ serde_json::Value::Number(_)) => v.to_string(),
-                _ => anyhow::bail!("row {i}: missing field `answer` (the gold answer)"),
-            };
-            let correct = methods::verify_numeric(&response, &gold);
-            let has_answer = methods::verify::extract_answer(&response).is_some();
-            let reward = if correct { 1.0 } else if has_answer { format_reward } else { 0.0 };
-            row.insert(field::CORRECT.into(), correct.into());
+impl VerifyStage {
+    /// Any verifier but countdown's (which has its own reward and failure
+    /// reasons): `answer`, `correct`, and `reward` 1, `format_reward` for a
+    /// wrong answer that was found, or 0.
+    fn general(&self, rows: Vec<Row>) -> anyhow::Result<Vec<Row>> {
+        each_row(rows, |mut row| {
+            let v = self.verifier.verify(str_field(&row, field::RESPONSE)?, &row)?;
+            let reward = if v.correct { 1.0 } else if v.answer.is_some() { self.format_reward } else { 0.0 };
+            row.insert(field::ANSWER.into(), v.answer.map_or(serde_json::Value::Null, Into::into));
+            row.insert(field::CORRECT.into(), v.correct.into());
             row.insert(field::REWARD.into(), reward.into());
             Ok(row)
         })
-        .collect()
+    }
 }
 
 /// `accuracy` (share of rows with `correct: true`), `reward_mean` and `rows`.
