@@ -5,6 +5,7 @@
 mod util;
 
 mod cache_semantics;
+mod command_stage;
 mod errors;
 mod execution;
 mod fingerprints;
