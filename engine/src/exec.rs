@@ -17,6 +17,7 @@ use retort_cache::{fingerprint, ArtifactKind, Hash, LockEntry, OutputRecord, Run
 use crate::context::{InputArtifact, StageCtx};
 use crate::error::{did_you_mean, SpecError};
 use crate::events::{Event, Reporter};
+use crate::exports::{self, Restore};
 use crate::fingerprint::{Hashable, CACHE_KEY_VERSION};
 use crate::graph::{Graph, Resolved};
 use crate::spec::{Pipeline, StageNode};
@@ -44,6 +45,9 @@ pub struct Outcome {
     pub stages: Vec<StageSummary>,
     /// Lock entries of the stages that are done (ran or cached), by name.
     pub entries: BTreeMap<String, LockEntry>,
+    /// Per cached stage whose exported files drifted: what was restored
+    /// (or, for a plan, would be).
+    pub restores: BTreeMap<String, Vec<Restore>>,
 }
 
 impl Outcome {
@@ -65,7 +69,7 @@ enum State {
     /// Decided to run; waiting for a free job slot.
     Ready { known: Known, inputs: BTreeMap<String, InputArtifact> },
     Running { known: Known },
-    Done { known: Known, record: RunRecord, ran: bool, duration_ms: u64 },
+    Done { known: Known, record: RunRecord, ran: bool, duration_ms: u64, restores: Vec<Restore> },
     WouldRun { fp: Option<Hash>, reason: String },
     Failed { fp: Option<Hash>, reason: String, error: String, duration_ms: u64 },
     Skipped { reason: String },
@@ -158,7 +162,9 @@ impl Executor<'_> {
                     unreachable!("only running stages report back")
                 };
                 state[done.index] = match done.result {
-                    Ok(record) => State::Done { known, record, ran: true, duration_ms: done.duration_ms },
+                    Ok(record) => {
+                        State::Done { known, record, ran: true, duration_ms: done.duration_ms, restores: Vec::new() }
+                    }
                     Err(error) => State::Failed { fp: Some(known.fp), reason: known.reason, error, duration_ms: done.duration_ms },
                 };
                 self.report_final(done.index, &state[done.index]);
@@ -247,8 +253,24 @@ impl Executor<'_> {
         let fp = self.hashable(i, &hashes, |h| h.fingerprint());
         if !forced.contains(&i) {
             if let Ok(Some(record)) = self.store.get_run(&fp) {
-                let known = Known { fp, inputs: hashes, reason: "up to date".into() };
-                return State::Done { known, record, ran: false, duration_ms: 0 };
+                let restores = exports::drifted(&p.stages[i], &record, &p.dir, stat);
+                let mut reason = "up to date".to_string();
+                if !restores.is_empty() {
+                    let list = restores.iter().map(Restore::describe).collect::<Vec<_>>().join(", ");
+                    if dry {
+                        reason = format!("would restore {list}");
+                    } else {
+                        for r in &restores {
+                            if let Err(error) = exports::restore(r, &record, &p.dir, self.store) {
+                                return State::Failed { fp: Some(fp), reason: "export drifted".into(), error, duration_ms: 0 };
+                            }
+                        }
+                        reason = format!("restored {list}");
+                        self.reporter.event(&Event::Log { stage: p.stages[i].name.clone(), message: reason.clone() });
+                    }
+                }
+                let known = Known { fp, inputs: hashes, reason };
+                return State::Done { known, record, ran: false, duration_ms: 0, restores };
             }
         }
         let reason = if forced.contains(&i) {
@@ -331,12 +353,16 @@ impl Executor<'_> {
         let mut state: Vec<Option<State>> = state.into_iter().map(Some).collect();
         let mut stages = Vec::new();
         let mut entries = BTreeMap::new();
+        let mut restores = BTreeMap::new();
         for &i in &self.graph.order {
             let node = &self.pipeline.stages[i];
             let mut s = StageSummary::new(&node.name, node.kind);
             match state[i].take().expect("each stage is visited once") {
                 State::Pending | State::Ready { .. } | State::Running { .. } => continue,
-                State::Done { known, record, ran, duration_ms } => {
+                State::Done { known, record, ran, duration_ms, restores: r } => {
+                    if !r.is_empty() {
+                        restores.insert(node.name.clone(), r);
+                    }
                     s.status = if ran { Status::Ran } else { Status::Cached };
                     s.fingerprint = Some(known.fp.to_string());
                     s.duration_ms = duration_ms;
@@ -368,7 +394,7 @@ impl Executor<'_> {
             }
             stages.push(s);
         }
-        Outcome { stages, entries }
+        Outcome { stages, entries, restores }
     }
 
     fn lock_entry(&self, i: usize, known: Known, record: RunRecord) -> LockEntry {

@@ -8,6 +8,7 @@ mod cache_semantics;
 mod command_stage;
 mod errors;
 mod execution;
+mod exports;
 mod fingerprints;
 mod inspect;
 mod quickstart;

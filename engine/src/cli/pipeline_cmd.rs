@@ -70,7 +70,8 @@ pub(super) fn plan(a: PlanArgs, common: &Common, registry: &Registry) -> Result<
     let (p, g) = load_checked(&a.pipeline, registry)?;
     let outcome = dry_run(&p, &g, common, &a.select)?;
     print_summary(&p, &outcome, a.format);
-    if a.exit_code && outcome.stages.iter().any(|s| s.status != Status::Cached) {
+    // A cached stage with an export to restore is work too.
+    if a.exit_code && (outcome.stages.iter().any(|s| s.status != Status::Cached) || !outcome.restores.is_empty()) {
         return Err(CliError::Failed(String::new()));
     }
     Ok(())
@@ -94,6 +95,7 @@ pub(super) fn status(a: PipelineArgs, common: &Common, registry: &Registry) -> R
         let entry = locked.get(&s.name);
         let same = entry.is_some_and(|e| Some(e.fingerprint.to_string()) == s.fingerprint);
         let (word, why) = match (s.status, entry) {
+            (Status::Cached, _) if outcome.restores.contains_key(&s.name) => ("stale", s.reason.clone()),
             (Status::Cached, _) if same => ("up-to-date", String::new()),
             (Status::Cached, Some(_)) => ("cached", "in the cache, but retort.lock records another run".into()),
             (_, None) => ("new", s.reason.clone()),
