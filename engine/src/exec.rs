@@ -14,7 +14,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use retort_cache::{fingerprint, ArtifactKind, Hash, LockEntry, OutputRecord, RunRecord, StatCache, Store};
 
-use crate::context::{InputArtifact, StageCtx};
+use crate::context::{InputArtifact, Producer, StageCtx};
 use crate::error::{did_you_mean, SpecError};
 use crate::events::{Event, Reporter};
 use crate::exports::{self, Restore};
@@ -308,11 +308,14 @@ impl Executor<'_> {
                     let rec = record.outputs.get(output).ok_or_else(|| {
                         format!("stage `{}` recorded no output `{output}`", self.pipeline.stages[*stage].name)
                     })?;
-                    InputArtifact { hash: rec.hash, kind: rec.kind, path: Some(self.store.object_path(&rec.hash)), model_spec: None }
+                    let node = &self.pipeline.stages[*stage];
+                    let producer = Producer { stage: node.name.clone(), kind: node.kind.to_string(), metrics: record.metrics.clone() };
+                    let path = Some(self.store.object_path(&rec.hash));
+                    InputArtifact { hash: rec.hash, kind: rec.kind, path, model_spec: None, producer: Some(producer) }
                 }
                 Resolved::File(path) => {
                     let (hash, kind) = stat.hash_path(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                    InputArtifact { hash, kind, path: Some(path.clone()), model_spec: None }
+                    InputArtifact { hash, kind, path: Some(path.clone()), model_spec: None, producer: None }
                 }
                 Resolved::Model(name) => self.model_input(name, stat)?,
             };
@@ -328,9 +331,12 @@ impl Executor<'_> {
             Some(rel) => {
                 let path = self.pipeline.dir.join(rel);
                 let (hash, kind) = stat.hash_path(&path).map_err(|e| format!("cannot read model {}: {e}", path.display()))?;
-                Ok(InputArtifact { hash, kind, path: Some(path), model_spec: Some(json) })
+                Ok(InputArtifact { hash, kind, path: Some(path), model_spec: Some(json), producer: None })
             }
-            None => Ok(InputArtifact { hash: fingerprint(&json), kind: ArtifactKind::File, path: None, model_spec: Some(json) }),
+            None => {
+                let hash = fingerprint(&json);
+                Ok(InputArtifact { hash, kind: ArtifactKind::File, path: None, model_spec: Some(json), producer: None })
+            }
         }
     }
 

@@ -21,7 +21,7 @@ mod spec;
 mod stage;
 mod summary;
 
-pub use context::{read_jsonl, write_jsonl, InputArtifact, Row, StageCtx};
+pub use context::{read_jsonl, write_jsonl, InputArtifact, Producer, Row, StageCtx};
 pub use error::{did_you_mean, SpecError};
 pub use exec::{Executor, Options, Outcome};
 pub use exports::{Drift, Restore};

@@ -45,7 +45,7 @@ impl Stage for CascadeSplitStage {
     }
 
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
-        let rows = ctx.read_rows("input")?;
+        let rows = ctx.read_rows_nonempty("input", "samples to split")?;
         let spec = CascadeSpec { marker: self.marker.clone(), task_field: self.task_field.clone() };
         let (out, stats) = data::cascade_split(&rows, &spec)?;
         ctx.write_rows("out", &out)?;

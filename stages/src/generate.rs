@@ -197,7 +197,7 @@ impl Stage for GenerateStage {
         let device = model_io::device(ctx.device)?;
         let input = ctx.input("model")?.clone();
         let lm = model_io::load(&input, &self.model, &device)?;
-        let rows = ctx.read_rows("prompts")?;
+        let rows = ctx.read_rows_nonempty("prompts", "prompts")?;
         let templates = Templates::new(self.template_sources()).map_err(anyhow::Error::msg)?;
         let (_, variants) = self.templates();
         // One prompt per (row, variant), in that order; `samples` items each.

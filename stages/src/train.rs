@@ -186,7 +186,7 @@ impl Stage for TrainStage {
 
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
         let device = model_io::device(ctx.device)?;
-        let rows = ctx.read_rows("data")?;
+        let rows = ctx.read_rows_nonempty("data", "training examples")?;
         let input = ctx.input("model")?.clone();
         let lm = start_model(&input, &self.model, &rows, ctx.seed, &device)?;
         let cfg = self.train_config(ctx.seed);

@@ -6,6 +6,7 @@ mod util;
 
 mod cache_semantics;
 mod command_stage;
+mod empty_inputs;
 mod errors;
 mod execution;
 mod exports;
