@@ -10,6 +10,7 @@ use anyhow::{anyhow, bail, Context as _};
 use retort_cache::{ArtifactKind, Hash, Store};
 
 use crate::events::{Event, Reporter};
+use crate::stage::Metrics;
 
 /// A JSON Lines row.
 pub type Row = serde_json::Map<String, serde_json::Value>;
@@ -26,6 +27,20 @@ pub struct InputArtifact {
     pub path: Option<PathBuf>,
     /// For inputs that name a `models:` entry: that entry.
     pub model_spec: Option<crate::spec::ModelSpec>,
+    /// For an output of another stage: that stage, so that a problem with
+    /// the data can be traced to where it came from.
+    pub producer: Option<Producer>,
+}
+
+/// The stage that wrote an input, and what it reported when it did.
+#[derive(Clone, Debug)]
+pub struct Producer {
+    /// Its name in the pipeline.
+    pub stage: String,
+    /// Its kind.
+    pub kind: String,
+    /// The metrics of its run (from the run record: also for a cached run).
+    pub metrics: Metrics,
 }
 
 /// The running stage's view of the world.
@@ -66,6 +81,21 @@ impl<'a> StageCtx<'a> {
         read_jsonl(self.input_path(name)?)
     }
 
+    /// Reads a JSON Lines input that must hold at least one row; `what` is
+    /// what the rows are to this stage ("SFT examples", "prompts").
+    ///
+    /// Zero rows rarely start where they are noticed: a filter upstream kept
+    /// nothing. So the error names the stage that wrote the empty output and
+    /// the metrics it reported (its counts usually say why), instead of only
+    /// saying that this stage got nothing.
+    pub fn read_rows_nonempty(&self, name: &str, what: &str) -> anyhow::Result<Vec<Row>> {
+        let rows = self.read_rows(name)?;
+        if rows.is_empty() {
+            bail!("no {what}: {}", empty_input(name, self.input(name)?));
+        }
+        Ok(rows)
+    }
+
     /// Where to write the output called `name` (a file, or a directory for a
     /// model). The engine moves it into the store when `run` returns Ok.
     pub fn output_path(&self, name: &str) -> PathBuf {
@@ -91,6 +121,33 @@ impl<'a> StageCtx<'a> {
     pub fn log(&self, message: impl Into<String>) {
         self.reporter.event(&Event::Log { stage: self.stage.to_string(), message: message.into() });
     }
+}
+
+/// Why input `name` is empty, and where to look next.
+fn empty_input(name: &str, input: &InputArtifact) -> String {
+    let Some(p) = &input.producer else {
+        let file = input.path.as_deref().map_or_else(|| "it".to_string(), |p| p.display().to_string());
+        return format!("input `{name}` is empty: {file} has no rows");
+    };
+    const SHOWN: usize = 8;
+    let mut shown: Vec<String> = p
+        .metrics
+        .iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::String(s) => Some(format!("{k}={s}")),
+            serde_json::Value::Number(_) | serde_json::Value::Bool(_) => Some(format!("{k}={v}")),
+            _ => None,
+        })
+        .collect();
+    if shown.len() > SHOWN {
+        shown.truncate(SHOWN);
+        shown.push("...".into());
+    }
+    let reported = if shown.is_empty() { "it reported no metrics".to_string() } else { format!("it reported {}", shown.join(", ")) };
+    format!(
+        "input `{name}` is empty: stage `{}` ({}) wrote 0 rows; {reported} — check that stage's inputs",
+        p.stage, p.kind
+    )
 }
 
 /// Reads a JSON Lines file; blank lines are skipped, every other line must be

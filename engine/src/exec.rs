@@ -1,10 +1,18 @@
 //! Planning and running a pipeline.
 //!
-//! One loop serves `run` and `plan`: stages are visited in topological order;
-//! a stage whose fingerprint has a valid run-cache entry is `cached`, anything
-//! else runs (or, for `plan`, `would-run`) with a reason. Independent stages
-//! run in parallel on up to `jobs` threads. A failed stage lets independent
-//! branches finish and marks its dependents `skipped`.
+//! [`Executor::plan`] is a pure planner: it visits the selected stages in
+//! topological order and decides each one (a [`Decision`]) from the run
+//! cache, the previous lock entries and the hashes of its inputs, on one
+//! thread and without writing anything. [`Executor::run`] executes a
+//! [`Plan`]: it restores drifted exports of cached stages, runs the others
+//! on up to `jobs` threads, and decides a stage that waited on an upstream
+//! one again, with the same function, once that upstream has run: the
+//! upstream may have written the bytes it wrote before (early cutoff), and
+//! then the waiting stage is cached after all. A failed stage lets
+//! independent branches finish and marks its dependents `skipped`.
+//!
+//! `retort plan` prints the plan; `retort run` builds the same plan and runs
+//! it, so what `plan` says is what `run` starts from.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -14,18 +22,19 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use retort_cache::{fingerprint, ArtifactKind, Hash, LockEntry, OutputRecord, RunRecord, StatCache, Store};
 
-use crate::context::{InputArtifact, StageCtx};
+use crate::context::{InputArtifact, Producer, StageCtx};
 use crate::error::{did_you_mean, SpecError};
 use crate::events::{Event, Reporter};
+use crate::exports::{self, Restore};
 use crate::fingerprint::{Hashable, CACHE_KEY_VERSION};
 use crate::graph::{Graph, Resolved};
 use crate::spec::{Pipeline, StageNode};
 use crate::summary::{OutputSummary, StageSummary, Status};
 
-/// What to run and how.
+/// Which stages to consider and how many may run at once.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
-    /// Parallel stages at most (at least 1).
+    /// Parallel stages at most (at least 1); `run` only.
     pub jobs: usize,
     /// Run these stages (and what they need that is not cached).
     pub only: Vec<String>,
@@ -33,12 +42,126 @@ pub struct Options {
     pub from: Vec<String>,
     /// Re-execute these stages even when cached.
     pub force: Vec<String>,
-    /// Plan only: nothing is executed or written.
-    pub dry_run: bool,
 }
 
-/// The outcome of a run or plan: one summary per considered stage, in
-/// execution order, and the stages' lock entries.
+/// What the planner decided for one stage.
+#[derive(Debug)]
+pub enum Decision {
+    /// The run cache holds a valid record for the stage's fingerprint, so
+    /// its outputs are reused. `restores` are exported files that drifted
+    /// from those outputs; `run` writes them back.
+    Cached {
+        /// The stage's fingerprint.
+        fingerprint: Hash,
+        /// Input name -> content hash.
+        inputs: BTreeMap<String, Hash>,
+        /// The cached run.
+        record: RunRecord,
+        /// Exported files to restore.
+        restores: Vec<Restore>,
+    },
+    /// The stage executes.
+    Run {
+        /// The stage's fingerprint.
+        fingerprint: Hash,
+        /// The resolved inputs it runs on.
+        inputs: BTreeMap<String, InputArtifact>,
+        /// Why: the first difference from the previous run, or `--force`.
+        reason: String,
+    },
+    /// The stage's inputs, and so its fingerprint, are unknown until
+    /// `upstream` has run; `run` decides it then.
+    Waits {
+        /// The upstream stage that would run.
+        upstream: String,
+    },
+    /// An input cannot be read (a file went missing): the stage fails.
+    Unreadable {
+        /// What could not be read.
+        error: String,
+    },
+    /// Something upstream cannot run, so neither can this stage.
+    Skipped {
+        /// Which upstream stage, and why.
+        reason: String,
+    },
+}
+
+/// One stage of a [`Plan`].
+#[derive(Debug)]
+pub struct Step {
+    /// Index into `Pipeline::stages`.
+    pub stage: usize,
+    /// What is to happen to it.
+    pub decision: Decision,
+}
+
+/// What `run` would do: one step per selected stage, dependencies first.
+#[derive(Debug)]
+pub struct Plan {
+    /// The steps, in topological order.
+    pub steps: Vec<Step>,
+    /// `--force`d stages, for decisions made while running.
+    forced: BTreeSet<usize>,
+    /// File hashes learned while planning; `run` goes on with them and
+    /// saves them, `plan` drops them.
+    stat: StatCache,
+}
+
+impl Plan {
+    /// Whether running the plan would do anything: execute a stage, or
+    /// restore an exported file.
+    pub fn has_work(&self) -> bool {
+        self.steps.iter().any(|s| !matches!(&s.decision, Decision::Cached { restores, .. } if restores.is_empty()))
+    }
+
+    /// One summary per step, as `plan --format json` prints them: cached
+    /// stages with their outputs and metrics, the others `would-run` (or
+    /// `failed`/`skipped` when an input cannot be read).
+    pub fn summary(&self, pipeline: &Pipeline) -> Vec<StageSummary> {
+        self.steps
+            .iter()
+            .map(|step| {
+                let node = &pipeline.stages[step.stage];
+                let mut s = StageSummary::new(&node.name, node.kind);
+                match &step.decision {
+                    Decision::Cached { fingerprint, record, restores, .. } => {
+                        s.status = Status::Cached;
+                        s.fingerprint = Some(fingerprint.to_string());
+                        s.outputs = output_summaries(record);
+                        s.metrics = record.metrics.clone();
+                        s.reason = match restores.as_slice() {
+                            [] => "up to date".into(),
+                            r => format!("would restore {}", describe(r)),
+                        };
+                    }
+                    Decision::Run { fingerprint, reason, .. } => {
+                        s.status = Status::WouldRun;
+                        s.fingerprint = Some(fingerprint.to_string());
+                        s.reason = reason.clone();
+                    }
+                    Decision::Waits { upstream } => {
+                        s.status = Status::WouldRun;
+                        s.reason = format!("upstream `{upstream}` would run");
+                    }
+                    Decision::Unreadable { error } => {
+                        s.status = Status::Failed;
+                        s.reason = "inputs unreadable".into();
+                        s.error = Some(error.clone());
+                    }
+                    Decision::Skipped { reason } => {
+                        s.status = Status::Skipped;
+                        s.reason = reason.clone();
+                    }
+                }
+                s
+            })
+            .collect()
+    }
+}
+
+/// The outcome of a run: one summary per considered stage, in execution
+/// order, and the stages' lock entries.
 pub struct Outcome {
     /// Per stage, in topological order.
     pub stages: Vec<StageSummary>,
@@ -60,15 +183,30 @@ struct Known {
     reason: String,
 }
 
+/// A stage during `run`.
 enum State {
+    /// Not selected.
+    Absent,
+    /// Waiting on an upstream stage; decided when it has settled.
     Pending,
     /// Decided to run; waiting for a free job slot.
     Ready { known: Known, inputs: BTreeMap<String, InputArtifact> },
     Running { known: Known },
     Done { known: Known, record: RunRecord, ran: bool, duration_ms: u64 },
-    WouldRun { fp: Option<Hash>, reason: String },
     Failed { fp: Option<Hash>, reason: String, error: String, duration_ms: u64 },
     Skipped { reason: String },
+}
+
+/// What deciding a stage needs to know about one of its upstream stages.
+enum Upstream<'r> {
+    /// Its outputs are known.
+    Done(&'r RunRecord),
+    /// It has yet to run.
+    WillRun,
+    /// It failed, or will because an input cannot be read.
+    Failed,
+    /// It was skipped.
+    Skipped,
 }
 
 /// What a worker thread sends back.
@@ -78,7 +216,7 @@ struct Finished {
     duration_ms: u64,
 }
 
-/// Everything the loop needs, borrowed for one run.
+/// Everything planning and running need, borrowed.
 pub struct Executor<'a> {
     /// The pipeline.
     pub pipeline: &'a Pipeline,
@@ -88,37 +226,77 @@ pub struct Executor<'a> {
     pub store: &'a Store,
     /// The previous lock entries of this pipeline, for reasons.
     pub previous: &'a BTreeMap<String, LockEntry>,
-    /// Where events go.
+    /// Where events go (`run` only; planning reports nothing).
     pub reporter: &'a dyn Reporter,
 }
 
 impl Executor<'_> {
-    /// Plans or runs, as `opts` says.
-    pub fn execute(&self, opts: &Options) -> Result<Outcome, SpecError> {
-        let p = self.pipeline;
+    /// Decides every selected stage, in topological order, without
+    /// executing a stage or writing a file. (Reading the run cache may still
+    /// delete an object found corrupt, as every cache read does, so that the
+    /// stage that made it is planned to run.)
+    pub fn plan(&self, opts: &Options) -> Result<Plan, SpecError> {
         let included = self.selection(opts)?;
         let forced: BTreeSet<usize> = self.indices(&opts.force, "--force")?.into_iter().collect();
         let mut stat = StatCache::load(&self.store.root().join("stat-cache.json"));
-        let mut state: Vec<State> = p.stages.iter().map(|_| State::Pending).collect();
-        let jobs = opts.jobs.max(1);
+        let mut decided: Vec<Option<Decision>> = self.pipeline.stages.iter().map(|_| None).collect();
+        for &i in &self.graph.order {
+            if !included.contains(&i) {
+                continue;
+            }
+            let upstream = |u: usize| match decided[u].as_ref().expect("a selection holds every ancestor") {
+                Decision::Cached { record, .. } => Upstream::Done(record),
+                Decision::Run { .. } | Decision::Waits { .. } => Upstream::WillRun,
+                Decision::Unreadable { .. } => Upstream::Failed,
+                Decision::Skipped { .. } => Upstream::Skipped,
+            };
+            let d = self.decide(i, &upstream, &forced, &mut stat);
+            decided[i] = Some(d);
+        }
+        let steps = self
+            .graph
+            .order
+            .iter()
+            .filter_map(|&i| decided[i].take().map(|decision| Step { stage: i, decision }))
+            .collect();
+        Ok(Plan { steps, forced, stat })
+    }
+
+    /// Executes `plan` on up to `jobs` threads and reports events as it
+    /// goes. Stages that waited on an upstream one are decided once it is
+    /// done; cached stages get their drifted exports restored.
+    pub fn run(&self, plan: Plan, jobs: usize) -> Outcome {
+        let p = self.pipeline;
+        let Plan { steps, forced, mut stat } = plan;
+        let mut state: Vec<State> = p.stages.iter().map(|_| State::Absent).collect();
+        for step in steps {
+            state[step.stage] = self.settle(step.stage, step.decision);
+            self.report_final(step.stage, &state[step.stage]);
+        }
+        let jobs = jobs.max(1);
 
         std::thread::scope(|scope| {
             let (tx, rx) = mpsc::channel::<Finished>();
             let mut running = 0usize;
             loop {
-                // Settle every stage whose upstream is settled, and start as
-                // many ready ones as there are free slots, until nothing moves.
+                // Decide every waiting stage whose upstream is settled, and
+                // start as many ready ones as there are free slots, until
+                // nothing moves.
                 let mut progressed = true;
                 while progressed {
                     progressed = false;
                     for &i in &self.graph.order {
-                        if !included.contains(&i) {
-                            continue;
-                        }
                         if matches!(state[i], State::Pending) && self.upstream_settled(i, &state) {
-                            state[i] = self.decide(i, &state, &forced, &mut stat, opts.dry_run);
+                            let upstream = |u: usize| match &state[u] {
+                                State::Done { record, .. } => Upstream::Done(record),
+                                State::Failed { .. } => Upstream::Failed,
+                                State::Skipped { .. } => Upstream::Skipped,
+                                _ => Upstream::WillRun,
+                            };
+                            let d = self.decide(i, &upstream, &forced, &mut stat);
+                            state[i] = self.settle(i, d);
                             self.report_final(i, &state[i]);
-                            progressed = true;
+                            progressed |= !matches!(state[i], State::Pending);
                         }
                         if running < jobs && matches!(state[i], State::Ready { .. }) {
                             let State::Ready { known, inputs } = std::mem::replace(&mut state[i], State::Pending) else {
@@ -164,11 +342,39 @@ impl Executor<'_> {
                 self.report_final(done.index, &state[done.index]);
             }
         });
-        if !opts.dry_run {
-            // Losing the stat cache only costs a re-hash next time.
-            let _ = stat.save();
+        // Losing the stat cache only costs a re-hash next time.
+        let _ = stat.save();
+        self.outcome(state)
+    }
+
+    /// Turns a decision into the run's state for the stage; for a cached
+    /// stage, first writes back its drifted exports.
+    fn settle(&self, i: usize, decision: Decision) -> State {
+        match decision {
+            Decision::Cached { fingerprint, inputs, record, restores } => {
+                let mut reason = "up to date".to_string();
+                if !restores.is_empty() {
+                    for r in &restores {
+                        if let Err(error) = exports::restore(r, &record, &self.pipeline.dir, self.store) {
+                            return State::Failed { fp: Some(fingerprint), reason: "export drifted".into(), error, duration_ms: 0 };
+                        }
+                    }
+                    reason = format!("restored {}", describe(&restores));
+                    self.reporter.event(&Event::Log { stage: self.pipeline.stages[i].name.clone(), message: reason.clone() });
+                }
+                let known = Known { fp: fingerprint, inputs, reason };
+                State::Done { known, record, ran: false, duration_ms: 0 }
+            }
+            Decision::Run { fingerprint, inputs, reason } => {
+                let hashes = inputs.iter().map(|(k, v)| (k.clone(), v.hash)).collect();
+                State::Ready { known: Known { fp: fingerprint, inputs: hashes, reason }, inputs }
+            }
+            Decision::Waits { .. } => State::Pending,
+            Decision::Unreadable { error } => {
+                State::Failed { fp: None, reason: "inputs unreadable".into(), error, duration_ms: 0 }
+            }
+            Decision::Skipped { reason } => State::Skipped { reason },
         }
-        Ok(self.outcome(state))
     }
 
     fn upstream_settled(&self, i: usize, state: &[State]) -> bool {
@@ -222,33 +428,35 @@ impl Executor<'_> {
         f(&h)
     }
 
-    /// Decides a stage whose upstream is settled: skipped, cached,
-    /// would-run, failed (unreadable inputs) or ready to run.
-    fn decide(&self, i: usize, state: &[State], forced: &BTreeSet<usize>, stat: &mut StatCache, dry: bool) -> State {
+    /// Decides one stage from what is known of its upstream stages: the
+    /// one function behind both `plan` and the decisions `run` makes late.
+    fn decide<'r>(
+        &self,
+        i: usize,
+        upstream: &dyn Fn(usize) -> Upstream<'r>,
+        forced: &BTreeSet<usize>,
+        stat: &mut StatCache,
+    ) -> Decision {
         let p = self.pipeline;
         for &u in &self.graph.upstream[i] {
             let name = &p.stages[u].name;
-            match &state[u] {
-                State::Failed { .. } => return State::Skipped { reason: format!("upstream `{name}` failed") },
-                State::Skipped { .. } => return State::Skipped { reason: format!("upstream `{name}` was skipped") },
-                State::WouldRun { .. } => {
-                    return State::WouldRun { fp: None, reason: format!("upstream `{name}` would run") }
-                }
-                _ => {}
+            match upstream(u) {
+                Upstream::Failed => return Decision::Skipped { reason: format!("upstream `{name}` failed") },
+                Upstream::Skipped => return Decision::Skipped { reason: format!("upstream `{name}` was skipped") },
+                Upstream::WillRun => return Decision::Waits { upstream: name.clone() },
+                Upstream::Done(_) => {}
             }
         }
-        let inputs = match self.resolve_inputs(i, state, stat) {
+        let inputs = match self.resolve_inputs(i, upstream, stat) {
             Ok(x) => x,
-            Err(error) => {
-                return State::Failed { fp: None, reason: "inputs unreadable".into(), error, duration_ms: 0 }
-            }
+            Err(error) => return Decision::Unreadable { error },
         };
         let hashes: BTreeMap<String, Hash> = inputs.iter().map(|(k, v)| (k.clone(), v.hash)).collect();
         let fp = self.hashable(i, &hashes, |h| h.fingerprint());
         if !forced.contains(&i) {
             if let Ok(Some(record)) = self.store.get_run(&fp) {
-                let known = Known { fp, inputs: hashes, reason: "up to date".into() };
-                return State::Done { known, record, ran: false, duration_ms: 0 };
+                let restores = exports::drifted(&p.stages[i], &record, &p.dir, stat);
+                return Decision::Cached { fingerprint: fp, inputs: hashes, record, restores };
             }
         }
         let reason = if forced.contains(&i) {
@@ -261,11 +469,7 @@ impl Executor<'_> {
                 None => "no earlier run".to_string(),
             }
         };
-        if dry {
-            State::WouldRun { fp: Some(fp), reason }
-        } else {
-            State::Ready { known: Known { fp, inputs: hashes, reason }, inputs }
-        }
+        Decision::Run { fingerprint: fp, inputs, reason }
     }
 
     fn describe_input(&self, i: usize, input: &str) -> Option<String> {
@@ -277,22 +481,30 @@ impl Executor<'_> {
         })
     }
 
-    fn resolve_inputs(&self, i: usize, state: &[State], stat: &mut StatCache) -> Result<BTreeMap<String, InputArtifact>, String> {
+    fn resolve_inputs<'r>(
+        &self,
+        i: usize,
+        upstream: &dyn Fn(usize) -> Upstream<'r>,
+        stat: &mut StatCache,
+    ) -> Result<BTreeMap<String, InputArtifact>, String> {
         let mut out = BTreeMap::new();
         for input in &self.graph.inputs[i] {
             let art = match &input.source {
                 Resolved::Output { stage, output } => {
-                    let State::Done { record, .. } = &state[*stage] else {
+                    let Upstream::Done(record) = upstream(*stage) else {
                         unreachable!("upstream is done when a stage is decided")
                     };
                     let rec = record.outputs.get(output).ok_or_else(|| {
                         format!("stage `{}` recorded no output `{output}`", self.pipeline.stages[*stage].name)
                     })?;
-                    InputArtifact { hash: rec.hash, kind: rec.kind, path: Some(self.store.object_path(&rec.hash)), model_spec: None }
+                    let node = &self.pipeline.stages[*stage];
+                    let producer = Producer { stage: node.name.clone(), kind: node.kind.to_string(), metrics: record.metrics.clone() };
+                    let path = Some(self.store.object_path(&rec.hash));
+                    InputArtifact { hash: rec.hash, kind: rec.kind, path, model_spec: None, producer: Some(producer) }
                 }
                 Resolved::File(path) => {
                     let (hash, kind) = stat.hash_path(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                    InputArtifact { hash, kind, path: Some(path.clone()), model_spec: None }
+                    InputArtifact { hash, kind, path: Some(path.clone()), model_spec: None, producer: None }
                 }
                 Resolved::Model(name) => self.model_input(name, stat)?,
             };
@@ -308,10 +520,13 @@ impl Executor<'_> {
             Some(rel) => {
                 let path = self.pipeline.dir.join(rel);
                 let (hash, kind) = stat.hash_path(&path).map_err(|e| format!("cannot read model {}: {e}", path.display()))?;
-                Ok(InputArtifact { hash, kind, path: Some(path), model_spec: Some(spec.clone()) })
+                Ok(InputArtifact { hash, kind, path: Some(path), model_spec: Some(spec.clone()), producer: None })
             }
             // A spec without weights is identified by the spec itself.
-            None => Ok(InputArtifact { hash: fingerprint(&json), kind: ArtifactKind::File, path: None, model_spec: Some(spec.clone()) }),
+            None => {
+                let hash = fingerprint(&json);
+                Ok(InputArtifact { hash, kind: ArtifactKind::File, path: None, model_spec: Some(spec.clone()), producer: None })
+            }
         }
     }
 
@@ -338,24 +553,15 @@ impl Executor<'_> {
             let node = &self.pipeline.stages[i];
             let mut s = StageSummary::new(&node.name, node.kind);
             match state[i].take().expect("each stage is visited once") {
-                State::Pending | State::Ready { .. } | State::Running { .. } => continue,
+                State::Absent | State::Pending | State::Ready { .. } | State::Running { .. } => continue,
                 State::Done { known, record, ran, duration_ms } => {
                     s.status = if ran { Status::Ran } else { Status::Cached };
                     s.fingerprint = Some(known.fp.to_string());
                     s.duration_ms = duration_ms;
                     s.reason = known.reason.clone();
-                    s.outputs = record
-                        .outputs
-                        .iter()
-                        .map(|(k, o)| (k.clone(), OutputSummary { hash: o.hash.to_string(), rows: o.rows }))
-                        .collect();
+                    s.outputs = output_summaries(&record);
                     s.metrics = record.metrics.clone();
                     entries.insert(node.name.clone(), self.lock_entry(i, known, record));
-                }
-                State::WouldRun { fp, reason } => {
-                    s.status = Status::WouldRun;
-                    s.fingerprint = fp.map(|f| f.to_string());
-                    s.reason = reason;
                 }
                 State::Failed { fp, reason, error, duration_ms } => {
                     s.status = Status::Failed;
@@ -387,6 +593,15 @@ impl Executor<'_> {
             metrics: record.metrics,
         }
     }
+}
+
+fn output_summaries(record: &RunRecord) -> BTreeMap<String, OutputSummary> {
+    record.outputs.iter().map(|(k, o)| (k.clone(), OutputSummary { hash: o.hash.to_string(), rows: o.rows })).collect()
+}
+
+/// `` `a.jsonl` (file was missing), `b.jsonl` (file was changed)``.
+fn describe(restores: &[Restore]) -> String {
+    restores.iter().map(Restore::describe).collect::<Vec<_>>().join(", ")
 }
 
 /// One stage execution, moved to a worker thread.

@@ -1,7 +1,7 @@
 //! The retort engine: pipeline files in, a planned and executed DAG out.
 //!
 //! `spec` reads YAML into typed stages, `graph` resolves references and
-//! orders them, `exec` plans or runs them against the content-addressed
+//! orders them, `exec` plans them and runs the plan against the content-addressed
 //! store of `retort-cache`, and `cli` is the command line on top. Stage kinds
 //! live elsewhere (the `retort-stages` crate) and are registered into a
 //! [`Registry`].
@@ -12,6 +12,7 @@ mod context;
 mod error;
 pub mod events;
 mod exec;
+mod exports;
 mod fingerprint;
 mod graph;
 mod matrix;
@@ -21,9 +22,10 @@ mod spec;
 mod stage;
 mod summary;
 
-pub use context::{read_jsonl, write_jsonl, InputArtifact, Row, StageCtx};
+pub use context::{read_jsonl, write_jsonl, InputArtifact, Producer, Row, StageCtx};
 pub use error::{did_you_mean, SpecError};
-pub use exec::{Executor, Options, Outcome};
+pub use exec::{Decision, Executor, Options, Outcome, Plan, Step};
+pub use exports::{Drift, Restore};
 pub use fingerprint::{first_difference, Hashable, CACHE_KEY_VERSION};
 pub use graph::{Graph, Input, Resolved};
 pub use matrix::Families;

@@ -186,6 +186,14 @@ pub trait Stage: Send + Sync + fmt::Debug {
     /// Does the work. Errors are reported with the stage's name; the
     /// stage's partial outputs are discarded.
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics>;
+    /// Files `run` also writes outside the cache, as (output name, path
+    /// relative to the pipeline file), each a copy of that output's bytes.
+    /// A cache hit does not run the stage, so the engine checks these
+    /// instead and restores one that is missing or changed from the stored
+    /// output, as DVC's checkout does.
+    fn exports(&self) -> Vec<(String, PathBuf)> {
+        Vec::new()
+    }
 }
 
 /// Exactly what a stage's parameters contribute to its fingerprint: named

@@ -114,6 +114,7 @@ impl RunSummary {
                 .collect();
             let results = [rows.join(" "), metrics.join(" ")].join("  ");
             let detail = match s.status {
+                Status::Cached if s.reason != "up to date" => format!("{}  ({})", results.trim(), s.reason),
                 Status::Cached => results,
                 Status::Ran => format!("{}  ({})", results.trim(), s.reason),
                 Status::Failed => s.error.clone().unwrap_or_default(),

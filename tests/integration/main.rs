@@ -5,8 +5,11 @@
 mod util;
 
 mod cache_semantics;
+mod command_stage;
+mod empty_inputs;
 mod errors;
 mod execution;
+mod exports;
 mod fingerprints;
 mod inspect;
 mod params;

@@ -6,11 +6,11 @@ use super::args::{Format, PipelineArgs, PlanArgs, RunArgs, Selection};
 use super::lock::{open_store, read_lock, write_lock};
 use super::{CliError, Common};
 use crate::events::{reporter, QuietReporter, Reporter};
-use crate::exec::{Executor, Options, Outcome};
+use crate::exec::{Decision, Executor, Options, Plan};
 use crate::graph::Graph;
 use crate::spec::{load, Pipeline};
 use crate::stage::Registry;
-use crate::summary::{RunSummary, Status};
+use crate::summary::{RunSummary, StageSummary, Status};
 
 /// Loads and checks a pipeline: every user error surfaces here, before the
 /// cache is touched.
@@ -20,19 +20,18 @@ pub(super) fn load_checked(args: &PipelineArgs, registry: &Registry) -> Result<(
     Ok((p, g))
 }
 
-fn options(select: &Selection, jobs: Option<usize>, dry_run: bool) -> Options {
+fn options(select: &Selection, jobs: Option<usize>) -> Options {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     Options {
         jobs: jobs.unwrap_or(cpus),
         only: select.only.clone(),
         from: select.from.clone(),
         force: select.force.clone(),
-        dry_run,
     }
 }
 
-fn print_summary(p: &Pipeline, outcome: &Outcome, format: Format) {
-    let summary = RunSummary { pipeline: p.name.clone(), stages: outcome.stages.clone() };
+fn print_summary(p: &Pipeline, stages: Vec<StageSummary>, format: Format) {
+    let summary = RunSummary { pipeline: p.name.clone(), stages };
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&summary).expect("summary serializes")),
         Format::Human => print!("{}", summary.to_table()),
@@ -47,7 +46,10 @@ pub(super) fn run(a: RunArgs, common: &Common, registry: &Registry) -> Result<()
     let previous = read_lock(&p)?;
     let rep = reporter(common.log_format, common.quiet);
     let exec = Executor { pipeline: &p, graph: &g, store: &store, previous: &previous, reporter: rep.as_ref() };
-    let outcome = exec.execute(&options(&a.select, a.jobs, false))?;
+    let opts = options(&a.select, a.jobs);
+    // The same plan `retort plan` prints, then executed.
+    let plan = exec.plan(&opts)?;
+    let outcome = exec.run(plan, opts.jobs);
     rep.finish();
     if a.pipeline.set.is_empty() {
         let mut entries = previous;
@@ -56,8 +58,9 @@ pub(super) fn run(a: RunArgs, common: &Common, registry: &Registry) -> Result<()
     } else if !common.quiet {
         eprintln!("note: retort.lock not updated: this run used --set, so it is not the pipeline as written");
     }
-    print_summary(&p, &outcome, a.format);
-    if outcome.failed() {
+    let failed = outcome.failed();
+    print_summary(&p, outcome.stages.clone(), a.format);
+    if failed {
         let failed: Vec<&str> =
             outcome.stages.iter().filter(|s| s.status == Status::Failed).map(|s| s.name.as_str()).collect();
         return Err(CliError::Failed(format!("stage(s) failed: {}", failed.join(", "))));
@@ -68,32 +71,34 @@ pub(super) fn run(a: RunArgs, common: &Common, registry: &Registry) -> Result<()
 /// `retort plan`.
 pub(super) fn plan(a: PlanArgs, common: &Common, registry: &Registry) -> Result<(), CliError> {
     let (p, g) = load_checked(&a.pipeline, registry)?;
-    let outcome = dry_run(&p, &g, common, &a.select)?;
-    print_summary(&p, &outcome, a.format);
-    if a.exit_code && outcome.stages.iter().any(|s| s.status != Status::Cached) {
+    let plan = plan_of(&p, &g, common, &a.select)?;
+    print_summary(&p, plan.summary(&p), a.format);
+    if a.exit_code && plan.has_work() {
         return Err(CliError::Failed(String::new()));
     }
     Ok(())
 }
 
-fn dry_run(p: &Pipeline, g: &Graph, common: &Common, select: &Selection) -> Result<Outcome, CliError> {
+fn plan_of(p: &Pipeline, g: &Graph, common: &Common, select: &Selection) -> Result<Plan, CliError> {
     let store = open_store(common, p)?;
     let previous = read_lock(p)?;
     let exec = Executor { pipeline: p, graph: g, store: &store, previous: &previous, reporter: &QuietReporter as &dyn Reporter };
-    Ok(exec.execute(&options(select, None, true))?)
+    Ok(exec.plan(&options(select, None))?)
 }
 
 /// `retort status`: per stage, whether the lock file still describes it.
 pub(super) fn status(a: PipelineArgs, common: &Common, registry: &Registry) -> Result<(), CliError> {
     let (p, g) = load_checked(&a, registry)?;
-    let outcome = dry_run(&p, &g, common, &Selection::default())?;
+    let plan = plan_of(&p, &g, common, &Selection::default())?;
     let locked = read_lock(&p)?;
     let w = p.stages.iter().map(|s| s.name.len()).max().unwrap_or(5);
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for s in &outcome.stages {
+    for (step, s) in plan.steps.iter().zip(plan.summary(&p)) {
         let entry = locked.get(&s.name);
         let same = entry.is_some_and(|e| Some(e.fingerprint.to_string()) == s.fingerprint);
+        let restores = matches!(&step.decision, Decision::Cached { restores, .. } if !restores.is_empty());
         let (word, why) = match (s.status, entry) {
+            (Status::Cached, _) if restores => ("stale", s.reason.clone()),
             (Status::Cached, _) if same => ("up-to-date", String::new()),
             (Status::Cached, Some(_)) => ("cached", "in the cache, but retort.lock records another run".into()),
             (_, None) => ("new", s.reason.clone()),

@@ -88,9 +88,15 @@ pub fn one_output() -> Vec<String> {
     vec!["out".into()]
 }
 
-/// Reads `input`, applies `f`, writes `out` and returns `f`'s metrics.
-pub fn map_rows(ctx: &mut StageCtx<'_>, f: impl FnOnce(Vec<Row>) -> anyhow::Result<(Vec<Row>, Metrics)>) -> anyhow::Result<Metrics> {
-    let rows = ctx.read_rows("input")?;
+/// Reads `input` (`what` it holds, for the message when it is empty: the
+/// error names the stage that wrote no rows), applies `f`, writes `out` and
+/// returns `f`'s metrics.
+pub fn map_rows(
+    ctx: &mut StageCtx<'_>,
+    what: &str,
+    f: impl FnOnce(Vec<Row>) -> anyhow::Result<(Vec<Row>, Metrics)>,
+) -> anyhow::Result<Metrics> {
+    let rows = ctx.read_rows_nonempty("input", what)?;
     let (out, metrics) = f(rows)?;
     ctx.write_rows("out", &out).context("writing `out`")?;
     Ok(metrics)

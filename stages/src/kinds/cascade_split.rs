@@ -56,7 +56,7 @@ impl Stage for CascadeSplitStage {
 
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
         let spec = CascadeSpec { marker: self.marker.clone(), task_field: self.task_field.clone() };
-        map_rows(ctx, |rows| {
+        map_rows(ctx, "samples to split", |rows| {
             let (out, stats) = methods::cascade_split(&rows, &spec)?;
             let metrics = Metrics::from([
                 ("kept".to_string(), stats.kept.into()),

@@ -4,12 +4,14 @@
 //! `RETORT_OUT_<NAME>` (where to write each output), `RETORT_PARAM_<NAME>`
 //! (each parameter) and `RETORT_SEED`, names upper-cased. It runs in the
 //! pipeline's directory with `sh -c`. This is how a TRL script or anything
-//! else plugs in.
+//! else plugs in. Its stdout and stderr go to the stage's log, line by line
+//! while it runs; `retort`'s own stdout keeps only the summary.
 
-use std::collections::BTreeMap;
-use std::io::Read;
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 
 use anyhow::{bail, Context};
 use retort_engine::{Artifact, Hashed, InputDecl, Metrics, Source, Stage, StageCtx, StageImpl};
@@ -89,25 +91,62 @@ impl Stage for CommandStage {
             };
             cmd.env(format!("RETORT_PARAM_{}", env_name(name)), text);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::inherit()).stderr(Stdio::piped());
+        // Both streams are piped: stdout of `retort run` holds only the
+        // summary (`--format json` must parse), so the command's output goes
+        // to the stage log instead, line by line as it is written.
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().with_context(|| format!("cannot start `sh -c {}`", self.run))?;
-        let mut stderr = String::new();
-        if let Some(mut err) = child.stderr.take() {
-            // Read to the end so the child never blocks on a full pipe.
-            let _ = err.read_to_string(&mut stderr);
-        }
-        let status = child.wait().context("waiting for the command")?;
-        if !stderr.is_empty() {
-            for line in stderr.lines() {
-                ctx.log(line);
+        let (out, err) = (child.stdout.take(), child.stderr.take());
+        let tail = Mutex::new(VecDeque::with_capacity(TAIL_LINES));
+        let ctx: &StageCtx<'_> = ctx;
+        std::thread::scope(|s| {
+            // One reader per pipe, each to its end, so the child never blocks
+            // on a full pipe whichever stream it writes more to.
+            if let Some(out) = out {
+                s.spawn(|| stream_lines(out, ctx, &tail));
             }
-        }
+            if let Some(err) = err {
+                s.spawn(|| stream_lines(err, ctx, &tail));
+            }
+        });
+        let status = child.wait().context("waiting for the command")?;
         if !status.success() {
-            let tail: Vec<&str> = stderr.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
+            let tail = tail.into_inner().unwrap_or_else(|e| e.into_inner());
             let code = status.code().map_or("a signal".to_string(), |c| format!("code {c}"));
-            bail!("command exited with {code}: `{}`{}", self.run, if tail.is_empty() { String::new() } else { format!("\nstderr:\n{}", tail.join("\n")) });
+            let shown = if tail.is_empty() {
+                String::new()
+            } else {
+                format!("\noutput (last {} lines):\n{}", tail.len(), Vec::from(tail).join("\n"))
+            };
+            bail!("command exited with {code}: `{}`{shown}", self.run);
         }
         Ok(Metrics::new())
+    }
+}
+
+/// How many of the command's last output lines a failure message repeats.
+const TAIL_LINES: usize = 20;
+
+/// Sends each line of `pipe` to the stage log as soon as it is read, and
+/// keeps the last [`TAIL_LINES`] (of both streams, in arrival order) for the
+/// failure message. Bytes that are not UTF-8 are shown lossily.
+fn stream_lines(pipe: impl Read, ctx: &StageCtx<'_>, tail: &Mutex<VecDeque<String>>) {
+    let mut reader = BufReader::new(pipe);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&buf);
+        let line = text.trim_end_matches(['\n', '\r']).to_string();
+        ctx.log(line.clone());
+        let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line);
     }
 }
 

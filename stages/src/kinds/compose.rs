@@ -84,7 +84,7 @@ impl Stage for ComposeStage {
 
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
         let seed = ctx.seed;
-        map_rows(ctx, |rows| self.compose(rows, seed))
+        map_rows(ctx, "verified samples", |rows| self.compose(rows, seed))
     }
 }
 

@@ -171,7 +171,7 @@ impl Stage for EvaluateStage {
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
         let mut tasks: Vec<Row> = Vec::new();
         for i in 0..self.tasks.len() {
-            tasks.extend(ctx.read_rows(&format!("tasks:{i}"))?);
+            tasks.extend(ctx.read_rows_nonempty(&format!("tasks:{i}"), "tasks to evaluate on")?);
         }
         let mut rows_out = Vec::new();
         let mut per_model: BTreeMap<String, Vec<Row>> = BTreeMap::new();

@@ -1,9 +1,10 @@
 //! `kind: export` — writes a dataset to a path outside the cache as JSONL,
 //! optionally reshaped into a TRL dataset format.
 //!
-//! The exported file is also kept as the stage's output in the cache, so the
-//! stage is cached like any other; if the external file is deleted,
-//! `retort run --force STAGE` writes it again.
+//! The exported file is also kept as the stage's output `out` in the cache,
+//! so the stage is cached like any other; a cached run whose external file
+//! was deleted or edited restores it from that output (see
+//! [`Stage::exports`]).
 
 use crate::common::rows::field;
 use std::path::PathBuf;
@@ -91,6 +92,11 @@ impl Stage for ExportStage {
         std::fs::rename(&tmp, &dest).with_context(|| format!("writing {}", dest.display()))?;
         ctx.log(format!("wrote {} rows to {}", rows.len(), dest.display()));
         Ok(Metrics::from([("rows".to_string(), rows.len().into())]))
+    }
+
+    fn exports(&self) -> Vec<(String, PathBuf)> {
+        // `out` and the file are written from the same rows, byte for byte.
+        vec![("out".into(), self.path.clone())]
     }
 }
 

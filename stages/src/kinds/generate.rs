@@ -167,7 +167,7 @@ impl Stage for GenerateStage {
         let input = ctx.input("model")?.clone();
         let lm = model::load(&input, &self.model, ctx.device)?;
         let tok = lm.text_tokenizer()?;
-        let rows = ctx.read_rows("prompts")?;
+        let rows = ctx.read_rows_nonempty("prompts", "prompts")?;
         let templates = Templates::new(self.template_sources()).map_err(anyhow::Error::msg)?;
         let (_, variants) = self.templates();
         // One prompt per (row, variant), in that order; `samples` items each.

@@ -308,7 +308,7 @@ impl Stage for TrainStage {
 
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
         let device = model::burn_device(ctx.device)?;
-        let rows = ctx.read_rows("data")?;
+        let rows = ctx.read_rows_nonempty("data", "training examples")?;
         let input = ctx.input("model")?.clone();
         let (model, tokenizer) = start_model(&input, &self.model, &rows, ctx.seed, ctx.device, &device)?;
         let cfg = self.train_config(ctx.seed);

@@ -71,7 +71,7 @@ impl Stage for VerifyStage {
     }
 
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
-        map_rows(ctx, |rows| {
+        map_rows(ctx, "samples to verify", |rows| {
             let rows = match self.verifier {
                 Verifier::Countdown => methods::verify_rows(rows, self.format_reward)?,
                 _ => self.general(rows)?,
