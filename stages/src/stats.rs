@@ -494,7 +494,9 @@ mod tests {
     #[test]
     fn newcombe_reproduces_the_published_example() {
         // Fagerland, Lydersen & Laake (2014), Cavo et al.'s data: the Newcombe
-        // square-and-add interval is -0.0621 (-0.1186 to -0.0046).
+        // square-and-add interval is -0.0621 (-0.1186 to -0.0046). Checked:
+        // with the uncorrected φ = A/√(efgh) this assertion fails, so the
+        // published number pins the correction too.
         let r = paired_counts(59, 6, 16, 80);
         let round4 = |x: f64| (x * 1e4).round() / 1e4;
         assert_eq!(
