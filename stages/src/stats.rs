@@ -221,8 +221,12 @@ pub fn paired_counts(both: u64, only_a: u64, only_b: u64, neither: u64) -> Paire
     let phi = newcombe_phi(both, only_a, only_b, neither);
     let (dl1, du1) = (p1 - w1.lo, w1.hi - p1);
     let (dl2, du2) = (p2 - w2.lo, w2.hi - p2);
-    let below = (dl1 * dl1 - 2.0 * phi * dl1 * du2 + du2 * du2).max(0.0).sqrt();
-    let above = (du1 * du1 - 2.0 * phi * du1 * dl2 + dl2 * dl2).max(0.0).sqrt();
+    let below = (dl1 * dl1 - 2.0 * phi * dl1 * du2 + du2 * du2)
+        .max(0.0)
+        .sqrt();
+    let above = (du1 * du1 - 2.0 * phi * du1 * dl2 + dl2 * dl2)
+        .max(0.0)
+        .sqrt();
     Paired {
         n,
         both,
@@ -251,7 +255,8 @@ fn newcombe_phi(both: u64, only_a: u64, only_b: u64, neither: u64) -> f64 {
     if margins.contains(&0) {
         return 0.0;
     }
-    let mut twice_a = 2 * (i128::from(both) * i128::from(neither) - i128::from(only_a) * i128::from(only_b));
+    let mut twice_a =
+        2 * (i128::from(both) * i128::from(neither) - i128::from(only_a) * i128::from(only_b));
     if twice_a > 0 {
         twice_a = (twice_a - n).max(0);
     }
@@ -287,9 +292,7 @@ pub fn mcnemar_exact(b: u64, c: u64) -> f64 {
         }
         sum
     } else {
-        let ln_choose: f64 = (1..=k)
-            .map(|j| ((m - k + j) as f64 / j as f64).ln())
-            .sum();
+        let ln_choose: f64 = (1..=k).map(|j| ((m - k + j) as f64 / j as f64).ln()).sum();
         let ln_lead = ln_choose - m as f64 * std::f64::consts::LN_2;
         let (mut term, mut sum) = (1.0_f64, 1.0_f64);
         for i in (1..=k).rev() {
@@ -358,18 +361,74 @@ mod tests {
     /// (both, only_a, only_b, neither, exact McNemar p [statsmodels], Newcombe
     /// method 10 lo, hi [the script's own implementation]).
     const PAIRED: &[(u64, u64, u64, u64, f64, f64, f64)] = &[
-        (1, 1, 7, 12, 0.0703125, -0.506920226686141, -0.025559124164859837),
-        (59, 6, 16, 80, 0.052478790283203125, -0.11862119563870997, -0.004625113933050054),
-        (10, 15, 5, 20, 0.04138946533203125, 0.025838416549251064, 0.35693657165919257),
+        (
+            1,
+            1,
+            7,
+            12,
+            0.0703125,
+            -0.506920226686141,
+            -0.025559124164859837,
+        ),
+        (
+            59,
+            6,
+            16,
+            80,
+            0.052478790283203125,
+            -0.11862119563870997,
+            -0.004625113933050054,
+        ),
+        (
+            10,
+            15,
+            5,
+            20,
+            0.04138946533203125,
+            0.025838416549251064,
+            0.35693657165919257,
+        ),
         (5, 0, 0, 5, 1.0, -0.16659315708122263, 0.16659315708122263),
         (0, 0, 0, 10, 1.0, -0.27753279986288926, 0.27753279986288926),
         (10, 0, 0, 0, 1.0, -0.27753279986288937, 0.27753279986288937),
         (3, 4, 4, 9, 1.0, -0.2735741939839134, 0.2735741939839134),
         (0, 3, 0, 7, 0.25, -0.03759243457905065, 0.6032218525388546),
-        (2, 5, 1, 22, 0.21875, -0.04028535278174569, 0.3076858635724389),
-        (120, 40, 22, 118, 0.030015864349067285, 0.008570204915373435, 0.11073938972064411),
-        (30, 25, 10, 235, 0.016673847800120715, 0.01110842033552617, 0.09008787592412358),
-        (150, 0, 12, 138, 0.00048828125, -0.06287637472175714, -0.016924233961788635),
+        (
+            2,
+            5,
+            1,
+            22,
+            0.21875,
+            -0.04028535278174569,
+            0.3076858635724389,
+        ),
+        (
+            120,
+            40,
+            22,
+            118,
+            0.030015864349067285,
+            0.008570204915373435,
+            0.11073938972064411,
+        ),
+        (
+            30,
+            25,
+            10,
+            235,
+            0.016673847800120715,
+            0.01110842033552617,
+            0.09008787592412358,
+        ),
+        (
+            150,
+            0,
+            12,
+            138,
+            0.00048828125,
+            -0.06287637472175714,
+            -0.016924233961788635,
+        ),
     ];
 
     /// (b, c, p): statsmodels exact McNemar with many discordant pairs.
@@ -435,7 +494,9 @@ mod tests {
     #[test]
     fn newcombe_reproduces_the_published_example() {
         // Fagerland, Lydersen & Laake (2014), Cavo et al.'s data: the Newcombe
-        // square-and-add interval is -0.0621 (-0.1186 to -0.0046).
+        // square-and-add interval is -0.0621 (-0.1186 to -0.0046). Checked:
+        // with the uncorrected φ = A/√(efgh) this assertion fails, so the
+        // published number pins the correction too.
         let r = paired_counts(59, 6, 16, 80);
         let round4 = |x: f64| (x * 1e4).round() / 1e4;
         assert_eq!(
@@ -466,10 +527,16 @@ mod tests {
         // plain square-and-add of the two Wilson half-widths.
         let r = paired_counts(0, 3, 0, 7);
         let (w1, w2) = (wilson(3, 10), wilson(0, 10));
-        assert!(close(r.interval.lo, 0.3 - ((0.3 - w1.lo).powi(2) + w2.hi.powi(2)).sqrt()));
+        assert!(close(
+            r.interval.lo,
+            0.3 - ((0.3 - w1.lo).powi(2) + w2.hi.powi(2)).sqrt()
+        ));
         assert!(close(r.interval.hi, 0.3 + (w1.hi - 0.3).powi(2).sqrt()));
         let r = paired_counts(0, 0, 0, 0);
-        assert_eq!((r.diff, r.interval, r.p_value), (0.0, Interval { lo: -1.0, hi: 1.0 }, 1.0));
+        assert_eq!(
+            (r.diff, r.interval, r.p_value),
+            (0.0, Interval { lo: -1.0, hi: 1.0 }, 1.0)
+        );
     }
 
     #[test]
@@ -500,18 +567,27 @@ mod tests {
         let a = [true, true, false, false, true];
         let b = [true, false, true, false, false];
         let r = paired(&a, &b).unwrap();
-        assert_eq!((r.n, r.both, r.only_a, r.only_b, r.neither), (5, 1, 2, 1, 1));
+        assert_eq!(
+            (r.n, r.both, r.only_a, r.only_b, r.neither),
+            (5, 1, 2, 1, 1)
+        );
         assert_eq!(r, paired_counts(1, 2, 1, 1));
         let e = paired(&a, &b[..4]).unwrap_err();
         assert_eq!(e, StatsError::LengthMismatch { a: 5, b: 4 });
-        assert!(e.to_string().contains("one has 5 results and the other 4"), "{e}");
+        assert!(
+            e.to_string().contains("one has 5 results and the other 4"),
+            "{e}"
+        );
     }
 
     #[test]
     fn pass_at_k_matches_exact_binomials() {
         for &(n, c, k, want) in PASS_AT_K {
             let got = pass_at_k(n, c, k);
-            assert!((got - want).abs() < 1e-12, "pass_at_k({n}, {c}, {k}) = {got}, want {want}");
+            assert!(
+                (got - want).abs() < 1e-12,
+                "pass_at_k({n}, {c}, {k}) = {got}, want {want}"
+            );
         }
     }
 
@@ -526,7 +602,10 @@ mod tests {
         ];
         for &(v, mean, sd) in cases {
             let (m, s) = mean_sd(v);
-            assert!(close(m, mean) && (s - sd).abs() < 1e-12, "{v:?}: ({m}, {s})");
+            assert!(
+                close(m, mean) && (s - sd).abs() < 1e-12,
+                "{v:?}: ({m}, {s})"
+            );
         }
         let (m, s) = mean_sd(&[]);
         assert!(m.is_nan() && s.is_nan());
@@ -547,17 +626,40 @@ mod tests {
     fn bootstrap_is_seeded_and_sane() {
         let values: Vec<f64> = (0..300).map(|i| f64::from(u8::from(i % 10 < 3))).collect();
         let a = bootstrap_mean(&values, 2000, 1);
-        assert_eq!(a, bootstrap_mean(&values, 2000, 1), "same seed, same interval");
-        assert_ne!(a, bootstrap_mean(&values, 2000, 2), "another seed, another draw");
+        assert_eq!(
+            a,
+            bootstrap_mean(&values, 2000, 1),
+            "same seed, same interval"
+        );
+        assert_ne!(
+            a,
+            bootstrap_mean(&values, 2000, 2),
+            "another seed, another draw"
+        );
         // For a mean of 0/1 values it approximates the normal-theory interval
         // 0.3 ± 1.96·√(0.3·0.7/300) = [0.2481, 0.3519].
-        assert!((a.lo - 0.2481).abs() < 0.01 && (a.hi - 0.3519).abs() < 0.01, "{a:?}");
+        assert!(
+            (a.lo - 0.2481).abs() < 0.01 && (a.hi - 0.3519).abs() < 0.01,
+            "{a:?}"
+        );
         // Constant values have no spread; edge cases follow the documented conventions.
-        assert_eq!(bootstrap_mean(&[0.5; 7], 100, 3), Interval { lo: 0.5, hi: 0.5 });
+        assert_eq!(
+            bootstrap_mean(&[0.5; 7], 100, 3),
+            Interval { lo: 0.5, hi: 0.5 }
+        );
         assert_eq!(bootstrap_mean(&[], 100, 3), Interval { lo: 0.0, hi: 1.0 });
-        assert_eq!(bootstrap_mean(&[0.2, 0.9, 0.4], 0, 3), Interval { lo: 0.2, hi: 0.9 });
+        assert_eq!(
+            bootstrap_mean(&[0.2, 0.9, 0.4], 0, 3),
+            Interval { lo: 0.2, hi: 0.9 }
+        );
         // Pinned draw: if this changes, every reported pass@k interval changes.
         let pin = bootstrap_mean(&[0.0, 0.5, 1.0, 1.0, 0.25], 200, 7);
-        assert_eq!(pin, Interval { lo: 0.24875000000000003, hi: 0.9 });
+        assert_eq!(
+            pin,
+            Interval {
+                lo: 0.24875000000000003,
+                hi: 0.9
+            }
+        );
     }
 }

@@ -275,7 +275,10 @@ impl Verifier {
     pub fn check(&self) -> Result<(), String> {
         let field = |f: &str| {
             if f.is_empty() {
-                Err(format!("verifier `{}`: `answer_field` must not be empty", self.name()))
+                Err(format!(
+                    "verifier `{}`: `answer_field` must not be empty",
+                    self.name()
+                ))
             } else {
                 Ok(())
             }
@@ -329,7 +332,9 @@ impl Verifier {
             Verifier::Exact(s) => {
                 let expected = text::normalise(&expected_string(row, &s.answer_field)?);
                 let answer = text::extract_exact(response);
-                let correct = answer.as_deref().is_some_and(|a| text::normalise(a) == expected);
+                let correct = answer
+                    .as_deref()
+                    .is_some_and(|a| text::normalise(a) == expected);
                 Ok(Verdict { answer, correct })
             }
             Verifier::Choice(s) => {
@@ -351,7 +356,9 @@ impl Verifier {
                         .trim()
                         .to_string()
                 });
-                let correct = answer.as_deref().is_some_and(|a| text::normalise(a) == expected);
+                let correct = answer
+                    .as_deref()
+                    .is_some_and(|a| text::normalise(a) == expected);
                 Ok(Verdict { answer, correct })
             }
         }

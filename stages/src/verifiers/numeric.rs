@@ -43,7 +43,9 @@ pub fn within(x: f64, y: f64, tolerance: f64) -> bool {
 /// [`parse`] reads as one.
 pub fn expected(row: &Row, name: &str) -> Result<f64, VerifierError> {
     match field(row, name)? {
-        Value::Number(n) => n.as_f64().ok_or_else(|| bad(name, "must be a finite number")),
+        Value::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| bad(name, "must be a finite number")),
         Value::String(s) => {
             parse(s).ok_or_else(|| bad(name, format!("must be a number, not {s:?}")))
         }
@@ -175,7 +177,10 @@ fn parse_frac(t: &str) -> Option<f64> {
     if !rest[q_len + 1..].trim().is_empty() {
         return None;
     }
-    let (p, q) = (parse_decimal(p.trim())?, parse_decimal(rest[..q_len].trim())?);
+    let (p, q) = (
+        parse_decimal(p.trim())?,
+        parse_decimal(rest[..q_len].trim())?,
+    );
     ratio(sign * p, q)
 }
 

@@ -102,7 +102,10 @@ pub fn expected_choice(row: &Row, name: &str, letters: usize) -> Result<char, Ve
             Some(i) if (i as usize) < letters => Ok(letter_of(i as usize)),
             _ => Err(bad(
                 name,
-                format!("index {n} is not an option: the row has {letters} (0 to {})", letters - 1),
+                format!(
+                    "index {n} is not an option: the row has {letters} (0 to {})",
+                    letters - 1
+                ),
             )),
         },
         Value::String(s) => match lone_letter(s) {
@@ -151,10 +154,13 @@ pub fn extract_choice(response: &str, letters: usize) -> Option<char> {
     if let Some(c) = cue_letter(text).filter(|&c| ok(c)) {
         return Some(c);
     }
-    formatted().captures_iter(text).filter_map(|caps| {
-        let m = caps.iter().skip(1).flatten().next()?;
-        m.as_str().chars().next().filter(|&c| ok(c))
-    }).last()
+    formatted()
+        .captures_iter(text)
+        .filter_map(|caps| {
+            let m = caps.iter().skip(1).flatten().next()?;
+            m.as_str().chars().next().filter(|&c| ok(c))
+        })
+        .last()
 }
 
 fn cue() -> &'static Regex {
