@@ -10,7 +10,7 @@ use crate::common::rows::field;
 use serde_json::Value;
 
 use retort_lm::rng::Rng;
-use super::verify::{evaluate, extract_answer, Ratio};
+use super::verify::evaluate;
 use super::{DataError, Row};
 
 /// `count` rows `{id, prompt, question, answer}`; `digits` in 1..=9, `ops` ⊆ `+-*/`.
@@ -76,35 +76,6 @@ pub fn generate_arithmetic(
     Ok(rows)
 }
 
-/// A single number: optional sign, then a decimal (`12`, `-3.50`, `.5`) or a
-/// fraction (`7/2`); expressions such as `3 + 4` are rejected, so restating the
-/// question is not an answer.
-fn parse_number(s: &str) -> Option<Ratio> {
-    let t = s.trim();
-    let body = t.strip_prefix(['-', '+']).unwrap_or(t);
-    let ok = !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'/')
-        && body.matches('/').count() <= 1;
-    if !ok {
-        return None;
-    }
-    evaluate(t).ok()
-}
-
-/// True iff the last `<answer>` of `response` is numerically equal to `answer`
-/// (exact rationals: `19`, `19.0` and `38/2` all match `19`).
-pub fn verify_numeric(response: &str, answer: &str) -> bool {
-    match (
-        extract_answer(response).and_then(parse_number),
-        parse_number(answer),
-    ) {
-        (Some(x), Some(y)) => x == y,
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,7 +100,10 @@ mod tests {
                 r["prompt"],
                 format!("What is {q}? Give the final answer in <answer></answer> tags.")
             );
-            assert!(verify_numeric(&format!("so <answer> {a} </answer>"), a));
+            let v = crate::verifiers::Verifier::Numeric(Default::default())
+                .verify(&format!("so <answer> {a} </answer>"), r)
+                .unwrap();
+            assert!(v.correct, "{q} = {a}");
             ops_seen.insert(q.split(' ').nth(1).unwrap().to_string());
         }
         assert_eq!(ops_seen.len(), 4);
@@ -137,21 +111,5 @@ mod tests {
         assert_eq!(keys, ["id", "prompt", "question", "answer"]);
         assert!(generate_arithmetic(1, 0, &['+'], 0).is_err());
         assert!(generate_arithmetic(1, 2, &['^'], 0).is_err());
-    }
-
-    #[test]
-    fn numeric_verification() {
-        assert!(verify_numeric("<answer>19</answer>", "19"));
-        assert!(verify_numeric(
-            "<answer>1</answer> no, <answer>19.0</answer>",
-            "19"
-        ));
-        assert!(verify_numeric("<answer>38/2</answer>", "19"));
-        assert!(verify_numeric("<answer>-3</answer>", "-3"));
-        assert!(!verify_numeric("<answer>12 + 7</answer>", "19"));
-        assert!(!verify_numeric("<answer>18</answer>", "19"));
-        assert!(!verify_numeric("19", "19"));
-        assert!(!verify_numeric("<answer>nineteen</answer>", "19"));
-        assert!(!verify_numeric("<answer>1/0</answer>", "19"));
     }
 }

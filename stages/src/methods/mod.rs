@@ -25,7 +25,7 @@ pub mod verify;
 /// insertion order and output files are byte-stable.
 pub use retort_engine::Row;
 
-pub use arithmetic::{generate_arithmetic, verify_numeric};
+pub use arithmetic::generate_arithmetic;
 pub use cascade::{cascade_split, CascadeSpec, CascadeStats};
 pub use compose::{compose, ComposeSpec, Reflect};
 pub use countdown::{countdown_prompt, instances, solve, CountdownSpec, Split};
