@@ -681,3 +681,118 @@ fn count_lines(path: &Path) -> std::io::Result<u64> {
     }
     Ok(lines + u64::from(last != b'\n'))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use schemars::JsonSchema;
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+    use crate::events::QuietReporter;
+    use crate::stage::{InputDecl, Metrics, Registry, Source, Stage, StageImpl};
+
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+    /// Writes `text` (ignoring `salt`), after its input's bytes if it has one.
+    #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+    struct Echo {
+        text: String,
+        #[serde(default)]
+        input: Option<String>,
+        #[serde(default)]
+        salt: u32,
+    }
+
+    impl StageImpl for Echo {
+        const KIND: &'static str = "echo";
+        const VERSION: u32 = 1;
+        const ABOUT: &'static str = "test";
+    }
+
+    impl Stage for Echo {
+        fn inputs(&self) -> Vec<InputDecl> {
+            self.input.iter().map(|s| InputDecl::new("src", Source::stage_ref(s), "input")).collect()
+        }
+        fn outputs(&self) -> Vec<String> {
+            vec!["out".into()]
+        }
+        fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
+            RUNS.fetch_add(1, Ordering::SeqCst);
+            let before = match &self.input {
+                Some(_) => std::fs::read_to_string(ctx.input_path("src")?)?,
+                None => String::new(),
+            };
+            std::fs::write(ctx.output_path("out"), before + &self.text)?;
+            Ok(Metrics::new())
+        }
+    }
+
+    fn listing(dir: &Path) -> Vec<(PathBuf, u64)> {
+        let mut out = Vec::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let m = e.metadata().unwrap();
+                if m.is_dir() {
+                    todo.push(e.path());
+                }
+                out.push((e.path(), m.len()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn kinds(plan: &Plan) -> Vec<&'static str> {
+        plan.steps
+            .iter()
+            .map(|s| match s.decision {
+                Decision::Cached { .. } => "cached",
+                Decision::Run { .. } => "run",
+                Decision::Waits { .. } => "waits",
+                Decision::Unreadable { .. } => "unreadable",
+                Decision::Skipped { .. } => "skipped",
+            })
+            .collect()
+    }
+
+    /// `plan` decides without writing; `run` executes that plan and decides
+    /// a waiting stage once its upstream ran: cached when the upstream wrote
+    /// the same bytes (early cutoff).
+    #[test]
+    fn plan_writes_nothing_and_run_redecides_waiting_stages() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.yaml");
+        let yaml = "stages:\n  a:\n    kind: echo\n    text: x\n  b:\n    kind: echo\n    text: y\n    input: a\n";
+        std::fs::write(&file, yaml).unwrap();
+        let mut registry = Registry::new();
+        registry.register::<Echo>();
+        let store = Store::open(&dir.path().join(".retort")).unwrap();
+        let previous = BTreeMap::new();
+        let go = |overrides: &[String]| {
+            let p = crate::spec::load(&file, overrides, &registry).unwrap();
+            let g = Graph::build(&p).unwrap();
+            let exec = Executor { pipeline: &p, graph: &g, store: &store, previous: &previous, reporter: &QuietReporter };
+            let opts = Options { jobs: 2, ..Options::default() };
+            let before = listing(dir.path());
+            let plan = exec.plan(&opts).unwrap();
+            assert_eq!(listing(dir.path()), before, "plan wrote something");
+            let planned = kinds(&plan);
+            let outcome = exec.run(plan, opts.jobs);
+            // As when a `retort` process ends: the store saves its own stat cache.
+            store.flush();
+            let statuses: Vec<Status> = outcome.stages.iter().map(|s| s.status).collect();
+            (planned, statuses)
+        };
+        RUNS.store(0, Ordering::SeqCst);
+        assert_eq!(go(&[]), (vec!["run", "waits"], vec![Status::Ran, Status::Ran]));
+        assert_eq!(go(&[]), (vec!["cached", "cached"], vec![Status::Cached, Status::Cached]));
+        // `a` re-runs with the same bytes: `b` waits, then is cached.
+        let salted = ["stages.a.salt=1".to_string()];
+        assert_eq!(go(&salted), (vec!["run", "waits"], vec![Status::Ran, Status::Cached]));
+        assert_eq!(RUNS.load(Ordering::SeqCst), 3);
+    }
+}

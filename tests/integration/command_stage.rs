@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::util::TestPipeline;
 
-const NOISY: &str = "stages:\n  noisy:\n    kind: command\n    run: echo to-stdout; echo to-stderr >&2; printf 'no newline'; echo x > $RETORT_OUT_OUT\n    outputs: [out]\n  after:\n    kind: command\n    run: echo '{\"not\": \"the summary\"}'; cat $RETORT_IN_X > $RETORT_OUT_OUT\n    inputs: {x: noisy}\n    outputs: [out]\n";
+const NOISY: &str = "stages:\n  noisy:\n    kind: command\n    run: echo to-stdout; echo to-stderr >&2; printf 'no newline'; echo x > $RETORT_OUT_OUT\n    outputs: [out]\n  after:\n    kind: command\n    run: echo '{\"not\":\"the summary\"}'; cat $RETORT_IN_X > $RETORT_OUT_OUT\n    inputs: {x: noisy}\n    outputs: [out]\n";
 
 #[test]
 fn a_commands_stdout_goes_to_the_log_and_run_json_stays_one_object() {
