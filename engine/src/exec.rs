@@ -710,6 +710,11 @@ mod tests {
         const KIND: &'static str = "echo";
         const VERSION: u32 = 1;
         const ABOUT: &'static str = "test";
+
+        fn hashed(&self) -> crate::stage::Hashed {
+            let Echo { text, input: _, salt } = self;
+            crate::stage::Hashed::new().field("text", text).field("salt", salt)
+        }
     }
 
     impl Stage for Echo {

@@ -10,7 +10,6 @@ use crate::common::rows::field;
 use serde_json::Value;
 
 use retort_lm::rng::Rng;
-use super::verify::evaluate;
 use super::{DataError, Row};
 
 /// `count` rows `{id, prompt, question, answer}`; `digits` in 1..=9, `ops` ⊆ `+-*/`.
@@ -79,6 +78,7 @@ pub fn generate_arithmetic(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::methods::verify::evaluate;
 
     #[test]
     fn generates_consistent_deterministic_rows() {
