@@ -27,6 +27,7 @@ pub use fingerprint::{first_difference, Hashable, CACHE_KEY_VERSION};
 pub use graph::{Graph, Input, Resolved};
 pub use schema::pipeline_schema;
 pub use source::{Pos, SourceMap};
+pub use spec::load_str;
 pub use spec::{apply_override, load, Device, ModelSpec, Pipeline, PipelineHeader, StageNode};
 pub use stage::{FieldError, InputDecl, KindOf, Metrics, ParseError, Parsed, Registry, Source, Stage, StageImpl, StageKind};
 pub use summary::{OutputSummary, RunSummary, StageSummary, Status};

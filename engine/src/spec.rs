@@ -341,6 +341,48 @@ fn kinds_list(registry: &Registry) -> String {
     registry.kinds().map(|k| k.kind()).collect::<Vec<_>>().join(", ")
 }
 
+/// [`load`] for pipeline text already in memory: `file` names it in errors
+/// and sets the pipeline's directory and default name, as [`load`] does.
+/// The fuzz target and `retort`'s tests parse YAML strings through it.
+pub fn load_str(file: &Path, text: &str, overrides: &[String], registry: &Registry) -> Result<Pipeline, SpecError> {
+    let mut doc: Value = serde_yaml::from_str(text).map_err(|e| {
+        let pos = e.location().map(|l| crate::source::Pos { line: l.line(), col: l.column() });
+        let msg = e.to_string();
+        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        SpecError::new(file, pos, format!("invalid YAML: {msg}"))
+    })?;
+    for o in overrides {
+        apply_override(&mut doc, o).map_err(|m| SpecError::new(file, None, format!("--set {o}: {m}")))?;
+    }
+    let source = SourceMap::parse(text);
+    let typed = Typer { file, source: &source };
+    if !doc.is_mapping() {
+        return Err(SpecError::new(file, None, "a pipeline file must be a mapping with `stages:`"));
+    }
+    let header: PipelineHeader =
+        serde_path_to_error::deserialize(doc).map_err(|e| typed.parse_error("", e))?;
+    let mut stages = Vec::new();
+    for (key, value) in header.stages {
+        stages.push(typed.stage(key, value, registry)?);
+    }
+    if stages.is_empty() {
+        return Err(SpecError::new(file, source.key("stages"), "the pipeline has no stages"));
+    }
+    let name = header.name.unwrap_or_else(|| {
+        file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    });
+    Ok(Pipeline {
+        file: file.to_path_buf(),
+        dir: absolute_dir(file),
+        name,
+        seed: header.seed,
+        device: header.device,
+        models: header.models,
+        stages,
+        source,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,6 +45,8 @@ pub mod weights;
 pub mod train;
 pub mod tokenizer;
 pub mod chat;
+#[doc(hidden)]
+pub mod fuzzing;
 
 #[cfg(test)]
 pub(crate) mod test_util;

@@ -12,6 +12,8 @@ mod command;
 mod compose;
 mod evaluate;
 mod export;
+#[doc(hidden)]
+pub mod fuzzing;
 mod generate;
 pub mod model_io;
 mod sampler;
