@@ -268,3 +268,45 @@ proptest! {
         fuzz_tokenizer(&bytes);
     }
 }
+
+/// Counts and lengths in a header are checked against the bytes left before
+/// anything that size is allocated: 2^60 tensors, 2^60 metadata entries, a
+/// 2^40-byte key and a 2^40-element array are errors, not allocations.
+#[test]
+fn huge_counts_in_a_header_are_errors_not_allocations() {
+    let header = |n_tensors: u64, n_kv: u64| {
+        let mut b = b"GGUF".to_vec();
+        b.extend_from_slice(&3u32.to_le_bytes());
+        b.extend_from_slice(&n_tensors.to_le_bytes());
+        b.extend_from_slice(&n_kv.to_le_bytes());
+        b
+    };
+    let err = |b: Vec<u8>| GgufFile::from_bytes("h.gguf", b).unwrap_err();
+    assert!(matches!(err(header(1 << 60, 0)), crate::LmError::Truncated { .. }));
+    assert!(matches!(err(header(0, 1 << 60)), crate::LmError::Truncated { .. }));
+    let mut long_key = header(0, 1);
+    long_key.extend_from_slice(&(1u64 << 40).to_le_bytes());
+    assert!(matches!(err(long_key), crate::LmError::Truncated { .. }));
+    let mut big_array = header(0, 1);
+    big_array.extend_from_slice(&1u64.to_le_bytes());
+    big_array.push(b'a');
+    big_array.extend_from_slice(&9u32.to_le_bytes()); // array
+    big_array.extend_from_slice(&0u32.to_le_bytes()); // of u8
+    big_array.extend_from_slice(&(1u64 << 40).to_le_bytes());
+    assert!(matches!(err(big_array), crate::LmError::Truncated { .. }));
+}
+
+/// The crashes the fuzzer (and a reading of the code it ran) found, each with
+/// the typed error it is now.
+#[test]
+fn fuzz_crash_inputs_are_typed_errors() {
+    let fixture = |name: &str| std::fs::read(repo().join("lm/tests/fixtures/fuzz/gguf").join(name)).unwrap();
+    let e = GgufFile::from_bytes("x.gguf", fixture("tensor-size-wraps.gguf")).unwrap_err();
+    assert!(matches!(e, crate::LmError::Truncated { .. }), "{e}");
+    let f = GgufFile::from_bytes("x.gguf", fixture("head-count-zero.gguf")).unwrap();
+    let e = LlamaConfig::from_gguf(&f).unwrap_err();
+    assert!(e.to_string().contains("llama.attention.head_count is 0"), "{e}");
+    let f = GgufFile::from_bytes("x.gguf", fixture("embedding-no-dims.gguf")).unwrap();
+    let e = LlamaConfig::from_gguf(&f).unwrap_err();
+    assert!(matches!(e, crate::LmError::MissingMetadata { .. }), "{e}");
+}
