@@ -100,10 +100,10 @@ impl Stage for EvaluateStage {
             let input = ctx.input(&format!("model:{name}"))?.clone();
             let lm = model_io::load(&input, name, &device)?;
             let mut items = Vec::new();
-            for task in &tasks {
+            for (row, task) in tasks.iter().enumerate() {
                 let text = prompt_text(task, &lm.tokenizer, self.chat, None)?;
                 for s in 0..self.samples {
-                    items.push(Item { prompt: text.clone(), sample_index: s });
+                    items.push(Item { prompt: text.clone(), sample_index: s, row });
                 }
             }
             ctx.log(format!("evaluating `{name}` on {} tasks", tasks.len()));

@@ -168,7 +168,7 @@ fn left_padded_batch_matches_single_sequences() {
             params: &params,
             decode: None,
         },
-    );
+    ).unwrap();
     for (i, p) in prompts.iter().enumerate() {
         let alone = generate(
             &model,
@@ -178,7 +178,7 @@ fn left_padded_batch_matches_single_sequences() {
                 params: &params,
                 decode: None,
             },
-        );
+        ).unwrap();
         assert_eq!(batch[i], alone[0], "prompt {i}");
         // And the greedy path is the argmax of full forwards.
         let mut seq = p.clone();
@@ -201,7 +201,7 @@ fn sampling_is_independent_of_batch_neighbours() {
     };
     let prompts = vec![TOKENS[..4].to_vec(), TOKENS[1..].to_vec(), TOKENS[..4].to_vec()];
     let run = |prompts: &[Vec<u32>], ids: &[u64]| {
-        generate(&model, &GenerateRequest { prompts, item_ids: ids, params: &params, decode: None })
+        generate(&model, &GenerateRequest { prompts, item_ids: ids, params: &params, decode: None }).unwrap()
     };
     let batch = run(&prompts, &[5, 6, 7]);
     assert_eq!(batch[0], run(&prompts[..1], &[5])[0]);
@@ -223,7 +223,7 @@ fn stops_on_stop_strings_and_length() {
             params: &SamplingParams::greedy(6),
             decode: None,
         },
-    );
+    ).unwrap();
     assert_eq!(free[0].tokens.len(), 6);
     assert_eq!(free[0].finish_reason, crate::FinishReason::Length);
     let stop = format!("<{}>", free[0].tokens[2]);
@@ -239,7 +239,7 @@ fn stops_on_stop_strings_and_length() {
             params: &params,
             decode: Some(&decode),
         },
-    );
+    ).unwrap();
     let first = free[0].tokens.iter().position(|t| format!("<{t}>") == stop).unwrap();
     assert_eq!(stopped[0].tokens, free[0].tokens[..=first]);
     assert_eq!(stopped[0].finish_reason, crate::FinishReason::Stop);

@@ -248,7 +248,7 @@ pub fn train_grpo(
                 params: &sampling,
                 decode,
             },
-        );
+        )?;
         let rewards: Vec<f32> = gens
             .par_iter()
             .zip(owner.par_iter())

@@ -238,7 +238,7 @@ fn sft_memorizes_a_few_rows() {
             },
             decode: None,
         },
-    );
+    ).unwrap();
     let hits = out[0]
         .tokens
         .iter()
