@@ -95,8 +95,9 @@ const ITEM: u8 = 1;
 /// The byte form: a flags byte (bit 0 add_bos, 1 add_eos, 2–5 bos/eos/unk/pad
 /// present, 6 model is not `gpt2`), a `pre` selector, four id bytes
 /// (bos, eos, unk, pad), then sections separated by `0x00`: tokens, merges,
-/// token types (one byte each, as `i8`), texts, extra ids (one byte each), and
-/// the chat template; items in the list sections separated by `0x01`.
+/// token types (one byte each, as `i8`), texts, the chat template, and last
+/// the extra ids (one byte each, to the end, so an id may be 0); items in the
+/// list sections separated by `0x01`.
 /// Plain bytes, so that libFuzzer's mutations of a seed stay meaningful.
 #[doc(hidden)]
 pub fn decode_tokenizer_input(bytes: &[u8]) -> TokenizerInput {
@@ -104,7 +105,7 @@ pub fn decode_tokenizer_input(bytes: &[u8]) -> TokenizerInput {
     let flags = byte(0);
     let id = |bit: u8, i: usize| (flags & (1 << bit) != 0).then(|| u32::from(byte(i)));
     let rest = bytes.get(6..).unwrap_or(&[]);
-    let mut sections = rest.split(|&b| b == SECTION);
+    let mut sections = rest.splitn(6, |&b| b == SECTION);
     let mut next = || sections.next().unwrap_or(&[]);
     let strings = |s: &[u8]| -> Vec<String> {
         if s.is_empty() {
@@ -116,8 +117,8 @@ pub fn decode_tokenizer_input(bytes: &[u8]) -> TokenizerInput {
     let merges = strings(next());
     let token_types = next().iter().map(|&b| i32::from(b as i8)).collect();
     let texts = strings(next());
-    let ids = next().iter().map(|&b| u32::from(b)).collect();
     let template = next();
+    let ids = next().iter().map(|&b| u32::from(b)).collect();
     TokenizerInput {
         vocab: GgufVocab {
             model: if flags & (1 << 6) == 0 { "gpt2" } else { "llama" }.to_string(),
@@ -172,9 +173,9 @@ pub fn encode_tokenizer_input(input: &TokenizerInput) -> Vec<u8> {
     out.push(SECTION);
     list(&mut out, &input.texts);
     out.push(SECTION);
-    out.extend(input.ids.iter().map(|&i| i as u8));
-    out.push(SECTION);
     out.extend_from_slice(v.chat_template.as_deref().unwrap_or("").as_bytes());
+    out.push(SECTION);
+    out.extend(input.ids.iter().map(|&i| i as u8));
     out
 }
 

@@ -439,7 +439,7 @@ impl<'a> Reader<'a> {
             return Err(LmError::Truncated {
                 path: self.path.to_path_buf(),
                 what: what.to_string(),
-                needed: self.pos as u64 + n as u64,
+                needed: (self.pos as u64).saturating_add(n as u64),
                 len: self.buf.len() as u64,
             });
         };
@@ -467,7 +467,8 @@ impl<'a> Reader<'a> {
             return Err(LmError::Truncated {
                 path: self.path.to_path_buf(),
                 what: format!("{what} {count}"),
-                needed: self.pos as u64 + count.saturating_mul(min_size),
+                // Saturating: the count is corrupt, and may be near 2^64.
+                needed: (self.pos as u64).saturating_add(count.saturating_mul(min_size)),
                 len: self.buf.len() as u64,
             });
         }
