@@ -344,3 +344,30 @@ fn seeded_init_ignores_other_threads_use_of_burns_rng() {
     let std = (all.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / n).sqrt();
     assert!(mean.abs() < 1e-3 && (std - 0.02).abs() < 5e-4, "mean {mean}, std {std}");
 }
+
+/// Bad requests are typed errors naming the prompt, before anything runs:
+/// `generate` used to assert (and the engine caught the panic).
+#[test]
+fn generate_rejects_bad_requests_with_typed_errors() {
+    let model = micro(true, false);
+    let max = model.config().max_position_embeddings;
+    let params = SamplingParams::greedy(4);
+    let run = |prompts: &[Vec<u32>], ids: &[u64]| {
+        generate(&model, &GenerateRequest { prompts, item_ids: ids, params: &params, decode: None })
+    };
+    let too_long = vec![1u32; max - 3];
+    let e = run(&[TOKENS.to_vec(), too_long], &[0, 1]).unwrap_err();
+    assert_eq!(e.prompt_index(), Some(1), "{e}");
+    assert!(e.to_string().contains("max_position_embeddings"), "{e}");
+    let e = run(&[TOKENS.to_vec(), vec![]], &[0, 1]).unwrap_err();
+    assert_eq!(e.prompt_index(), Some(1), "{e}");
+    let e = run(&[vec![u32::MAX]], &[0]).unwrap_err();
+    assert!(e.to_string().contains("outside the model's vocabulary"), "{e}");
+    let e = run(&[TOKENS.to_vec()], &[0, 1]).unwrap_err();
+    assert!(matches!(e, crate::LmError::Request { .. }), "{e}");
+    let stop = SamplingParams { stop: vec!["x".into()], ..SamplingParams::greedy(4) };
+    let e = generate(&model, &GenerateRequest { prompts: &[TOKENS.to_vec()], item_ids: &[0], params: &stop, decode: None }).unwrap_err();
+    assert!(matches!(e, crate::LmError::Request { .. }), "{e}");
+    // A prompt that fits exactly is fine.
+    assert_eq!(run(&[vec![1u32; max - 4]], &[0]).unwrap()[0].tokens.len(), 4);
+}
