@@ -66,7 +66,7 @@ fn sample(a: &SampleArgs) -> anyhow::Result<()> {
         seed: a.seed,
         ..SamplingParams::default()
     };
-    let gen = generate(lm.model(), &GenerateRequest { prompts: std::slice::from_ref(&prompt), item_ids: &[0], params: &params, decode: None })
+    let gen = generate(lm.model(), &GenerateRequest { prompts: std::slice::from_ref(&prompt), item_ids: &[0], params: &params, decode: None })?
         .pop()
         .expect("one prompt, one generation");
     let out = tok.decode(&gen.tokens);

@@ -65,7 +65,16 @@ pub fn expand(stages: Mapping, file: &Path, source: &mut SourceMap) -> Result<(M
         return Ok((out, families));
     }
     for (_, spec) in out.iter_mut() {
-        expand_lists(spec, &families);
+        // Only lists that are a stage's own fields (`models: [...]`,
+        // `tasks: [...]`): nested lists such as evaluate's `compare:` pairs
+        // name arms, not inputs.
+        if let Value::Mapping(m) = spec {
+            for (_, v) in m.iter_mut() {
+                if matches!(v, Value::Sequence(_)) {
+                    expand_lists(v, &families);
+                }
+            }
+        }
     }
     Ok((out, families))
 }
@@ -223,10 +232,10 @@ impl Subst<'_> {
 /// List items that name a family (`cascod`, `cascod.model`) become every
 /// variant (`cascod@a=1`, `cascod@a=1.model`, ...).
 fn expand_lists(v: &mut Value, families: &Families) {
-    match v {
-        Value::Sequence(items) => {
+    if let Value::Sequence(items) = v {
+        {
             let mut out = Vec::with_capacity(items.len());
-            for mut item in std::mem::take(items) {
+            for item in std::mem::take(items) {
                 if let Value::String(s) = &item {
                     let (stage, output) = match s.split_once('.') {
                         Some((a, b)) => (a, Some(b)),
@@ -242,17 +251,10 @@ fn expand_lists(v: &mut Value, families: &Families) {
                         continue;
                     }
                 }
-                expand_lists(&mut item, families);
                 out.push(item);
             }
             *items = out;
         }
-        Value::Mapping(m) => {
-            for (_, x) in m.iter_mut() {
-                expand_lists(x, families);
-            }
-        }
-        _ => {}
     }
 }
 
@@ -282,7 +284,9 @@ mod tests {
 
     #[test]
     fn list_references_to_a_family_expand() {
-        let (stages, _) = run("stages:\n  t:\n    kind: x\n    matrix: {s: [1, 2]}\n  e:\n    kind: y\n    models: [base, t, t.model]\n    data: t@s=1\n").unwrap();
+        let (stages, _) = run("stages:\n  t:\n    kind: x\n    matrix: {s: [1, 2]}\n  e:\n    kind: y\n    models: [base, t, t.model]\n    compare: [[t, base]]\n    data: t@s=1\n").unwrap();
+        let pair: Vec<&str> = stages["e"]["compare"][0].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert_eq!(pair, ["t", "base"], "nested lists name arms and stay as written");
         let models: Vec<&str> = stages["e"]["models"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         assert_eq!(models, ["base", "t@s=1", "t@s=2", "t@s=1.model", "t@s=2.model"]);
         assert_eq!(stages["e"]["data"], Value::from("t@s=1"));

@@ -234,7 +234,14 @@ pub fn load(file: &Path, overrides: &[String], registry: &Registry) -> Result<Pi
         SpecError::new(file, None, format!("cannot read pipeline file: {e}"))
             .help("check the path; pipeline files are YAML")
     })?;
-    let mut doc: Value = serde_yaml::from_str(&text).map_err(|e| {
+    load_str(file, &text, overrides, registry)
+}
+
+/// [`load`] for pipeline text already in memory: `file` names it in errors
+/// and sets the pipeline's directory and default name. The fuzz target and
+/// tests parse YAML strings through it.
+pub fn load_str(file: &Path, text: &str, overrides: &[String], registry: &Registry) -> Result<Pipeline, SpecError> {
+    let mut doc: Value = serde_yaml::from_str(text).map_err(|e| {
         let pos = e.location().map(|l| crate::source::Pos { line: l.line(), col: l.column() });
         let msg = e.to_string();
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
@@ -244,7 +251,7 @@ pub fn load(file: &Path, overrides: &[String], registry: &Registry) -> Result<Pi
         let o = params_alias(&doc, o, registry);
         apply_override(&mut doc, &o).map_err(|m| SpecError::new(file, None, format!("--set {o}: {m}")))?;
     }
-    let mut source = SourceMap::parse(&text);
+    let mut source = SourceMap::parse(text);
     if !doc.is_mapping() {
         return Err(SpecError::new(file, None, "a pipeline file must be a mapping with `stages:`"));
     }

@@ -104,7 +104,7 @@ fn main() {
                 params: &params,
                 decode: None,
             },
-        );
+        ).unwrap();
         assert!(out.iter().all(|g| g.tokens.len() == max_new_tokens));
         (t.elapsed().as_secs_f64(), cpu_seconds() - c)
     };

@@ -199,11 +199,19 @@ impl LlamaConfig {
         let key = |k: &str| format!("{arch}.{k}");
         let req = |k: &str| file.get_u32(&key(k)).ok_or_else(|| missing(&key(k)));
         let heads = req("attention.head_count")? as usize;
+        if heads == 0 {
+            // `validate` says so too, but the head size below divides by it first.
+            return Err(LmError::InvalidConfig {
+                path: path.to_path_buf(),
+                what: format!("{} is 0", key("attention.head_count")),
+            });
+        }
         let hidden = req("embedding_length")? as usize;
         let vocab = match file.get_u32(&key("vocab_size")) {
             Some(v) => v as usize,
-            None => match file.tensor_info("token_embd.weight") {
-                Some(t) => t.shape()[0],
+            // ggml's outermost dimension of the embedding is the vocabulary.
+            None => match file.tensor_info("token_embd.weight").and_then(|t| t.dims.last()) {
+                Some(&rows) => rows as usize,
                 None => return Err(missing(&key("vocab_size"))),
             },
         };

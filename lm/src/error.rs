@@ -156,6 +156,25 @@ pub enum LmError {
         /// Why it cannot be used.
         why: String,
     },
+    /// One prompt of a generation request cannot be run (empty, a token
+    /// outside the vocabulary, or too long for the model's context). The
+    /// message leaves the index out: `index` is the position in the request,
+    /// which only the caller can turn into a row or item it names.
+    #[error("{what}")]
+    Prompt {
+        /// Position of the prompt in the request.
+        index: usize,
+        /// What is wrong and how to fix it.
+        what: String,
+    },
+    /// A generation request that is inconsistent as a whole (a caller's bug
+    /// rather than bad data): `item_ids` and `prompts` of different lengths,
+    /// stop strings without a decoder.
+    #[error("invalid generation request: {what}")]
+    Request {
+        /// What is wrong.
+        what: String,
+    },
     /// The tokenizer could not be loaded or used.
     #[error("{}: tokenizer: {what}", path.display())]
     Tokenizer {
@@ -167,6 +186,15 @@ pub enum LmError {
 }
 
 impl LmError {
+    /// The index of the prompt a [`LmError::Prompt`] is about, so that a
+    /// caller that batched rows can name the row.
+    pub fn prompt_index(&self) -> Option<usize> {
+        match self {
+            LmError::Prompt { index, .. } => Some(*index),
+            _ => None,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         LmError::Io {
             path: path.into(),

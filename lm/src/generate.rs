@@ -8,6 +8,7 @@
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use crate::error::LmError;
 use crate::host::{HostCache, Logits};
 use crate::model::{KvCache, Llama};
 use crate::sampling::{Sampler, SamplingParams};
@@ -76,30 +77,65 @@ struct Active {
     tokens: Vec<u32>,
 }
 
+/// Checks a request before anything runs: every prompt non-empty, in the
+/// vocabulary and short enough for `max_new_tokens` more positions.
+fn check_request(model: &Llama, req: &GenerateRequest<'_>) -> Result<(), LmError> {
+    let cfg = model.config();
+    if req.prompts.len() != req.item_ids.len() {
+        return Err(LmError::Request {
+            what: format!("{} prompts but {} item ids (one per prompt)", req.prompts.len(), req.item_ids.len()),
+        });
+    }
+    if !req.params.stop.is_empty() && req.decode.is_none() {
+        return Err(LmError::Request { what: "stop strings need a decoder".into() });
+    }
+    let max_new = req.params.max_new_tokens;
+    for (index, p) in req.prompts.iter().enumerate() {
+        let what = if p.is_empty() {
+            "the prompt is empty (0 tokens): every prompt needs at least one token".to_string()
+        } else if let Some(&t) = p.iter().find(|&&t| t as usize >= cfg.vocab_size) {
+            format!("the prompt has token id {t}, outside the model's vocabulary of {}", cfg.vocab_size)
+        } else if p.len().saturating_add(max_new) > cfg.max_position_embeddings {
+            format!(
+                "the prompt is {} tokens; with max_new_tokens {max_new} that exceeds the model's context \
+                 (max_position_embeddings {}): shorten the prompt or lower max_new_tokens",
+                p.len(),
+                cfg.max_position_embeddings
+            )
+        } else {
+            continue;
+        };
+        return Err(LmError::Prompt { index, what });
+    }
+    Ok(())
+}
+
 /// Generates continuations for a batch of prompts.
 ///
-/// # Panics
-/// If a prompt is empty, `item_ids` and `prompts` differ in length, or a
-/// sequence would exceed the model's `max_position_embeddings`.
-pub fn generate(model: &Llama, req: &GenerateRequest<'_>) -> Vec<Generation> {
+/// # Errors
+/// [`LmError::Prompt`] (with the prompt's index) if a prompt is empty, has a
+/// token outside the vocabulary, or would exceed the model's
+/// `max_position_embeddings` with `max_new_tokens` more; [`LmError::Request`]
+/// if `item_ids` and `prompts` differ in length or stop strings have no
+/// decoder. Nothing runs then.
+pub fn generate(model: &Llama, req: &GenerateRequest<'_>) -> Result<Vec<Generation>, LmError> {
+    check_request(model, req)?;
     let GenerateRequest {
         prompts,
         item_ids,
         params,
         decode,
     } = *req;
-    assert_eq!(prompts.len(), item_ids.len(), "one item id per prompt");
-    assert!(prompts.iter().all(|p| !p.is_empty()), "empty prompt");
     let mut results: Vec<Option<Generation>> = vec![None; prompts.len()];
     if prompts.is_empty() || params.max_new_tokens == 0 {
-        return prompts
+        return Ok(prompts
             .iter()
             .map(|_| Generation {
                 tokens: vec![],
                 finish_reason: FinishReason::Length,
                 stop: None,
             })
-            .collect();
+            .collect());
     }
     let eos = params
         .eos_token_ids
@@ -107,12 +143,6 @@ pub fn generate(model: &Llama, req: &GenerateRequest<'_>) -> Vec<Generation> {
         .unwrap_or_else(|| model.config().eos_ids());
     let max_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let capacity = max_len + params.max_new_tokens;
-    assert!(
-        capacity <= model.config().max_position_embeddings,
-        "prompt ({max_len}) + max_new_tokens ({}) exceeds max_position_embeddings ({})",
-        params.max_new_tokens,
-        model.config().max_position_embeddings
-    );
     let mut active: Vec<Active> = prompts
         .iter()
         .enumerate()
@@ -150,7 +180,7 @@ pub fn generate(model: &Llama, req: &GenerateRequest<'_>) -> Vec<Generation> {
         let last: Vec<u32> = active.iter().map(|s| *s.tokens.last().expect("sampled")).collect();
         logits = step(model, &last, &active, &mut cache);
     }
-    results.into_iter().map(|r| r.expect("every sequence finishes")).collect()
+    Ok(results.into_iter().map(|r| r.expect("every sequence finishes")).collect())
 }
 
 /// Whether `seq` is done after sampling `token`.
@@ -172,7 +202,7 @@ fn finish(
         return done(FinishReason::Eos, None);
     }
     if !params.stop.is_empty() {
-        let decode = decode.expect("stop strings need a decoder");
+        let decode = decode.expect("check_request: stop strings have a decoder");
         let text = decode.decode(&seq.tokens);
         if let Some(s) = params.stop.iter().find(|s| text.contains(s.as_str())) {
             return done(FinishReason::Stop, Some(s.clone()));

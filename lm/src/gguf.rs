@@ -139,10 +139,26 @@ impl TensorInfo {
     }
 }
 
+/// The bytes of a GGUF file: mapped from disk, or owned (parsed from memory).
+enum Bytes {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
 /// An open, memory-mapped GGUF file.
 pub struct GgufFile {
     path: PathBuf,
-    mmap: memmap2::Mmap,
+    mmap: Bytes,
     version: u32,
     metadata: BTreeMap<String, MetaValue>,
     tensors: Vec<TensorInfo>,
@@ -170,10 +186,16 @@ impl GgufFile {
         // SAFETY: the map is read-only; a file modified while mapped is the
         // caller's problem, as with any mmap-based model loader.
         let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| LmError::io(path, e))?;
-        Self::parse(path.to_path_buf(), mmap)
+        Self::parse(path.to_path_buf(), Bytes::Mapped(mmap))
     }
 
-    fn parse(path: PathBuf, mmap: memmap2::Mmap) -> Result<GgufFile, LmError> {
+    /// Parses a GGUF file held in memory; `path` only names it in errors.
+    /// The same checks as [`GgufFile::open`] (used by the fuzz targets).
+    pub fn from_bytes(path: impl Into<PathBuf>, bytes: Vec<u8>) -> Result<GgufFile, LmError> {
+        Self::parse(path.into(), Bytes::Owned(bytes))
+    }
+
+    fn parse(path: PathBuf, mmap: Bytes) -> Result<GgufFile, LmError> {
         let mut r = Reader {
             buf: &mmap,
             pos: 0,
@@ -238,23 +260,29 @@ impl GgufFile {
                 ));
             }
             let n = t.n_elements();
-            let Some(size) = t.dtype.byte_size(n) else {
+            if t.dtype.block_bytes().is_none() {
                 continue;
-            };
+            }
             if n % t.dtype.block_size() as u64 != 0 {
                 return Err(malformed(
                     &self.path,
                     format!("tensor `{}` has {n} elements, not a multiple of the {} block size {}", t.name, t.dtype, t.dtype.block_size()),
                 ));
             }
-            let end = self.data_offset + t.offset + size;
-            if end > len {
-                return Err(LmError::Truncated {
-                    path: self.path.clone(),
-                    what: format!("tensor `{}`", t.name),
-                    needed: end,
-                    len,
-                });
+            // Checked: a corrupt header can claim sizes and offsets near
+            // 2^64, which would wrap around and pass a plain comparison.
+            let size = t.dtype.byte_size(n);
+            let end = size.and_then(|size| self.data_offset.checked_add(t.offset)?.checked_add(size));
+            match end {
+                Some(end) if end <= len => {}
+                _ => {
+                    return Err(LmError::Truncated {
+                        path: self.path.clone(),
+                        what: format!("tensor `{}` ({n} elements of {} at offset {})", t.name, t.dtype, t.offset),
+                        needed: end.unwrap_or(u64::MAX),
+                        len,
+                    })
+                }
             }
         }
         Ok(())
@@ -411,7 +439,7 @@ impl<'a> Reader<'a> {
             return Err(LmError::Truncated {
                 path: self.path.to_path_buf(),
                 what: what.to_string(),
-                needed: self.pos as u64 + n as u64,
+                needed: (self.pos as u64).saturating_add(n as u64),
                 len: self.buf.len() as u64,
             });
         };
@@ -439,7 +467,8 @@ impl<'a> Reader<'a> {
             return Err(LmError::Truncated {
                 path: self.path.to_path_buf(),
                 what: format!("{what} {count}"),
-                needed: self.pos as u64 + count.saturating_mul(min_size),
+                // Saturating: the count is corrupt, and may be near 2^64.
+                needed: (self.pos as u64).saturating_add(count.saturating_mul(min_size)),
                 len: self.buf.len() as u64,
             });
         }

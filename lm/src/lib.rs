@@ -18,7 +18,7 @@
 //! let prompt = lm.encode_prompt("What is 2 + 2?", true)?;
 //! let params = SamplingParams { temperature: 0.7, top_p: 0.9, seed: 1, ..SamplingParams::greedy(64) };
 //! // One RNG per item id: a sample does not depend on its batch neighbours.
-//! let out = lm.generate(&[prompt.clone(), prompt], &params, &[0, 1]);
+//! let out = lm.generate(&[prompt.clone(), prompt], &params, &[0, 1])?;
 //! println!("{}", lm.decode(&out[0].tokens)?);
 //! lm.save("out/checkpoint".as_ref())?; // config.json, model.safetensors, tokenizer.json
 //! # Ok(())
@@ -46,6 +46,8 @@ pub mod weights;
 pub mod train;
 pub mod tokenizer;
 pub mod chat;
+#[doc(hidden)]
+pub mod fuzzing;
 
 #[cfg(test)]
 pub(crate) mod test_util;

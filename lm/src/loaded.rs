@@ -134,9 +134,10 @@ impl LoadedModel {
     /// Generates for a batch of prompts; `item_ids[i]` seeds prompt `i`'s
     /// RNG. Stop strings are matched on the tokenizer's decoded text.
     ///
-    /// # Panics
-    /// If `params.stop` is set and there is no tokenizer, or as [`generate`].
-    pub fn generate(&self, prompts: &[Vec<u32>], params: &SamplingParams, item_ids: &[u64]) -> Vec<Generation> {
+    /// # Errors
+    /// As [`generate`]; stop strings without a tokenizer are an
+    /// [`LmError::Request`].
+    pub fn generate(&self, prompts: &[Vec<u32>], params: &SamplingParams, item_ids: &[u64]) -> Result<Vec<Generation>, LmError> {
         let mut params = params.clone();
         if params.eos_token_ids.is_none() {
             params.eos_token_ids = Some(self.eos_ids());

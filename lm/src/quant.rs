@@ -150,10 +150,11 @@ impl GgmlType {
         })
     }
 
-    /// Bytes for `n` elements (`None` for unknown types).
+    /// Bytes for `n` elements (`None` for unknown types, and for counts whose
+    /// size does not fit in a `u64`: a corrupt GGUF can claim such counts).
     pub fn byte_size(self, n: u64) -> Option<u64> {
         let bs = self.block_size() as u64;
-        Some(n.div_ceil(bs) * self.block_bytes()? as u64)
+        n.div_ceil(bs).checked_mul(self.block_bytes()? as u64)
     }
 }
 

@@ -94,7 +94,7 @@ fn smollm2_matches_transformers_and_llamacpp() {
             params: &params,
             decode: None,
         },
-    );
+    ).unwrap();
     for (g, o) in goldens.iter().zip(&out) {
         assert_eq!(o.tokens, g.hf_greedy, "{:?}", g.prompt);
         assert_eq!(o.tokens[0], g.llamacpp_first, "{:?}", g.prompt);
@@ -109,7 +109,7 @@ fn smollm2_matches_transformers_and_llamacpp() {
                 params: &params,
                 decode: None,
             },
-        );
+        ).unwrap();
         assert_eq!(alone[0].tokens, g.hf_greedy, "{:?} alone", g.prompt);
     }
 }

@@ -28,6 +28,8 @@ pub use kinds::{
     CascadeSplitStage, CommandStage, ComposeStage, EvaluateStage, ExportFormat, ExportStage, GenerateStage, TaskStage,
     TrainStage, VerifyStage,
 };
+#[doc(hidden)]
+pub mod fuzzing;
 
 use retort_engine::Registry;
 

@@ -100,3 +100,46 @@ fn status_compares_the_lock_with_the_pipeline() {
     let s = t.retort(&["status", "p.yaml"]);
     assert!(s.stdout.contains("stale") && s.stdout.contains("1 -> 3"), "{}", s.stdout);
 }
+
+/// A prompt longer than the model's context (`max_position_embeddings` 64)
+/// fails its `generate` stage with exit 1 and a message naming the stage and
+/// the row, not with a caught panic; the short rows before it are no excuse.
+#[test]
+fn a_prompt_longer_than_the_context_names_the_stage_and_row() {
+    let long = "1+1=".repeat(40);
+    let t = TestPipeline::new(&format!(
+        r#"seed: 3
+models:
+  scratch: {{tiny: {{preset: tiny, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 64}}}}
+stages:
+  data:
+    kind: command
+    outputs: [out]
+    run: |
+      for i in 1 2 3 4; do echo "{{\"prompt\": \"1+$i=\", \"response\": \"$((1 + i))\"}}"; done > "$RETORT_OUT_OUT"
+  prompts:
+    kind: command
+    outputs: [out]
+    run: |
+      printf '{{"prompt": "1+1="}}\n{{"prompt": "1+2="}}\n{{"prompt": "{long}"}}\n' > "$RETORT_OUT_OUT"
+  sft:
+    kind: train
+    model: scratch
+    data: data
+    objective: sft
+    steps: 1
+    batch_size: 2
+    max_len: 32
+  probe:
+    kind: generate
+    model: sft
+    prompts: prompts
+    sampling: {{max_tokens: 8}}
+"#
+    ));
+    let r = t.retort(&["run", "p.yaml"]);
+    assert_eq!(r.code, 1, "expected exit 1:\n{}\n{}", r.stdout, r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    let line = r.stderr.lines().find(|l| l.contains("max_position_embeddings")).unwrap_or_else(|| panic!("no context error in:\n{}", r.stderr));
+    assert!(line.contains("probe") && line.contains("row 2"), "stage and row not named: {line}");
+}

@@ -168,7 +168,7 @@ fn left_padded_batch_matches_single_sequences() {
             params: &params,
             decode: None,
         },
-    );
+    ).unwrap();
     for (i, p) in prompts.iter().enumerate() {
         let alone = generate(
             &model,
@@ -178,7 +178,7 @@ fn left_padded_batch_matches_single_sequences() {
                 params: &params,
                 decode: None,
             },
-        );
+        ).unwrap();
         assert_eq!(batch[i], alone[0], "prompt {i}");
         // And the greedy path is the argmax of full forwards.
         let mut seq = p.clone();
@@ -201,7 +201,7 @@ fn sampling_is_independent_of_batch_neighbours() {
     };
     let prompts = vec![TOKENS[..4].to_vec(), TOKENS[1..].to_vec(), TOKENS[..4].to_vec()];
     let run = |prompts: &[Vec<u32>], ids: &[u64]| {
-        generate(&model, &GenerateRequest { prompts, item_ids: ids, params: &params, decode: None })
+        generate(&model, &GenerateRequest { prompts, item_ids: ids, params: &params, decode: None }).unwrap()
     };
     let batch = run(&prompts, &[5, 6, 7]);
     assert_eq!(batch[0], run(&prompts[..1], &[5])[0]);
@@ -223,7 +223,7 @@ fn stops_on_stop_strings_and_length() {
             params: &SamplingParams::greedy(6),
             decode: None,
         },
-    );
+    ).unwrap();
     assert_eq!(free[0].tokens.len(), 6);
     assert_eq!(free[0].finish_reason, crate::FinishReason::Length);
     let stop = format!("<{}>", free[0].tokens[2]);
@@ -239,7 +239,7 @@ fn stops_on_stop_strings_and_length() {
             params: &params,
             decode: Some(&decode),
         },
-    );
+    ).unwrap();
     let first = free[0].tokens.iter().position(|t| format!("<{t}>") == stop).unwrap();
     assert_eq!(stopped[0].tokens, free[0].tokens[..=first]);
     assert_eq!(stopped[0].finish_reason, crate::FinishReason::Stop);
@@ -343,4 +343,31 @@ fn seeded_init_ignores_other_threads_use_of_burns_rng() {
     let mean = all.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
     let std = (all.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / n).sqrt();
     assert!(mean.abs() < 1e-3 && (std - 0.02).abs() < 5e-4, "mean {mean}, std {std}");
+}
+
+/// Bad requests are typed errors naming the prompt, before anything runs:
+/// `generate` used to assert (and the engine caught the panic).
+#[test]
+fn generate_rejects_bad_requests_with_typed_errors() {
+    let model = micro(true, false);
+    let max = model.config().max_position_embeddings;
+    let params = SamplingParams::greedy(4);
+    let run = |prompts: &[Vec<u32>], ids: &[u64]| {
+        generate(&model, &GenerateRequest { prompts, item_ids: ids, params: &params, decode: None })
+    };
+    let too_long = vec![1u32; max - 3];
+    let e = run(&[TOKENS.to_vec(), too_long], &[0, 1]).unwrap_err();
+    assert_eq!(e.prompt_index(), Some(1), "{e}");
+    assert!(e.to_string().contains("max_position_embeddings"), "{e}");
+    let e = run(&[TOKENS.to_vec(), vec![]], &[0, 1]).unwrap_err();
+    assert_eq!(e.prompt_index(), Some(1), "{e}");
+    let e = run(&[vec![u32::MAX]], &[0]).unwrap_err();
+    assert!(e.to_string().contains("outside the model's vocabulary"), "{e}");
+    let e = run(&[TOKENS.to_vec()], &[0, 1]).unwrap_err();
+    assert!(matches!(e, crate::LmError::Request { .. }), "{e}");
+    let stop = SamplingParams { stop: vec!["x".into()], ..SamplingParams::greedy(4) };
+    let e = generate(&model, &GenerateRequest { prompts: &[TOKENS.to_vec()], item_ids: &[0], params: &stop, decode: None }).unwrap_err();
+    assert!(matches!(e, crate::LmError::Request { .. }), "{e}");
+    // A prompt that fits exactly is fine.
+    assert_eq!(run(&[vec![1u32; max - 4]], &[0]).unwrap()[0].tokens.len(), 4);
 }

@@ -16,6 +16,11 @@
 //!    frozen starting model; minus `entropy_coef · token_mean(H)` when that
 //!    is not 0.
 //!
+//! All log-probs (π_θ, π_old, reference) and the entropy are taken at the
+//! rollouts' sampling temperature, logits divided by it as verl does: the
+//! ratio and the KL are then about the distribution the responses came
+//! from. Greedy rollouts (temperature 0) use temperature 1.
+//!
 //! When a round makes a single optimizer step (`ppo_epochs = 1` and all
 //! responses fit one mini-batch) π_θ = π_old during it, so the π_old
 //! log-probs are the detached current ones (ρ = 1 exactly) and the extra
@@ -39,7 +44,7 @@ use crate::sampling::SamplingParams;
 use crate::train::advantages::{group_advantages, zero_advantage_fraction};
 use crate::train::losses::{grpo_loss, token_entropy, token_logprobs};
 use crate::train::trainer::{
-    add_weighted, bad, batch_logprobs, check_ids, host, make_batch, micro_batches, shuffled,
+    add_weighted, bad, check_ids, host, make_batch, micro_batches, shuffled,
     truncate, Batch, Seq, StepMetrics, TrainConfig, Trainer,
 };
 
@@ -133,9 +138,39 @@ fn rows_tensor(rows: &Rows, mb: &[usize], width: usize, device: &Device) -> Tens
     Tensor::from_data(TensorData::new(v, [mb.len(), width]), device)
 }
 
-/// Per-position log-probs of `seqs[mb]` under `model`, into `out`.
-fn fill_rows(model: &Llama, seqs: &[Seq], mb: &[usize], batch: &Batch, out: &mut Rows) {
-    let lp = batch_logprobs(model, batch).into_data().convert::<f32>();
+/// The temperature the log-probs of a round are taken at: the rollouts'
+/// sampling temperature, so that π_θ, π_old and the reference are the
+/// distributions the responses were drawn from (verl divides the logits by
+/// the rollout temperature before the log-softmax of all three). Greedy
+/// sampling (temperature 0) has no such distribution; it counts as 1.
+pub(crate) fn logprob_temperature(sampling: &SamplingParams) -> f32 {
+    if sampling.temperature > 0.0 {
+        sampling.temperature
+    } else {
+        1.0
+    }
+}
+
+/// `logits / temperature` (the identity at 1). Scaling before the fused
+/// log-prob op keeps it one autodiff node plus a scalar division.
+fn tempered(logits: Tensor<3>, temperature: f32) -> Tensor<3> {
+    if temperature == 1.0 {
+        logits
+    } else {
+        logits.div_scalar(f64::from(temperature))
+    }
+}
+
+/// Per-target log-probs of `batch` under `model` at `temperature` (`[B, T]`).
+pub(crate) fn tempered_logprobs(model: &Llama, batch: &Batch, temperature: f32) -> Tensor<2> {
+    let [b, t] = batch.inputs.dims();
+    let logits = model.forward(batch.inputs.clone(), &model.causal_layout(b, t), None);
+    token_logprobs(tempered(logits, temperature), batch.targets.clone())
+}
+
+/// Per-position log-probs of `seqs[mb]` under `model` at `temperature`, into `out`.
+fn fill_rows(model: &Llama, seqs: &[Seq], mb: &[usize], batch: &Batch, temperature: f32, out: &mut Rows) {
+    let lp = tempered_logprobs(model, batch, temperature).into_data().convert::<f32>();
     let lp = lp.as_slice::<f32>().expect("f32 log-probs");
     for (k, &i) in mb.iter().enumerate() {
         let n = seqs[i].tokens.len().saturating_sub(1);
@@ -213,6 +248,7 @@ pub fn train_grpo(
     let per_update = cfg.batch_size * cfg.grad_accum;
     let updates_per_round = grpo.ppo_epochs * n.div_ceil(per_update);
     let need_old = updates_per_round > 1;
+    let temp = logprob_temperature(&grpo.sampling);
     let mut sampling = grpo.sampling.clone();
     sampling.seed = Rng::for_item(cfg.seed, grpo.sampling.seed).next_u64();
 
@@ -249,7 +285,7 @@ pub fn train_grpo(
                 params: &sampling,
                 decode,
             },
-        );
+        )?;
         let rewards: Vec<f32> = gens
             .par_iter()
             .zip(owner.par_iter())
@@ -274,10 +310,10 @@ pub fn train_grpo(
                 let rows: Vec<&Seq> = mb.iter().map(|&i| &seqs[i]).collect();
                 let batch = make_batch(&rows, &plain);
                 if need_old {
-                    fill_rows(&policy, &seqs, &mb, &batch, &mut old);
+                    fill_rows(&policy, &seqs, &mb, &batch, temp, &mut old);
                 }
                 if let Some(r) = &reference {
-                    fill_rows(r, &seqs, &mb, &batch, &mut refs);
+                    fill_rows(r, &seqs, &mb, &batch, temp, &mut refs);
                 }
             }
         }
@@ -298,8 +334,10 @@ pub fn train_grpo(
                     }
                     let model = tr.model();
                     let [b, t] = batch.inputs.dims();
-                    let logits =
-                        model.forward(batch.inputs.clone(), &model.causal_layout(b, t), None);
+                    let logits = tempered(
+                        model.forward(batch.inputs.clone(), &model.causal_layout(b, t), None),
+                        temp,
+                    );
                     let new_lp = token_logprobs(logits.clone(), batch.targets.clone());
                     let old_lp = if need_old {
                         rows_tensor(&old, &mb, t, &device)

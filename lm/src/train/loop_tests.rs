@@ -239,7 +239,7 @@ fn sft_memorizes_a_few_rows() {
             },
             decode: None,
         },
-    );
+    ).unwrap();
     let hits = out[0]
         .tokens
         .iter()
@@ -567,4 +567,45 @@ fn bench_tiny_steps() {
         },
     )
     .unwrap();
+}
+
+/// The log-probs GRPO takes for π_θ, π_old and the reference are those of the
+/// distribution the rollouts were sampled from, `log_softmax(logits / T)` at
+/// the sampling temperature (0.7 here), not the temperature-1 ones; greedy
+/// (temperature 0) counts as 1.
+#[test]
+fn grpo_logprobs_are_taken_at_the_rollout_temperature() {
+    use super::grpo::{logprob_temperature, tempered_logprobs};
+    let model = micro(3);
+    let dev = model.device();
+    let seq = Seq {
+        tokens: vec![2, 5, 7, 3, 9, 11, 4],
+        resp_start: 2,
+    };
+    let batch = make_batch(&[&seq], &dev);
+    let [b, t] = batch.inputs.dims();
+    let logits = model.forward(batch.inputs.clone(), &model.causal_layout(b, t), None);
+    let logits = logits.into_data().try_to_vec::<f32>().unwrap();
+    let temp = logprob_temperature(&SamplingParams {
+        temperature: 0.7,
+        ..SamplingParams::default()
+    });
+    assert_eq!(temp, 0.7);
+    let want: Vec<f32> = (0..t)
+        .map(|pos| {
+            let row: Vec<f64> = logits[pos * VOCAB..(pos + 1) * VOCAB]
+                .iter()
+                .map(|&l| f64::from(l) / 0.7)
+                .collect();
+            let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let lse = row.iter().map(|l| (l - max).exp()).sum::<f64>().ln() + max;
+            (row[seq.tokens[pos + 1] as usize] - lse) as f32
+        })
+        .collect();
+    let got = tempered_logprobs(&model, &batch, temp)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    crate::test_util::assert_close(&got, &want, 1e-5);
+    assert_eq!(logprob_temperature(&SamplingParams::greedy(4)), 1.0);
 }

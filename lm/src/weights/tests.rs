@@ -163,7 +163,7 @@ fn gguf_round_trip(tied: bool, bias: bool) {
         params: &params,
         decode: None,
     };
-    assert_eq!(generate(&packed, &req), generate(&unpacked, &req));
+    assert_eq!(generate(&packed, &req).unwrap(), generate(&unpacked, &req).unwrap());
     assert_close(&token_logprobs(&packed, &tokens, 2), &token_logprobs(&unpacked, &tokens, 2), 1e-5);
 }
 

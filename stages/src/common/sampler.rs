@@ -22,6 +22,8 @@ pub struct Item {
     pub prompt: String,
     /// Which sample of this prompt.
     pub sample_index: usize,
+    /// The input row the prompt came from, for errors.
+    pub row: usize,
 }
 
 /// What sampling an item produced (cached per item).
@@ -98,7 +100,10 @@ pub fn sample_all(
             ids.push(item_id(&items[i]));
         }
         let req = GenerateRequest { prompts: &prompts, item_ids: &ids, params, decode: Some(&decode) };
-        let gens = generate(lm.model(), &req);
+        let gens = generate(lm.model(), &req).map_err(|e| match e.prompt_index() {
+            Some(k) => anyhow::anyhow!("row {} (sample {}): {e}", items[chunk[k]].row, items[chunk[k]].sample_index),
+            None => e.into(),
+        })?;
         for ((&i, g), id) in chunk.iter().zip(gens).zip(&ids) {
             let s = Sampled {
                 response: tok.decode_skip_special(&g.tokens),

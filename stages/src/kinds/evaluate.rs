@@ -180,10 +180,10 @@ impl Stage for EvaluateStage {
             let lm = model::load(&input, name, ctx.device)?;
             let tok = lm.text_tokenizer()?;
             let mut items = Vec::new();
-            for task in &tasks {
+            for (row, task) in tasks.iter().enumerate() {
                 let text = prompt_text(task, tok, self.chat, None)?;
                 for s in 0..self.samples {
-                    items.push(Item { prompt: text.clone(), sample_index: s });
+                    items.push(Item { prompt: text.clone(), sample_index: s, row });
                 }
             }
             ctx.log(format!("evaluating `{name}` on {} tasks", tasks.len()));

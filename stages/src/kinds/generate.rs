@@ -191,7 +191,7 @@ impl Stage for GenerateStage {
         }
         let items: Vec<Item> = prompts
             .iter()
-            .flat_map(|(_, _, text)| (0..self.samples).map(|s| Item { prompt: text.clone(), sample_index: s }))
+            .flat_map(|(row, _, text)| (0..self.samples).map(|s| Item { prompt: text.clone(), sample_index: s, row: *row }))
             .collect();
         let (sampled, cached) = sample_all(ctx, &lm, input.hash, &self.sampling, ctx.seed, &items, self.batch_size)?;
         let tokens: usize = sampled.iter().map(|s| s.tokens).sum();

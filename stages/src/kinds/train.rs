@@ -117,14 +117,26 @@ impl Objective {
         match self {
             Objective::Sft(Sft { epochs }) => h.opt("epochs", epochs),
             Objective::Dpo(Dpo { epochs, beta }) => h.opt("epochs", epochs).field("beta", beta),
-            Objective::Grpo(Grpo { group_size, prompts_per_step, ppo_epochs, clip, kl_coef, format_reward, sampling }) => h
+            Objective::Grpo(Grpo { group_size, prompts_per_step, ppo_epochs, clip, kl_coef, format_reward, sampling }) => {
+                // The ratio and KL are now taken at the rollout temperature
+                // (verl's convention; before, at temperature 1). That changes
+                // the result only when rollouts are sampled at another
+                // positive temperature, so only those stages get a new
+                // fingerprint, instead of bumping every train stage.
+                let h = if sampling.temperature > 0.0 && sampling.temperature != 1.0 {
+                    h.field("logprobs_at_rollout_temperature", true)
+                } else {
+                    h
+                };
+                h
                 .field("group_size", group_size)
                 .field("prompts_per_step", prompts_per_step)
                 .field("ppo_epochs", ppo_epochs)
                 .field("clip", clip)
                 .field("kl_coef", kl_coef)
                 .field("format_reward", format_reward)
-                .field("sampling", sampling.hashed().into_value()),
+                .field("sampling", sampling.hashed().into_value())
+            }
         }
     }
 }
