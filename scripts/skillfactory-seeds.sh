@@ -9,7 +9,8 @@
 # RETORT: the retort binary (default: target/release/retort, built with
 #         `cargo build --release` if it is missing).
 # CACHE:  the cache directory (default: .retort/ next to the pipeline).
-# About 25-40 minutes on two CPU cores (see BENCHMARKS.md, "SkillFactory vs
+# Estimated 20-30 minutes on two idle CPU cores with a release build (not yet
+# measured; a debug build is ~25x slower: see BENCHMARKS.md, "SkillFactory vs
 # RL-only over seeds"); a second run reuses the cache and only prints.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
