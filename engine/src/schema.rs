@@ -34,6 +34,22 @@ pub fn pipeline_schema(registry: &Registry) -> Value {
         defs.insert(name.clone(), def);
         variants.push(json!({"$ref": format!("#/$defs/{name}")}));
     }
+    // A `matrix:` stage is typed after expansion (its values may be
+    // `${matrix.k}` strings), so the schema checks only the matrix itself.
+    variants.push(json!({
+        "title": "a `matrix:` stage (one stage per combination; typed after expansion)",
+        "type": "object",
+        "required": ["kind", "matrix"],
+        "properties": {
+            "kind": {"type": "string"},
+            "matrix": {
+                "description": "Name -> list of values; `${matrix.NAME}` in the stage takes each value.",
+                "type": "object",
+                "minProperties": 1,
+                "additionalProperties": {"type": "array", "minItems": 1, "items": {"type": ["string", "number", "boolean"]}}
+            }
+        }
+    }));
     let mut root = serde_json::to_value(gen.into_root_schema_for::<PipelineHeader>()).expect("schema serializes");
     root["title"] = json!("retort pipeline");
     root["properties"]["stages"] = json!({
