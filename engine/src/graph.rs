@@ -14,7 +14,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use crate::error::{did_you_mean, SpecError};
 use crate::source::join;
 use crate::spec::Pipeline;
-use crate::stage::{Artifact, Fields, InputDecl, Source};
+use crate::stage::{Artifact, Fields, InputDecl, Need, Source};
 
 /// Where one input of a stage resolved to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +39,10 @@ pub struct Input {
     pub name: String,
     /// Where it comes from.
     pub source: Resolved,
+    /// The stage spec's field that named it (`data`, `tasks[0]`).
+    pub field: String,
+    /// Row fields the stage reads from it (checked at load time).
+    pub needs: Vec<Need>,
 }
 
 /// The checked DAG of a pipeline.
@@ -70,7 +74,7 @@ impl Graph {
                 if let Resolved::Output { stage, .. } = &source {
                     upstream[i].insert(*stage);
                 }
-                resolved.push(Input { name: decl.name, source });
+                resolved.push(Input { name: decl.name, source, field: decl.field, needs: decl.needs });
             }
             inputs.push(resolved);
         }
@@ -184,10 +188,8 @@ fn check_fields(p: &Pipeline, order: &[usize], inputs: &[Vec<Input>]) -> Result<
                 _ => None,
             }
         };
-        for decl in node.stage.inputs() {
-            let Some(Resolved::Output { stage, output }) = inputs[i].iter().find(|x| x.name == decl.name).map(|x| &x.source) else {
-                continue;
-            };
+        for decl in &inputs[i] {
+            let Resolved::Output { stage, output } = &decl.source else { continue };
             let Some(have) = of_input(&decl.name) else { continue };
             for need in &decl.needs {
                 if need.any_of.iter().any(|f| have.contains(*f)) {

@@ -45,7 +45,7 @@ pub struct Sampled {
 #[derive(Serialize)]
 struct ItemKey<'a> {
     model: Hash,
-    sampling: serde_json::Value,
+    sampling: &'a serde_json::Value,
     seed: u64,
     prompt: &'a str,
     sample_index: usize,
@@ -75,7 +75,7 @@ pub fn sample_all(
         .map(|it| {
             fingerprint(&ItemKey {
                 model: model_hash,
-                sampling: hashed.clone(),
+                sampling: &hashed,
                 seed,
                 prompt: &it.prompt,
                 sample_index: it.sample_index,
