@@ -230,7 +230,9 @@ impl StageImpl for TrainStage {
     const KIND: &'static str = "train";
     // 2: from-scratch weights come from a host PRNG (`init_seeded`), not
     // burn's global one, so the same seed gives other bytes than version 1.
-    const VERSION: u32 = 2;
+    // 3: the step log (`metrics` output) no longer holds wall-clock timings,
+    // so it is the same bytes on every run (the timings go to the stage log).
+    const VERSION: u32 = 3;
     const ABOUT: &'static str = "Train a model (sft, dpo, grpo), from scratch or from a checkpoint; outputs a checkpoint.";
 
     fn hashed(&self) -> Hashed {
@@ -353,12 +355,25 @@ impl Stage for TrainStage {
         let dir = ctx.output_path("model");
         retort_lm::weights::save_safetensors_dir(&model, &dir)?;
         tokenizer.save_dir(&dir)?;
+        // Wall-clock timings (`*_secs`) go to the stage log, not the cached
+        // step log: the artifact must be the same bytes on every run, or a
+        // fresh run that reproduces every model would still rewrite the lock.
+        let mut secs: BTreeMap<String, f64> = BTreeMap::new();
         let mut f = std::io::BufWriter::new(std::fs::File::create(ctx.output_path("metrics"))?);
         for m in &log {
-            serde_json::to_writer(&mut f, m)?;
+            let mut m = m.clone();
+            m.extra.retain(|k, v| !k.ends_with("_secs") || {
+                *secs.entry(k.clone()).or_default() += *v;
+                false
+            });
+            serde_json::to_writer(&mut f, &m)?;
             f.write_all(b"\n")?;
         }
         f.flush()?;
+        if !secs.is_empty() {
+            let parts: Vec<String> = secs.iter().map(|(k, v)| format!("{k} {v:.1}")).collect();
+            ctx.log(format!("time over all steps: {}", parts.join(", ")));
+        }
         Ok(headline(&log))
     }
 }
