@@ -116,3 +116,9 @@ fn cascade_equals_two_hand_driven_calls(t: &TestPipeline) {
     assert_eq!(row["rationale"], rationale.as_str());
     assert_eq!(row["response"], format!("{rationale}\n{marker}{step2}").as_str());
 }
+
+#[test]
+fn alpha_outside_zero_one_is_rejected_at_load() {
+    let yaml = "name: x\nmodels: {m: {tiny: {preset: tiny}}}\nstages:\n  d:\n    kind: command\n    run: 'true'\n    outputs: [out]\n  t:\n    kind: train\n    model: m\n    data: d\n    objective: cascod\n    alpha: 1.5\n";
+    crate::util::rejects(yaml, &["alpha", "`alpha` is 1.5: set it between 0 and 1"]);
+}
