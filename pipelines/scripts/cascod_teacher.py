@@ -84,11 +84,13 @@ def main():
     stats = {"questions": 0, "requeried": 0, "unfinished": 0, "wrong": 0}
 
     def fresh(n_operands, agrees):
-        while True:
+        """A question not asked before (training and test questions all differ)."""
+        for _ in range(100000):
             q = question(rng, n_operands, agrees)
             if q["prompt"] not in seen:
                 seen.add(q["prompt"])
                 return q
+        raise SystemExit(f"no new {n_operands}-operand questions left in [{LO}, {HI}]: widen the range or ask for fewer")
 
     for i in range(int(P["train"])):
         q = fresh(rng.choice([2, 3]), rng.random() < cue_agree)
