@@ -5,6 +5,7 @@
 mod util;
 
 mod cache_semantics;
+mod cascod;
 mod command_stage;
 mod empty_inputs;
 mod errors;

@@ -117,6 +117,19 @@ pub fn sft_loss(logits: Tensor<3>, targets: Tensor<2, Int>, mask: Tensor<2>) -> 
     (masked_mean(lp, mask, n).neg(), n)
 }
 
+/// Weighted NLL: `−Σ w_t · log π(y_t | ·)` over all positions (a `[1]`
+/// tensor). With `w = mask / Σ mask` it is [`sft_loss`]; with per-part
+/// weights `w_p / N_p` it is the per-part token means of
+/// [`train_parts`](crate::train::parts::train_parts). Positions of weight 0
+/// are zeroed before the product, so garbage there cannot leak in.
+///
+/// # Shapes
+/// - `token_lp`, `weights`: `[B, T]`
+pub fn weighted_nll(token_lp: Tensor<2>, weights: Tensor<2>) -> Tensor<1> {
+    let lp = zero_masked(token_lp, &weights);
+    (lp * weights).sum().neg()
+}
+
 /// What [`dpo_loss`] returns. The rewards are DPO's implicit rewards
 /// `β (log π_θ(y|x) − log π_ref(y|x))`, averaged over the batch.
 #[derive(Debug, Clone)]

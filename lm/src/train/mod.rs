@@ -3,7 +3,8 @@
 //!
 //! - [`trainer`]: [`TrainConfig`], [`StepMetrics`], batching, truncation,
 //!   the step plan; `optim` (private): AdamW, accumulation, global-norm clipping.
-//! - [`sft`], [`dpo`], [`grpo`]: the three objectives' loops.
+//! - [`sft`], [`dpo`], [`grpo`]: the three objectives' loops; [`parts`]:
+//!   SFT with per-part token means (CasCoD, Std-CoT, the weighted control).
 //! - [`losses`]: masked SFT, token log-probs, DPO, GRPO clipped surrogate
 //!   with k3 KL, IDFT (METHODS §0.2–0.4, §4.2).
 //! - [`advantages`]: GRPO group-normalized advantages (METHODS §0.2).
@@ -14,6 +15,7 @@ pub mod dpo;
 pub mod grpo;
 pub mod losses;
 mod optim;
+pub mod parts;
 pub mod schedule;
 pub mod sft;
 pub mod trainer;
@@ -26,8 +28,9 @@ pub use dpo::{train_dpo, DpoExample};
 pub use grpo::{train_grpo, GrpoConfig};
 pub use losses::{
     dpo_loss, grpo_loss, idft_gamma, idft_loss, idft_weights, k3_kl, sequence_logprobs, sft_loss,
-    token_entropy, token_logprobs, DpoOut, GrpoOut, IdftParams,
+    token_entropy, token_logprobs, weighted_nll, DpoOut, GrpoOut, IdftParams,
 };
+pub use parts::{train_parts, Part, PartSeq, PartsExample};
 pub use schedule::LrSchedule;
 pub use sft::{train_sft, SftExample};
 pub use trainer::{StepMetrics, TrainConfig};

@@ -5,7 +5,7 @@ use retort_engine::{Fields, Hashed, InputDecl, Metrics, Stage, StageCtx, StageIm
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::common::rows::{field, fields, map_rows, one_input, one_output};
+use crate::common::rows::{field, fields, one_input};
 use crate::methods::{self, CascadeSpec};
 
 /// Split teacher chains of thought.
@@ -20,6 +20,10 @@ pub struct CascadeSplitStage {
     /// Row field holding a task description, if any.
     #[serde(default)]
     pub task_field: Option<String>,
+    /// A chain without the marker, or with an empty rationale or answer, is
+    /// an error naming the row (default: dropped and counted).
+    #[serde(default)]
+    pub strict: bool,
 }
 
 fn default_marker() -> String {
@@ -28,11 +32,13 @@ fn default_marker() -> String {
 
 impl StageImpl for CascadeSplitStage {
     const KIND: &'static str = "cascade_split";
-    const VERSION: u32 = 1;
+    // 2: the `answers` output (Answer-SFT rows).
+    const VERSION: u32 = 2;
     const ABOUT: &'static str = "CasCoD: split each teacher chain into q->rationale and q,rationale->answer examples.";
 
     fn hashed(&self) -> Hashed {
-        let CascadeSplitStage { input: _, marker, task_field } = self;
+        // `strict` only turns drops into errors: the rows written are the same.
+        let CascadeSplitStage { input: _, marker, task_field, strict: _ } = self;
         Hashed::new().field("marker", marker).opt("task_field", task_field)
     }
 }
@@ -47,7 +53,7 @@ impl Stage for CascadeSplitStage {
     }
 
     fn outputs(&self) -> Vec<String> {
-        one_output()
+        vec!["out".into(), "answers".into()]
     }
 
     fn uses_seed(&self) -> bool {
@@ -55,15 +61,17 @@ impl Stage for CascadeSplitStage {
     }
 
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
-        let spec = CascadeSpec { marker: self.marker.clone(), task_field: self.task_field.clone() };
-        map_rows(ctx, "samples to split", |rows| {
-            let (out, stats) = methods::cascade_split(&rows, &spec)?;
-            let metrics = Metrics::from([
-                ("kept".to_string(), stats.kept.into()),
-                ("dropped_no_marker".to_string(), stats.no_marker.into()),
-                ("dropped_empty".to_string(), stats.empty.into()),
-            ]);
-            Ok((out, metrics))
-        })
+        let spec = CascadeSpec { marker: self.marker.clone(), task_field: self.task_field.clone(), strict: self.strict };
+        let rows = ctx.read_rows_nonempty("input", "samples to split")?;
+        let (out, stats) = methods::cascade_split(&rows, &spec)?;
+        let answers: Vec<_> =
+            methods::cascade_pairs(&out)?.iter().map(|p| methods::answer_sft_row(p, &self.marker)).collect();
+        ctx.write_rows("out", &out)?;
+        ctx.write_rows("answers", &answers)?;
+        Ok(Metrics::from([
+            ("kept".to_string(), stats.kept.into()),
+            ("dropped_no_marker".to_string(), stats.no_marker.into()),
+            ("dropped_empty".to_string(), stats.empty.into()),
+        ]))
     }
 }

@@ -17,6 +17,13 @@
 //!   the accuracy difference, its 95% interval (Newcombe) and the exact
 //!   McNemar p-value. With seeds, items of the same seed are paired and the
 //!   seeds pooled.
+//!
+//! CasCoD (METHODS §3): `cascade: {marker: ...}` reads each task's question
+//! with CasCoD's prompt forms, in two steps or one pass
+//! (`evaluate_cascade`), and reports rationale–answer consistency
+//! (`MODEL/consistency`) where the verifier can read an answer from a
+//! rationale. `cue_field: F` reports how often the answer equals the row's
+//! `F`, the answer a spurious cue points to (`MODEL/cue_follow`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -32,6 +39,7 @@ use crate::common::round4;
 use crate::common::rows::{field, fields};
 use crate::common::sampler::{sample_all, Item};
 use crate::common::sampling::Sampling;
+use crate::kinds::evaluate_cascade::{CascadeEval, CascadeSample};
 use crate::methods::{self, metrics};
 use crate::stats::{self, Interval};
 use crate::verifiers::Verifier;
@@ -64,6 +72,15 @@ pub struct EvaluateStage {
     /// Sequences per forward pass.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
+    /// CasCoD's inference: prompts built from each row's question (`prompt`),
+    /// e.g. `{marker: "Therefore, the answer is"}` (two steps) or
+    /// `{mode: one_pass}`.
+    #[serde(default)]
+    pub cascade: Option<CascadeEval>,
+    /// Row field holding the answer a spurious cue points to: reports how
+    /// often each model's answer equals it (rows without it are skipped).
+    #[serde(default)]
+    pub cue_field: Option<String>,
 }
 
 fn one() -> usize {
@@ -83,14 +100,18 @@ impl StageImpl for EvaluateStage {
     // tokens from version 1 may differ from a fresh run's.
     // 3: intervals, arms and comparisons in the metrics and table; `out`
     // rows keep every task field (the verifier's expected answer).
+    // (`cascade` and `cue_field` are hashed only when set, so stages
+    // without them keep their fingerprints and outputs.)
     const VERSION: u32 = 3;
     const ABOUT: &'static str = "Accuracy with 95% intervals by number count, pass@k, paired comparisons and seed spreads of models on task sets.";
 
     fn hashed(&self) -> Hashed {
         // The models' names are in the metrics, so they are hashed; the
         // models and task sets themselves enter by content hash.
-        let EvaluateStage { models, tasks: _, samples, sampling, chat, verifier, compare, batch_size: _ } = self;
+        let EvaluateStage { models, tasks: _, samples, sampling, chat, verifier, compare, batch_size: _, cascade, cue_field } = self;
         Hashed::new()
+            .opt("cascade", &cascade.as_ref().map(CascadeEval::hashed))
+            .opt("cue_field", cue_field)
             .field("models", models)
             .field("samples", samples)
             .field("sampling", sampling.hashed().into_value())
@@ -126,7 +147,16 @@ impl Stage for EvaluateStage {
 
     fn output_fields(&self, name: &str, _input: &dyn Fn(&str) -> Fields) -> Fields {
         match name {
-            "out" => fields(&[field::MODEL, field::SAMPLE_INDEX, field::RESPONSE, field::ANSWER, field::CORRECT, field::REWARD]),
+            "out" => {
+                let mut names = vec![field::MODEL, field::SAMPLE_INDEX, field::RESPONSE, field::ANSWER, field::CORRECT, field::REWARD];
+                if self.cascade.is_some() {
+                    names.extend([RATIONALE, CONSISTENT]);
+                }
+                if self.cue_field.is_some() {
+                    names.push(FOLLOWS_CUE);
+                }
+                fields(&names)
+            }
             _ => None,
         }
     }
@@ -150,6 +180,15 @@ impl Stage for EvaluateStage {
             return Err(FieldError::new("samples", "must be at least 1"));
         }
         self.verifier.check().map_err(|m| FieldError::new("verifier", m))?;
+        if let Some(c) = &self.cascade {
+            c.check().map_err(|m| FieldError::new("cascade.marker", m))?;
+            if self.chat {
+                return Err(FieldError::new("chat", "`cascade` builds plain prompts; leave out `chat: true`"));
+            }
+        }
+        if self.cue_field.is_some() && self.verifier.answer_field().is_none() {
+            return Err(FieldError::new("cue_field", "needs a verifier that reads an answer field (numeric, exact, choice, regex)"));
+        }
         let arms = arms(&self.models);
         for (i, pair) in self.compare.iter().enumerate() {
             for (j, name) in pair.iter().enumerate() {
@@ -179,16 +218,23 @@ impl Stage for EvaluateStage {
             let input = ctx.input(&format!("model:{name}"))?.clone();
             let lm = model::load(&input, name, ctx.device)?;
             let tok = lm.text_tokenizer()?;
-            let mut items = Vec::new();
-            for (row, task) in tasks.iter().enumerate() {
-                let text = prompt_text(task, tok, self.chat, None)?;
-                for s in 0..self.samples {
-                    items.push(Item { prompt: text.clone(), sample_index: s, row });
-                }
-            }
             ctx.log(format!("evaluating `{name}` on {} tasks", tasks.len()));
-            let (sampled, _) = sample_all(ctx, &lm, input.hash, &self.sampling, ctx.seed, &items, self.batch_size)?;
+            let sampled: Vec<CascadeSample> = match &self.cascade {
+                Some(c) => c.sample(ctx, &lm, input.hash, &self.sampling, ctx.seed, &tasks, self.samples, self.batch_size)?,
+                None => {
+                    let mut items = Vec::new();
+                    for (row, task) in tasks.iter().enumerate() {
+                        let text = prompt_text(task, tok, self.chat, None)?;
+                        for s in 0..self.samples {
+                            items.push(Item { prompt: text.clone(), sample_index: s, row });
+                        }
+                    }
+                    let (sampled, _) = sample_all(ctx, &lm, input.hash, &self.sampling, ctx.seed, &items, self.batch_size)?;
+                    sampled.into_iter().map(|s| CascadeSample { response: s.response, rationale: String::new(), answer: String::new() }).collect()
+                }
+            };
             let mut rows = Vec::with_capacity(sampled.len());
+            let mut parts = Vec::with_capacity(sampled.len());
             for (k, s) in sampled.into_iter().enumerate() {
                 // The task's own fields (the verifier's expected answer among
                 // them), without the prompt, which the task set already holds.
@@ -198,9 +244,14 @@ impl Stage for EvaluateStage {
                 row.insert(field::MODEL.into(), name.clone().into());
                 row.insert(field::SAMPLE_INDEX.into(), (k % self.samples).into());
                 row.insert(field::RESPONSE.into(), s.response.into());
+                if self.cascade.is_some() {
+                    row.insert(RATIONALE.into(), s.rationale.clone().into());
+                }
                 rows.push(row);
+                parts.push((s.rationale, s.answer));
             }
-            let rows = self.score(rows)?;
+            let mut rows = self.score(rows)?;
+            self.mark_consistency_and_cue(&mut rows, &parts)?;
             rows_out.extend(rows.iter().cloned());
             per_model.insert(name.clone(), rows);
         }
@@ -215,6 +266,31 @@ impl Stage for EvaluateStage {
 }
 
 impl EvaluateStage {
+    /// With `cascade`, adds `consistent` (does the answer follow from the
+    /// rationale; null where the verifier cannot tell); with `cue_field`,
+    /// `follows_cue` (null on rows without the cue).
+    fn mark_consistency_and_cue(&self, rows: &mut [Row], parts: &[(String, String)]) -> anyhow::Result<()> {
+        for (i, (row, (rationale, answer))) in rows.iter_mut().zip(parts).enumerate() {
+            if self.cascade.is_some() {
+                let c = self.verifier.agree(rationale, answer, row);
+                row.insert(CONSISTENT.into(), c.map_or(Value::Null, Value::Bool));
+            }
+            let (Some(cue), Some(answer_field)) = (&self.cue_field, self.verifier.answer_field()) else { continue };
+            let follows = match row.get(cue).filter(|v| !v.is_null()) {
+                None => Value::Null,
+                Some(v) => {
+                    let mut cued = row.clone();
+                    cued.insert(answer_field.to_string(), v.clone());
+                    let response = row.get(field::RESPONSE).and_then(Value::as_str).unwrap_or_default();
+                    let verdict = self.verifier.verify(response, &cued).map_err(|e| anyhow!("task row {} (`{cue}`): {e}", i / self.samples))?;
+                    Value::Bool(verdict.correct)
+                }
+            };
+            row.insert(FOLLOWS_CUE.into(), follows);
+        }
+        Ok(())
+    }
+
     /// Adds `answer`, `correct` and `reward` with the stage's verifier.
     fn score(&self, rows: Vec<Row>) -> anyhow::Result<Vec<Row>> {
         if self.verifier == Verifier::Countdown {
@@ -257,7 +333,15 @@ impl EvaluateStage {
         if countdown {
             table += " skill use | verdict agreement |";
         }
-        let cols = arities.len() + 1 + if countdown { 2 } else { 0 };
+        let consistency = per_model.values().flatten().any(|r| r.get(CONSISTENT).is_some_and(Value::is_boolean));
+        let cue = self.cue_field.is_some();
+        if consistency {
+            table += " rationale–answer consistency |";
+        }
+        if cue {
+            table += " follows the cue |";
+        }
+        let cols = arities.len() + 1 + if countdown { 2 } else { 0 } + usize::from(consistency) + usize::from(cue);
         table += "\n|---|";
         table += &"---|".repeat(cols);
         table += "\n";
@@ -283,6 +367,13 @@ impl EvaluateStage {
                 m.insert(format!("{name}/verdict_agreement"), agree.map_or(Value::Null, Into::into));
                 let agree_txt = agree.map_or("–".to_string(), |a| format!("{:.1}%", 100.0 * a));
                 let _ = write!(table, " {:.1}% | {agree_txt} |", 100.0 * skill.multi_sample_share);
+            }
+            for (on, key, metric) in [(consistency, CONSISTENT, "consistency"), (cue, FOLLOWS_CUE, "cue_follow")] {
+                if on {
+                    let (c, n) = share(&firsts, key);
+                    let cell = accuracy_cell(&mut m, &format!("{name}/{metric}"), c, n);
+                    let _ = write!(table, " {cell} |");
+                }
             }
             table += "\n";
             if self.samples > 1 {
@@ -346,6 +437,19 @@ fn accuracy_cell(m: &mut Metrics, key: &str, correct: usize, n: usize) -> String
     m.insert(format!("{key}_lo"), round4(lo).into());
     m.insert(format!("{key}_hi"), round4(hi).into());
     format!("{:.1}% [{:.1}, {:.1}]", 100.0 * acc, 100.0 * lo, 100.0 * hi)
+}
+
+/// Row field: the rationale a cascaded or one-pass CasCoD reading produced.
+const RATIONALE: &str = "rationale";
+/// Row field: whether the answer follows from the rationale.
+const CONSISTENT: &str = "consistent";
+/// Row field: whether the answer is the one the spurious cue points to.
+const FOLLOWS_CUE: &str = "follows_cue";
+
+/// `(true, true or false)` counts of a boolean row field (nulls skipped).
+fn share(rows: &[Row], key: &str) -> (usize, usize) {
+    let vals: Vec<bool> = rows.iter().filter_map(|r| r.get(key).and_then(Value::as_bool)).collect();
+    (vals.iter().filter(|&&b| b).count(), vals.len())
 }
 
 /// Each task's first sample (accuracy is the greedy or first answer; the

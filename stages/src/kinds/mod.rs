@@ -6,10 +6,12 @@ pub mod cascade_split;
 pub mod command;
 pub mod compose;
 pub mod evaluate;
+pub mod evaluate_cascade;
 pub mod export;
 pub mod generate;
 pub mod task;
 pub mod train;
+mod train_cascade;
 pub mod verify;
 
 pub use cascade_split::CascadeSplitStage;

@@ -7,6 +7,8 @@
 //!   `prompt`, `chosen`, `rejected`.
 //! - `grpo`: METHODS §0.2, online groups from the current policy rewarded by
 //!   the Countdown verifier; rows with `prompt`, `nums`, `target`.
+//! - `cascod`, `std_cot` (with `alpha`: the weighted control): CasCoD and its
+//!   baselines (METHODS §3, §9.2) on `cascade_split` rows; see `train_cascade`.
 //!
 //! A `models:` entry with `tiny:` starts from scratch: a character
 //! tokenizer over printable ASCII (plus whatever else the data holds) and a
@@ -30,6 +32,7 @@ use crate::common::model::{self, prompt_text};
 use crate::common::round4;
 use crate::common::rows::{field, int_field, ints_field, str_field};
 use crate::common::sampling::Sampling;
+use crate::kinds::train_cascade::CascadeLoss;
 use crate::methods::verify_countdown;
 
 /// The objective and its own settings: `objective: grpo` takes GRPO's keys
@@ -45,6 +48,38 @@ pub enum Objective {
     Dpo(Dpo),
     /// Group-relative policy optimisation with the Countdown reward (METHODS §0.2).
     Grpo(Grpo),
+    /// CasCoD (METHODS §3 C3): both steps of each question in one batch,
+    /// `(1−α)·L_rationale + α·L_answer`, each its own token mean.
+    Cascod(Cascod),
+    /// Std-CoT (METHODS §9.2): q → rationale, marker and answer in one
+    /// sequence; with `alpha`, the weighted control.
+    StdCot(StdCot),
+}
+
+/// `objective: cascod` (data: `cascade_split` rows).
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cascod {
+    /// Passes over the questions (or give `steps`).
+    #[serde(default)]
+    pub epochs: Option<usize>,
+    /// α in [0, 1], the answer step's weight (the released script's 0.1 by default).
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+}
+
+/// `objective: std_cot` (data: `cascade_split` rows).
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StdCot {
+    /// Passes over the questions (or give `steps`).
+    #[serde(default)]
+    pub epochs: Option<usize>,
+    /// The weighted control (METHODS §9.2): (1−α)/|r| on rationale tokens and
+    /// α/|a| on answer tokens, CasCoD's weights in one sequence. Leave out for
+    /// one token mean.
+    #[serde(default)]
+    pub alpha: Option<f64>,
 }
 
 /// `objective: sft`.
@@ -101,13 +136,37 @@ impl Objective {
             Objective::Sft(_) => "sft",
             Objective::Dpo(_) => "dpo",
             Objective::Grpo(_) => "grpo",
+            Objective::Cascod(_) => "cascod",
+            Objective::StdCot(_) => "std_cot",
         }
+    }
+
+    /// The per-part loss of the objectives over `cascade_split` rows.
+    fn cascade_loss(&self) -> Option<CascadeLoss> {
+        match self {
+            Objective::Cascod(c) => Some(CascadeLoss::Cascod { alpha: c.alpha }),
+            Objective::StdCot(StdCot { alpha: None, .. }) => Some(CascadeLoss::StdCot),
+            Objective::StdCot(StdCot { alpha: Some(alpha), .. }) => Some(CascadeLoss::WeightedStdCot { alpha: *alpha }),
+            _ => None,
+        }
+    }
+
+    /// `alpha`, when it is outside [0, 1].
+    fn bad_alpha(&self) -> Option<f64> {
+        let alpha = match self {
+            Objective::Cascod(c) => Some(c.alpha),
+            Objective::StdCot(c) => c.alpha,
+            _ => None,
+        };
+        alpha.filter(|a| !(0.0..=1.0).contains(a))
     }
 
     fn epochs(&self) -> Option<usize> {
         match self {
             Objective::Sft(o) => o.epochs,
             Objective::Dpo(o) => o.epochs,
+            Objective::Cascod(o) => o.epochs,
+            Objective::StdCot(o) => o.epochs,
             Objective::Grpo(_) => None,
         }
     }
@@ -117,6 +176,8 @@ impl Objective {
         match self {
             Objective::Sft(Sft { epochs }) => h.opt("epochs", epochs),
             Objective::Dpo(Dpo { epochs, beta }) => h.opt("epochs", epochs).field("beta", beta),
+            Objective::Cascod(Cascod { epochs, alpha }) => h.opt("epochs", epochs).field("alpha", alpha),
+            Objective::StdCot(StdCot { epochs, alpha }) => h.opt("epochs", epochs).opt("alpha", alpha),
             Objective::Grpo(Grpo { group_size, prompts_per_step, ppo_epochs, clip, kl_coef, format_reward, sampling }) => {
                 // The ratio and KL are now taken at the rollout temperature
                 // (verl's convention; before, at temperature 1). That changes
@@ -160,7 +221,7 @@ pub struct TrainStage {
     pub model: String,
     /// Training rows: `STAGE` or `STAGE.OUTPUT`.
     pub data: String,
-    /// sft, dpo or grpo, with that objective's settings beside it.
+    /// sft, dpo, grpo, cascod or std_cot, with that objective's settings beside it.
     #[serde(flatten)]
     pub objective: Objective,
     /// Peak learning rate.
@@ -225,6 +286,9 @@ fn default_clip_eps() -> f64 {
 fn default_kl() -> f64 {
     0.001
 }
+fn default_alpha() -> f64 {
+    0.1
+}
 
 impl StageImpl for TrainStage {
     const KIND: &'static str = "train";
@@ -233,7 +297,7 @@ impl StageImpl for TrainStage {
     // 3: the step log (`metrics` output) no longer holds wall-clock timings,
     // so it is the same bytes on every run (the timings go to the stage log).
     const VERSION: u32 = 3;
-    const ABOUT: &'static str = "Train a model (sft, dpo, grpo), from scratch or from a checkpoint; outputs a checkpoint.";
+    const ABOUT: &'static str = "Train a model (sft, dpo, grpo, cascod, std_cot), from scratch or from a checkpoint; outputs a checkpoint.";
 
     fn hashed(&self) -> Hashed {
         let TrainStage {
@@ -278,6 +342,10 @@ impl Stage for TrainStage {
                 .needing(&[field::PROMPT], "objective dpo")
                 .needing(&[field::CHOSEN], "objective dpo")
                 .needing(&[field::REJECTED], "objective dpo"),
+            Objective::Cascod(_) | Objective::StdCot(_) => {
+                let why = "cascade_split rows";
+                data.needing(&["source_id"], why).needing(&["step"], why).needing(&[field::PROMPT], why).needing(&[field::RESPONSE], why)
+            }
             Objective::Grpo(_) => data
                 .needing(&[field::PROMPT], "objective grpo")
                 .needing(&[field::NUMS], "objective grpo's Countdown reward")
@@ -309,6 +377,12 @@ impl Stage for TrainStage {
     fn check(&self) -> Result<(), FieldError> {
         if matches!(self.objective, Objective::Grpo(_)) && self.steps.is_none() {
             return Err(FieldError::new("objective", "grpo needs `steps` (sampling rounds)"));
+        }
+        if let Some(a) = self.objective.bad_alpha() {
+            return Err(FieldError::new("alpha", format!("`alpha` is {a}: set it between 0 and 1 (the answer step's weight)")));
+        }
+        if self.chat && self.objective.cascade_loss().is_some() {
+            return Err(FieldError::new("chat", "`chat: true` applies to sft, dpo and grpo; cascod and std_cot train on cascade_split's plain prompts"));
         }
         if self.schedule == Schedule::Constant {
             for (name, v) in [("warmup", self.warmup), ("min_lr_ratio", self.min_lr_ratio)] {
@@ -351,6 +425,11 @@ impl Stage for TrainStage {
                 train::train_dpo(model, &ex, dpo.beta, &cfg, &mut on_step)?
             }
             Objective::Grpo(grpo) => self.grpo(grpo, model, &tokenizer, &rows, &cfg, ctx.seed, &mut on_step)?,
+            Objective::Cascod(_) | Objective::StdCot(_) => {
+                let loss = self.objective.cascade_loss().expect("a cascade objective");
+                let ex = loss.examples(&rows, &tokenizer, eos)?;
+                train::train_parts(model, &ex, &loss.parts(), &cfg, &mut on_step)?
+            }
         };
         let dir = ctx.output_path("model");
         retort_lm::weights::save_safetensors_dir(&model, &dir)?;
@@ -574,7 +653,7 @@ fn headline(log: &[StepMetrics]) -> Metrics {
         m.insert("loss_last".into(), round4(last.loss).into());
         let tail: BTreeMap<&String, f64> = last.extra.iter().map(|(k, v)| (k, round4(*v))).collect();
         for (k, v) in tail {
-            if k != "tokens" && !k.ends_with("secs") {
+            if !k.starts_with("tokens") && !k.ends_with("secs") {
                 m.insert(format!("last_{k}"), v.into());
             }
         }
@@ -622,6 +701,25 @@ mod tests {
         assert!(e.to_string().contains("unknown field `beta`"), "{e}");
         let e = serde_yaml::from_str::<TrainStage>("{model: m, data: d, objective: dpo, group_size: 4}").unwrap_err();
         assert!(e.to_string().contains("unknown field `group_size`"), "{e}");
+    }
+
+    #[test]
+    fn cascade_objectives_hash_alpha_and_check_its_range() {
+        let c = parse("{model: m, data: d, objective: cascod, alpha: 0.3}");
+        assert_eq!(c.hashed().into_value()["alpha"].to_string(), "0.3");
+        assert_eq!(c.objective.cascade_loss(), Some(CascadeLoss::Cascod { alpha: 0.3 }));
+        let s = parse("{model: m, data: d, objective: std_cot}");
+        assert!(!keys(&s).contains(&"alpha".to_string()));
+        assert_eq!(s.objective.cascade_loss(), Some(CascadeLoss::StdCot));
+        let w = parse("{model: m, data: d, objective: std_cot, alpha: 0.1}");
+        assert_eq!(w.objective.cascade_loss(), Some(CascadeLoss::WeightedStdCot { alpha: 0.1 }));
+        for bad in ["{model: m, data: d, objective: cascod, alpha: 1.5}", "{model: m, data: d, objective: std_cot, alpha: -0.1}"] {
+            let e = parse(bad).check().unwrap_err();
+            assert_eq!(e.field, "alpha");
+            assert!(e.message.contains("between 0 and 1"), "{}", e.message);
+        }
+        let e = serde_yaml::from_str::<TrainStage>("{model: m, data: d, objective: sft, alpha: 0.1}").unwrap_err();
+        assert!(e.to_string().contains("unknown field `alpha`"), "{e}");
     }
 
     #[test]

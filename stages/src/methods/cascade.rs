@@ -18,11 +18,21 @@
 //!   `r` and the marker with one `"\n"`, as in the released code.
 //! - **Task description.** Taken from `task_field` when set; an empty or
 //!   whitespace-only value counts as absent and gives the `Q:` form.
+//! - **Strict.** With `strict`, a chain without the marker or with an empty
+//!   rationale or answer is an error naming the row, instead of a drop.
+//!
+//! The split's rows are read back as [`CascadePair`]s by the training
+//! objectives (CasCoD, Std-CoT, the weighted control), so all three train on
+//! the same text: Std-CoT's one sequence is the answer step's prompt and
+//! target, scored from the rationale on ([`CascadePair::chain`]). Answer-SFT
+//! rows ([`answer_sft_row`]) are the same prompt with an empty rationale,
+//! `P + "Rationale:"` → `"\n" + marker + " " + a`, so every arm is read with
+//! one prompt form, one-pass or cascaded.
 
 use crate::common::rows::field;
 use serde_json::Value;
 
-use super::error::{get_key, get_str};
+use super::error::{bad, get_key, get_str};
 use super::{DataError, Row};
 
 /// Parameters of the C1–C2 split.
@@ -32,6 +42,8 @@ pub struct CascadeSpec {
     pub marker: String,
     /// Row field holding the task description (BBH: `task_description`).
     pub task_field: Option<String>,
+    /// Unusable chains are errors instead of drops.
+    pub strict: bool,
 }
 
 impl Default for CascadeSpec {
@@ -39,6 +51,7 @@ impl Default for CascadeSpec {
         CascadeSpec {
             marker: "Therefore, the answer is".into(),
             task_field: None,
+            strict: false,
         }
     }
 }
@@ -120,10 +133,18 @@ pub fn cascade_split(
             None => None,
         };
         let Some((r, a)) = split_response(response, &spec.marker) else {
+            if spec.strict {
+                let problem = format!("has no marker {:?}: the chain must end with it and the answer", spec.marker);
+                return Err(bad(i, row, field::RESPONSE, &problem));
+            }
             stats.no_marker += 1;
             continue;
         };
         if r.is_empty() || a.is_empty() {
+            if spec.strict {
+                let what = if r.is_empty() { "rationale" } else { "answer" };
+                return Err(bad(i, row, field::RESPONSE, &format!("has an empty {what} around the marker")));
+            }
             stats.empty += 1;
             continue;
         }
@@ -143,6 +164,94 @@ pub fn cascade_split(
         stats.kept += 1;
     }
     Ok((out, stats))
+}
+
+/// One question's two steps, read back from [`cascade_split`]'s rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CascadePair {
+    /// The teacher row's id.
+    pub source_id: String,
+    /// `P + "Rationale:"`.
+    pub rationale_prompt: String,
+    /// `r`.
+    pub rationale: String,
+    /// `P + "Rationale:" + r + "\n" + marker`.
+    pub answer_prompt: String,
+    /// `" " + a`.
+    pub answer: String,
+}
+
+impl CascadePair {
+    /// Std-CoT's target after `rationale_prompt`: `r + "\n" + marker` (the
+    /// rationale part) and `" " + a` (the answer part).
+    pub fn chain(&self) -> (&str, &str) {
+        (&self.answer_prompt[self.rationale_prompt.len()..], &self.answer)
+    }
+}
+
+/// The pairs of a split's rows, in order of their first row. Every source
+/// needs one `rationale` and one `answer` row, a non-empty rationale, and an
+/// answer prompt that continues the rationale prompt; otherwise the error
+/// names the row.
+pub fn cascade_pairs(rows: &[Row]) -> Result<Vec<CascadePair>, DataError> {
+    let mut order: Vec<String> = Vec::new();
+    let mut steps: std::collections::HashMap<String, [Option<usize>; 2]> = std::collections::HashMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        let source = get_key(row, i, "source_id")?;
+        let slot = match get_str(row, i, "step")? {
+            "rationale" => 0,
+            "answer" => 1,
+            other => return Err(bad(i, row, "step", &format!("is {other:?}: must be \"rationale\" or \"answer\" (rows of cascade_split)"))),
+        };
+        let entry = steps.entry(source.clone()).or_insert_with(|| {
+            order.push(source.clone());
+            [None, None]
+        });
+        if entry[slot].replace(i).is_some() {
+            return Err(bad(i, row, "step", &format!("repeats source {source:?}'s step: one rationale and one answer row per source")));
+        }
+    }
+    order
+        .into_iter()
+        .map(|source| {
+            let [r, a] = steps[&source];
+            let (Some(r), Some(a)) = (r, a) else {
+                let i = r.or(a).expect("a source has a row");
+                let missing = if r.is_none() { "rationale" } else { "answer" };
+                return Err(bad(i, &rows[i], "source_id", &format!("{source:?} has no {missing} row: cascade_split writes both")));
+            };
+            pair(source, r, &rows[r], a, &rows[a])
+        })
+        .collect()
+}
+
+fn pair(source_id: String, ri: usize, r: &Row, ai: usize, a: &Row) -> Result<CascadePair, DataError> {
+    let rationale = get_str(r, ri, field::RESPONSE)?;
+    if rationale.trim().is_empty() {
+        return Err(bad(ri, r, field::RESPONSE, "is an empty rationale"));
+    }
+    let rationale_prompt = get_str(r, ri, field::PROMPT)?;
+    let answer_prompt = get_str(a, ai, field::PROMPT)?;
+    if !answer_prompt.starts_with(rationale_prompt) {
+        return Err(bad(ai, a, field::PROMPT, "does not continue its rationale step's prompt (rows of cascade_split)"));
+    }
+    let answer = get_str(a, ai, field::RESPONSE)?;
+    if answer.trim().is_empty() {
+        return Err(bad(ai, a, field::RESPONSE, "is an empty answer"));
+    }
+    Ok(CascadePair {
+        source_id,
+        rationale_prompt: rationale_prompt.to_string(),
+        rationale: rationale.to_string(),
+        answer_prompt: answer_prompt.to_string(),
+        answer: answer.to_string(),
+    })
+}
+
+/// Answer-SFT's row (q → a) for a pair: `P + "Rationale:"` → `"\n" + marker + " " + a`.
+pub fn answer_sft_row(pair: &CascadePair, marker: &str) -> Row {
+    let answer = format!("\n{marker}{}", pair.answer);
+    step_row(&pair.source_id, "answer_only", pair.rationale_prompt.clone(), answer)
 }
 
 #[cfg(test)]
@@ -223,6 +332,7 @@ mod tests {
         let spec = CascadeSpec {
             marker: "So the answer is".into(),
             task_field: Some("task".into()),
+            strict: false,
         };
         let rows = vec![row(
             json!({"id": "a", "prompt": "q", "response": "r. So the answer is 1", "task": "  "}),
@@ -235,10 +345,44 @@ mod tests {
         let empty = CascadeSpec {
             marker: String::new(),
             task_field: None,
+            strict: false,
         };
         assert!(matches!(
             cascade_split(&[], &empty),
             Err(DataError::InvalidSpec(_))
         ));
+    }
+
+    #[test]
+    fn strict_split_names_the_row_without_a_marker_or_rationale() {
+        let strict = CascadeSpec { strict: true, ..CascadeSpec::default() };
+        let rows = vec![row(json!({"id": "q7", "prompt": "q", "response": "no marker"}))];
+        let err = cascade_split(&rows, &strict).unwrap_err().to_string();
+        assert_eq!(err, "row 0 (id \"q7\"): field `response` has no marker \"Therefore, the answer is\": the chain must end with it and the answer");
+        let rows = vec![row(json!({"id": "q8", "prompt": "q", "response": " Therefore, the answer is 4"}))];
+        let err = cascade_split(&rows, &strict).unwrap_err().to_string();
+        assert_eq!(err, "row 0 (id \"q8\"): field `response` has an empty rationale around the marker");
+    }
+
+    #[test]
+    fn pairs_read_back_the_split_and_build_std_cot_and_answer_sft_text() {
+        let rows = vec![row(json!({"id": "b1", "prompt": "2+3+4?", "response": "2 + 3 = 5. 5 + 4 = 9.\nTherefore, the answer is 9."}))];
+        let (out, _) = cascade_split(&rows, &CascadeSpec::default()).unwrap();
+        let pairs = cascade_pairs(&out).unwrap();
+        assert_eq!(pairs.len(), 1);
+        let p = &pairs[0];
+        assert_eq!(p.rationale_prompt, "Q:2+3+4?\n\nA:Rationale:");
+        assert_eq!(p.chain(), ("2 + 3 = 5. 5 + 4 = 9.\nTherefore, the answer is", " 9."));
+        let a = answer_sft_row(p, "Therefore, the answer is");
+        assert_eq!(a["prompt"], "Q:2+3+4?\n\nA:Rationale:");
+        assert_eq!(a["response"], "\nTherefore, the answer is 9.");
+        assert_eq!(a["id"], "b1-answer_only");
+        // A lone step, or an empty rationale, names the row.
+        let err = cascade_pairs(&out[..1]).unwrap_err().to_string();
+        assert_eq!(err, "row 0 (id \"b1-rationale\"): field `source_id` \"b1\" has no answer row: cascade_split writes both");
+        let mut blank = out.clone();
+        blank[0].insert("response".into(), Value::String("  ".into()));
+        let err = cascade_pairs(&blank).unwrap_err().to_string();
+        assert_eq!(err, "row 0 (id \"b1-rationale\"): field `response` is an empty rationale");
     }
 }

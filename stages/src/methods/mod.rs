@@ -26,7 +26,7 @@ pub mod verify;
 pub use retort_engine::Row;
 
 pub use arithmetic::generate_arithmetic;
-pub use cascade::{cascade_split, CascadeSpec, CascadeStats};
+pub use cascade::{answer_sft_row, cascade_pairs, cascade_split, CascadePair, CascadeSpec, CascadeStats};
 pub use compose::{compose, ComposeSpec, Reflect};
 pub use countdown::{countdown_prompt, instances, solve, CountdownSpec, Split};
 pub use error::DataError;

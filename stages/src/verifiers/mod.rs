@@ -365,6 +365,41 @@ impl Verifier {
     }
 }
 
+impl Verifier {
+    /// The row field holding the expected answer (none for `countdown`).
+    pub fn answer_field(&self) -> Option<&str> {
+        match self {
+            Verifier::Countdown => None,
+            Verifier::Numeric(s) => Some(&s.answer_field),
+            Verifier::Exact(s) => Some(&s.answer_field),
+            Verifier::Choice(s) => Some(&s.answer_field),
+            Verifier::Regex(s) => Some(&s.answer_field),
+        }
+    }
+
+    /// Whether `rationale` and `answer` reach the same answer, for the
+    /// verifiers that can read one from free text: `numeric` (the last
+    /// number of each, within the tolerance) and `choice` (the letters).
+    /// A side without an answer is inconsistent. `None` for the others: an
+    /// `exact` or `regex` answer cannot be found in a rationale.
+    pub fn agree(&self, rationale: &str, answer: &str, row: &Row) -> Option<bool> {
+        match self {
+            Verifier::Numeric(s) => Some(match (numeric::extract(rationale), numeric::extract(answer)) {
+                (Some((_, x)), Some((_, y))) => numeric::within(x, y, s.tolerance),
+                _ => false,
+            }),
+            Verifier::Choice(_) => {
+                let n = text::option_count(row);
+                Some(match (text::extract_choice(rationale, n), text::extract_choice(answer, n)) {
+                    (Some(x), Some(y)) => x == y,
+                    _ => false,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
 /// A present, non-null field.
 pub(crate) fn field<'a>(row: &'a Row, name: &str) -> Result<&'a Value, VerifierError> {
     match row.get(name) {
