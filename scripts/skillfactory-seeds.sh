@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # pipelines/skillfactory-seeds.yaml: the quickstart's SkillFactory-vs-RL-only
-# comparison over seeds 1, 2, 3, scored on 300 held-out Countdown questions
-# per number count (3, 4, 5), with 95% intervals and paired comparisons
-# (issue 9). Runs it, then prints the evaluation table.
+# comparison over seeds 42, 43, 44 (one shared base model), scored on 300
+# held-out Countdown questions per number count (3, 4, 5), with 95% intervals
+# and paired comparisons (issue 9). Runs it, then prints the evaluation table.
 #
 #   scripts/skillfactory-seeds.sh [extra retort run arguments, e.g. -j 2]
 #
 # RETORT: the retort binary (default: target/release/retort, built with
 #         `cargo build --release` if it is missing).
 # CACHE:  the cache directory (default: .retort/ next to the pipeline).
-# Estimated 20-30 minutes on two idle CPU cores with a release build (not yet
-# measured; a debug build is ~25x slower: see BENCHMARKS.md, "SkillFactory vs
-# RL-only over seeds"); a second run reuses the cache and only prints.
+# With the same cache as the quickstart (the default, .retort/ next to the
+# pipelines), the base model and the seed-42 arm are the quickstart's and are
+# reused; BENCHMARKS.md ("SkillFactory vs RL-only over seeds") has the measured
+# time of the rest. A second run reuses the cache and only prints.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if [[ -z ${RETORT:-} ]]; then
