@@ -7,12 +7,7 @@
 #
 # RETORT: the retort binary (default: build it with `cargo build --release`).
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-[[ -f $ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf ]] || "$ROOT/scripts/fetch-smollm2.sh"
-if [[ -z ${RETORT:-} ]]; then
-    cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
-    RETORT=${CARGO_TARGET_DIR:-$ROOT/target}/release/retort
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/release-env.sh"
 sets=(device=cpu stages.teacher.params.train=32 stages.teacher.params.test=8 stages.eval.sampling.max_tokens=48)
 for arm in answer_sft std_cot weighted_std_cot cascod; do
     sets+=("stages.$arm.steps=4" "stages.$arm.batch_size=4")

@@ -17,12 +17,7 @@
 #
 # RETORT: the retort binary (default: build it with `cargo build --release`).
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-[[ -f $ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf ]] || "$ROOT/scripts/fetch-smollm2.sh"
-if [[ -z ${RETORT:-} ]]; then
-    cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
-    RETORT=${CARGO_TARGET_DIR:-$ROOT/target}/release/retort
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/release-env.sh"
 sets=(
     device=cpu
     stages.train_tasks.count=6
