@@ -27,7 +27,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::common::model::{self, prompt_text};
+use crate::common::model;
 use crate::common::round4;
 use crate::common::rows::{field, fields};
 use crate::common::sampler::{sample_all, Item};
@@ -106,7 +106,7 @@ impl Stage for EvaluateStage {
             .models
             .iter()
             .enumerate()
-            .map(|(i, m)| InputDecl::model(format!("model:{m}"), m, format!("models[{i}]"), true));
+            .map(|(i, m)| InputDecl::sampler(format!("model:{m}"), m, format!("models[{i}]")));
         let tasks = self.tasks.iter().enumerate().map(|(i, t)| {
             let decl = InputDecl::rows(format!("tasks:{i}"), t, format!("tasks[{i}]"))
                 .needing(&[field::PROMPT, field::MESSAGES], "evaluate's prompt");
@@ -177,17 +177,16 @@ impl Stage for EvaluateStage {
         let mut per_model: BTreeMap<String, Vec<Row>> = BTreeMap::new();
         for name in &self.models {
             let input = ctx.input(&format!("model:{name}"))?.clone();
-            let lm = model::load(&input, name, ctx.device)?;
-            let tok = lm.text_tokenizer()?;
+            let sampler = model::sampler(&input, name, ctx.device)?;
             let mut items = Vec::new();
             for (row, task) in tasks.iter().enumerate() {
-                let text = prompt_text(task, tok, self.chat, None)?;
+                let text = sampler.prompt(task, self.chat, None)?;
                 for s in 0..self.samples {
                     items.push(Item { prompt: text.clone(), sample_index: s, row });
                 }
             }
             ctx.log(format!("evaluating `{name}` on {} tasks", tasks.len()));
-            let (sampled, _) = sample_all(ctx, &lm, input.hash, &self.sampling, ctx.seed, &items, self.batch_size)?;
+            let (sampled, _) = sample_all(ctx, &sampler, input.hash, &self.sampling, ctx.seed, &items, self.batch_size)?;
             let mut rows = Vec::with_capacity(sampled.len());
             for (k, s) in sampled.into_iter().enumerate() {
                 // The task's own fields (the verifier's expected answer among
