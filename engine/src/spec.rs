@@ -622,6 +622,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_remote_models_identity_is_its_name_revision_endpoint_and_extra_body() {
+        let spec = |m: OpenAiModel| ModelSpec { path: None, tiny: None, openai: Some(m) };
+        let base: OpenAiModel = serde_yaml::from_str("{base_url: 'http://a:1/v1', model: m, revision: '1', api_key_env: K}").unwrap();
+        let id = spec(base.clone()).identity();
+        let same = [
+            OpenAiModel { base_url: None, base_urls: vec!["http://b/v1".into(), "http://c/v1".into()], ..base.clone() },
+            OpenAiModel { api_key_env: Some("OTHER".into()), max_concurrency: 1, timeout: 5.0, max_retries: 0, ..base.clone() },
+        ];
+        for m in same {
+            assert_eq!(spec(m).identity(), id, "where and how fast to ask is not identity");
+        }
+        let differ = [
+            OpenAiModel { model: "n".into(), ..base.clone() },
+            OpenAiModel { revision: Some("2".into()), ..base.clone() },
+            OpenAiModel { endpoint: Endpoint::Chat, ..base.clone() },
+            OpenAiModel { extra_body: [("top_k".to_string(), serde_json::json!(5))].into(), ..base.clone() },
+        ];
+        for m in differ {
+            assert_ne!(spec(m).identity(), id);
+        }
+        assert!(!id.to_string().contains("http") && !id.to_string().contains("\"K\""), "{id}");
+    }
+
+    #[test]
     fn overrides_set_nested_values_with_yaml_types() {
         let mut doc: Value = serde_yaml::from_str("stages:\n  a:\n    kind: x\n").unwrap();
         apply_override(&mut doc, "stages.a.params.lr=0.5").unwrap();

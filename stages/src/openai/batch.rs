@@ -18,6 +18,7 @@ use crate::common::sampling::Sampling;
 /// Samples `items[i]` for every `i` in `todo` (in prompt order), handing
 /// each result to `put`; the first request that still fails after its
 /// retries stops the pool and is the error.
+#[allow(clippy::too_many_arguments)]
 pub fn sample(
     client: &Client,
     ctx: &StageCtx<'_>,

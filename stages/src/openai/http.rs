@@ -59,8 +59,8 @@ fn split_url(url: &str) -> Result<Target, HttpError> {
     let rest = url.strip_prefix("http://").ok_or_else(|| HttpError::Url(url.into()))?;
     let (authority, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
     let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, p.parse().map_err(|_| HttpError::Url(url.into()))?),
-        _ => (authority, 80),
+        Some((h, p)) => (h, p.parse().map_err(|_| HttpError::Url(url.into()))?),
+        None => (authority, 80),
     };
     if host.is_empty() {
         return Err(HttpError::Url(url.into()));
