@@ -13,7 +13,7 @@ use crate::util::TestPipeline;
 /// `command` stage.
 fn prompts(n: usize) -> String {
     let rows: Vec<String> = (0..n).map(|i| format!(r#"{{"prompt": "Question {i}: what is {i} plus {i}? Answer:", "answer": {}}}"#, 2 * i)).collect();
-    format!("  prompts:\n    kind: command\n    run: printf '%s\\n' '{}' > $RETORT_OUT_OUT\n    outputs: [out]\n", rows.join("' '"))
+    format!("  prompts:\n    kind: command\n    run: |\n      printf '%s\\n' '{}' > $RETORT_OUT_OUT\n    outputs: [out]\n", rows.join("' '"))
 }
 
 /// A pipeline with one `openai:` model called `remote` and `stages`.
@@ -78,7 +78,7 @@ fn a_server_killed_mid_stage_resumes_with_finished_items_kept() {
     let n = 16;
     let yaml = pipeline(&proxy.base_url(), "      max_concurrency: 1\n      max_retries: 1\n", &format!("{}{}", prompts(n), generate(1, 24)));
     let t = TestPipeline::new(&yaml);
-    let mut child = t.cmd().args(["run", "p.yaml", "--format", "json", "-q"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = t.cmd().args(["run", "p.yaml", "--format", "json", "-q"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     while proxy.passed() < 3 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
