@@ -515,16 +515,16 @@ impl Executor<'_> {
 
     fn model_input(&self, name: &str, stat: &mut StatCache) -> Result<InputArtifact, String> {
         let spec = &self.pipeline.models[name];
-        let json = serde_json::to_value(spec).expect("model specs serialize");
         match &spec.path {
             Some(rel) => {
                 let path = self.pipeline.dir.join(rel);
                 let (hash, kind) = stat.hash_path(&path).map_err(|e| format!("cannot read model {}: {e}", path.display()))?;
                 Ok(InputArtifact { hash, kind, path: Some(path), model_spec: Some(spec.clone()), producer: None })
             }
-            // A spec without weights is identified by the spec itself.
+            // A spec without weights (`tiny:`, `openai:`) is identified by
+            // the spec itself, or the part of it that names the model.
             None => {
-                let hash = fingerprint(&json);
+                let hash = fingerprint(&spec.identity());
                 Ok(InputArtifact { hash, kind: ArtifactKind::File, path: None, model_spec: Some(spec.clone()), producer: None })
             }
         }

@@ -127,17 +127,49 @@ fn walk(roots: &[usize], edges: &[Vec<usize>]) -> BTreeSet<usize> {
 fn check_models(p: &Pipeline) -> Result<(), SpecError> {
     for (name, m) in &p.models {
         let at = join("models", name);
-        match (&m.path, &m.tiny) {
-            (Some(path), None) => {
+        match (&m.path, &m.tiny, &m.openai) {
+            (Some(path), None, None) => {
                 if !p.dir.join(path).exists() {
                     return Err(SpecError::new(&p.file, p.source.value(&join(&at, "path")),
                         format!("model file `{}` does not exist", path.display()))
                         .help("paths are relative to the pipeline file; scripts/fetch-smollm2.sh fetches SmolLM2"));
                 }
             }
-            (None, Some(_)) => {}
-            _ => return Err(p.error_at(&at, format!("model `{name}` needs exactly one of `path` or `tiny`"))),
+            (None, Some(_), None) => {}
+            (None, None, Some(remote)) => check_remote(p, &join(&at, "openai"), remote)?,
+            _ => return Err(p.error_at(&at, format!("model `{name}` needs exactly one of `path`, `tiny` or `openai`"))),
         }
+    }
+    Ok(())
+}
+
+/// What can be checked of an `openai:` entry without asking the server
+/// (that happens before a run that needs it: see `preflight`).
+fn check_remote(p: &Pipeline, at: &str, m: &crate::spec::OpenAiModel) -> Result<(), SpecError> {
+    let err = |field: &str, msg: String| SpecError::new(&p.file, p.source.value(&join(at, field)), msg);
+    if m.base_url.is_some() == !m.base_urls.is_empty() {
+        return Err(p.error_at(at, "give exactly one of `base_url` or `base_urls`")
+            .help("e.g. `base_url: http://gpu-1:8000/v1`"));
+    }
+    for url in m.urls() {
+        let field = if m.base_url.is_some() { "base_url" } else { "base_urls" };
+        if url.starts_with("https://") {
+            // The client is plain HTTP (see stages' openai/http.rs for why).
+            return Err(err(field, format!("`{url}`: https is not supported yet"))
+                .help("use the server's plain http:// address (inside a cluster), or an SSH tunnel or TLS-terminating proxy on this machine"));
+        }
+        if !url.starts_with("http://") {
+            return Err(err(field, format!("`{url}` is not an http:// URL")).help("e.g. `http://gpu-1:8000/v1`"));
+        }
+    }
+    if m.model.trim().is_empty() {
+        return Err(err("model", "`model` must name the model the server serves".into()));
+    }
+    if m.max_concurrency == 0 {
+        return Err(err("max_concurrency", "must be at least 1".into()));
+    }
+    if !(m.timeout > 0.0 && m.timeout.is_finite()) {
+        return Err(err("timeout", "must be a positive number of seconds".into()));
     }
     Ok(())
 }
@@ -152,6 +184,9 @@ fn artifact_of(p: &Pipeline, source: &Resolved) -> (Artifact, String) {
         }
         Resolved::Model(name) if p.models[name].tiny.is_some() => {
             (Artifact::Model, format!("`{name}` is a `tiny:` model spec, which has no weights yet"))
+        }
+        Resolved::Model(name) if p.models[name].openai.is_some() => {
+            (Artifact::Endpoint, format!("`{name}` is a remote model (`openai:`), which has no weights here"))
         }
         Resolved::Model(name) => (Artifact::Weights, format!("`{name}` is a model file")),
         Resolved::File(path) => (Artifact::Any, format!("`{}` is a file", path.display())),
@@ -169,7 +204,10 @@ fn check_type(p: &Pipeline, stage: &str, decl: &InputDecl, source: &Resolved, fi
     let mut e = SpecError::new(&p.file, p.source.value(field),
         format!("stage `{stage}`: `{short}` needs {}, but {what}", decl.expects.describe()));
     e.help = Some(match (decl.expects, have) {
-        (Artifact::Weights, Artifact::Model) => "point it at a stage that trains that model (a `train` stage's output)".into(),
+        (Artifact::Weights | Artifact::Sampler, Artifact::Model) => "point it at a stage that trains that model (a `train` stage's output)".into(),
+        (Artifact::Weights | Artifact::Model, Artifact::Endpoint) => {
+            "training and log-prob scoring need local weights: point it at a `path:` model or a `train` stage".into()
+        }
         (Artifact::Rows, _) => "name a stage that writes rows (task, generate, verify, ...), or `STAGE.OUTPUT` for another output".into(),
         _ => format!("name {} here", decl.expects.describe()),
     });

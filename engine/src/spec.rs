@@ -56,6 +56,124 @@ pub struct ModelSpec {
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "tiny_or_preset")]
     #[schemars(schema_with = "tiny_schema")]
     pub tiny: Option<TinyModel>,
+    /// A model behind an OpenAI-compatible server (vLLM, SGLang,
+    /// llama-server). It samples but has no weights here, so stages that
+    /// need weights (train) refuse it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openai: Option<OpenAiModel>,
+}
+
+impl ModelSpec {
+    /// What identifies the model in fingerprints and item keys. A file's
+    /// bytes are hashed elsewhere; a `tiny:` spec is the whole spec; a
+    /// remote model is only what names its weights and how it is asked
+    /// (`OpenAiModel::identity`): never its URLs, key or concurrency.
+    pub fn identity(&self) -> serde_json::Value {
+        match &self.openai {
+            Some(remote) => serde_json::json!({ "openai": remote.identity() }),
+            None => serde_json::to_value(self).expect("model specs serialize"),
+        }
+    }
+}
+
+/// Which OpenAI-compatible API a remote model is asked through.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Endpoint {
+    /// `/v1/completions`: the prompt text as is (`chat: false` stages).
+    #[default]
+    Completions,
+    /// `/v1/chat/completions`: messages; the server applies its chat
+    /// template (`chat: true` stages; a plain prompt is sent as a user turn).
+    Chat,
+}
+
+impl Endpoint {
+    /// The path under the base URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Completions => "/completions",
+            Endpoint::Chat => "/chat/completions",
+        }
+    }
+}
+
+/// `openai:` — a remote model. Only `model`, `revision`, `endpoint` and
+/// `extra_body` identify it (see [`OpenAiModel::identity`]); the rest says
+/// where and how fast to ask, and a change there keeps the cache.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiModel {
+    /// The API root, e.g. `http://gpu-1:8000/v1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Several replicas of the same model; requests are spread over them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub base_urls: Vec<String>,
+    /// The model name the server knows (checked against `/v1/models`).
+    pub model: String,
+    /// What you bump when the server's weights change: retort cannot hash
+    /// remote weights, so this is their identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// The environment variable holding the API key (sent as a bearer
+    /// token). The key itself is never written anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// Requests in flight at most, over all base URLs; fewer while the
+    /// server answers with errors.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: usize,
+    /// Seconds one request may take before it is retried.
+    #[serde(default = "default_timeout")]
+    pub timeout: f64,
+    /// Retries of a request (429, 5xx, timeouts, dropped connections)
+    /// before the stage fails.
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+    /// completions (default) or chat.
+    #[serde(default)]
+    pub endpoint: Endpoint,
+    /// Server-specific request fields (vLLM's `top_k`, `min_p`,
+    /// `repetition_penalty`, guided decoding), sent as given and hashed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_body: BTreeMap<String, serde_json::Value>,
+}
+
+fn default_concurrency() -> usize {
+    16
+}
+fn default_timeout() -> f64 {
+    600.0
+}
+fn default_retries() -> u32 {
+    6
+}
+
+impl OpenAiModel {
+    /// The base URLs, without a trailing `/`.
+    pub fn urls(&self) -> Vec<String> {
+        self.base_url.iter().chain(&self.base_urls).map(|u| u.trim_end_matches('/').to_string()).collect()
+    }
+
+    /// What enters the cache key: the weights' name and revision, the API
+    /// and the extra request fields. Destructured, so a new field does not
+    /// compile until someone decides whether it changes the samples.
+    pub fn identity(&self) -> serde_json::Value {
+        let OpenAiModel {
+            base_url: _,
+            base_urls: _,
+            model,
+            revision,
+            api_key_env: _,
+            max_concurrency: _,
+            timeout: _,
+            max_retries: _,
+            endpoint,
+            extra_body,
+        } = self;
+        serde_json::json!({ "model": model, "revision": revision, "endpoint": endpoint, "extra_body": extra_body })
+    }
 }
 
 /// Architecture presets for from-scratch models (sizes in `retort_lm`'s
@@ -502,6 +620,30 @@ fn kinds_list(registry: &Registry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remote_models_identity_is_its_name_revision_endpoint_and_extra_body() {
+        let spec = |m: OpenAiModel| ModelSpec { path: None, tiny: None, openai: Some(m) };
+        let base: OpenAiModel = serde_yaml::from_str("{base_url: 'http://a:1/v1', model: m, revision: '1', api_key_env: K}").unwrap();
+        let id = spec(base.clone()).identity();
+        let same = [
+            OpenAiModel { base_url: None, base_urls: vec!["http://b/v1".into(), "http://c/v1".into()], ..base.clone() },
+            OpenAiModel { api_key_env: Some("OTHER".into()), max_concurrency: 1, timeout: 5.0, max_retries: 0, ..base.clone() },
+        ];
+        for m in same {
+            assert_eq!(spec(m).identity(), id, "where and how fast to ask is not identity");
+        }
+        let differ = [
+            OpenAiModel { model: "n".into(), ..base.clone() },
+            OpenAiModel { revision: Some("2".into()), ..base.clone() },
+            OpenAiModel { endpoint: Endpoint::Chat, ..base.clone() },
+            OpenAiModel { extra_body: [("top_k".to_string(), serde_json::json!(5))].into(), ..base.clone() },
+        ];
+        for m in differ {
+            assert_ne!(spec(m).identity(), id);
+        }
+        assert!(!id.to_string().contains("http") && !id.to_string().contains("\"K\""), "{id}");
+    }
 
     #[test]
     fn overrides_set_nested_values_with_yaml_types() {

@@ -67,8 +67,15 @@ pub enum Artifact {
     /// A model: a checkpoint directory, a GGUF file, or a `models:` entry
     /// (which may be a `tiny:` spec without weights).
     Model,
-    /// A model with weights: not a `tiny:` spec (sampling and scoring need weights).
+    /// A model with weights: not a `tiny:` spec or a remote model (training
+    /// and log-prob scoring need weights).
     Weights,
+    /// A model behind an OpenAI-compatible server (`openai:`): it samples,
+    /// but has no weights here.
+    Endpoint,
+    /// Anything that samples: a model with weights or a remote one
+    /// (generate, evaluate).
+    Sampler,
     /// Any other file (a Markdown table, a log).
     Text,
     /// Anything (a `command` stage's outputs, files outside the cache).
@@ -79,7 +86,10 @@ impl Artifact {
     /// Whether an artifact of type `have` can feed an input that needs `self`.
     pub fn accepts(self, have: Artifact) -> bool {
         use Artifact::*;
-        matches!((self, have), (Any, _) | (_, Any) | (Rows, Rows) | (Text, Text) | (Model, Model | Weights) | (Weights, Weights))
+        matches!(
+            (self, have),
+            (Any, _) | (_, Any) | (Rows, Rows) | (Text, Text) | (Model, Model | Weights) | (Weights, Weights) | (Sampler, Weights | Endpoint)
+        )
     }
 
     /// In words, for messages.
@@ -88,6 +98,8 @@ impl Artifact {
             Artifact::Rows => "a dataset (JSON Lines rows)",
             Artifact::Model => "a model",
             Artifact::Weights => "a model with weights",
+            Artifact::Endpoint => "a remote model",
+            Artifact::Sampler => "a model with weights (or an `openai:` endpoint)",
             Artifact::Text => "a text file",
             Artifact::Any => "any artifact",
         }
@@ -141,6 +153,12 @@ impl InputDecl {
     pub fn needing(mut self, any_of: &[&'static str], why: &'static str) -> Self {
         self.needs.push(Need { any_of: any_of.to_vec(), why });
         self
+    }
+
+    /// A model that samples (a model with weights, or an `openai:` entry),
+    /// named by `field`: what generate and evaluate read.
+    pub fn sampler(name: impl Into<String>, reference: &str, field: impl Into<String>) -> Self {
+        InputDecl { expects: Artifact::Sampler, ..Self::new(name, Source::Model(reference.to_string()), field) }
     }
 
     /// A model (stage output or `models:` entry), named by `field`.
@@ -373,6 +391,7 @@ fn collect_keys(schema: &serde_json::Value, spec: &serde_json::Value, keys: &mut
 #[derive(Default)]
 pub struct Registry {
     kinds: BTreeMap<&'static str, Box<dyn StageKind>>,
+    model_check: Option<crate::preflight::ModelCheck>,
 }
 
 impl Registry {
@@ -395,6 +414,18 @@ impl Registry {
     /// Looks a kind up.
     pub fn get(&self, kind: &str) -> Option<&dyn StageKind> {
         self.kinds.get(kind).map(|k| k.as_ref())
+    }
+
+    /// Sets how `run` checks a remote model before the stages that read it
+    /// run (see [`crate::preflight`]).
+    pub fn check_models_with(&mut self, check: crate::preflight::ModelCheck) -> &mut Self {
+        self.model_check = Some(check);
+        self
+    }
+
+    /// The remote-model check, if one is registered.
+    pub fn model_check(&self) -> Option<crate::preflight::ModelCheck> {
+        self.model_check
     }
 
     /// All kinds, sorted by name.

@@ -13,6 +13,8 @@
 //!   engine, no model, no files; tested exhaustively.
 //! - [`verifiers`]: answer checkers (`verifier:` of verify and evaluate).
 //! - [`stats`]: intervals and paired tests for comparing arms.
+//! - [`openai`]: OpenAI-compatible servers as a model backend (`openai:`
+//!   models), behind the same sampler and item cache as local models.
 //!
 //! A new training objective goes in `retort_lm::train` (the loss) and in
 //! `kinds/train.rs`'s `Objective` (its parameters); a new verifier in
@@ -21,6 +23,7 @@
 pub mod common;
 pub mod kinds;
 pub mod methods;
+pub mod openai;
 pub mod stats;
 pub mod verifiers;
 
@@ -44,6 +47,7 @@ pub fn registry() -> Registry {
         .register::<ExportStage>()
         .register::<GenerateStage>()
         .register::<EvaluateStage>()
-        .register::<TrainStage>();
+        .register::<TrainStage>()
+        .check_models_with(openai::check);
     r
 }

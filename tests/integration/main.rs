@@ -3,6 +3,7 @@
 //! CLI contract of DESIGN.md.
 
 mod util;
+mod llama;
 
 mod cache_semantics;
 mod cascod;
@@ -13,6 +14,7 @@ mod execution;
 mod exports;
 mod fingerprints;
 mod inspect;
+mod openai;
 mod params;
 mod quickstart;
 mod schema;

@@ -8,6 +8,7 @@ use super::{CliError, Common};
 use crate::events::{reporter, QuietReporter, Reporter};
 use crate::exec::{Decision, Executor, Options, Plan};
 use crate::graph::Graph;
+use crate::preflight::remote_models;
 use crate::spec::{load, Pipeline};
 use crate::stage::Registry;
 use crate::summary::{RunSummary, StageSummary, Status};
@@ -49,6 +50,11 @@ pub(super) fn run(a: RunArgs, common: &Common, registry: &Registry) -> Result<()
     let opts = options(&a.select, a.jobs);
     // The same plan `retort plan` prints, then executed.
     let plan = exec.plan(&opts)?;
+    if let Some(check) = registry.model_check() {
+        for (name, remote) in remote_models(&p, &g, &plan) {
+            check(remote).map_err(|msg| p.error_at(&format!("models.{name}.openai"), format!("model `{name}`: {msg}")))?;
+        }
+    }
     let outcome = exec.run(plan, opts.jobs);
     rep.finish();
     if a.pipeline.set.is_empty() {

@@ -4,10 +4,11 @@
 //! A model input is a `.gguf` file, a checkpoint directory (`config.json`,
 //! `model.safetensors`, `tokenizer.json`: what `train` writes), or a
 //! `models:` entry with `tiny:` (a spec with no weights: only `train` can
-//! start from it; the engine rejects it elsewhere at load time).
+//! start from it; the engine rejects it elsewhere at load time), or with
+//! `openai:` (a remote server: it samples, see [`Sampler`]).
 
 use anyhow::{anyhow, bail, Context};
-use retort_engine::{Device, InputArtifact, Row};
+use retort_engine::{Device, Endpoint, InputArtifact, Row};
 use retort_lm::chat::ChatMessage;
 use retort_lm::tokenizer::Tokenizer;
 use retort_lm::DeviceKind;
@@ -15,6 +16,47 @@ use retort_lm::DeviceKind;
 pub use retort_lm::LoadedModel;
 
 use crate::common::rows::field;
+use crate::common::sampler::Prompt;
+use crate::openai;
+
+/// What a sampling stage draws from: a model loaded here, or a remote
+/// OpenAI-compatible server. Both go through the same item cache.
+pub enum Sampler {
+    /// Weights in this process.
+    Local(LoadedModel),
+    /// An `openai:` model.
+    Remote(openai::Client),
+}
+
+/// The sampler behind `input` (named `what` in errors).
+pub fn sampler(input: &InputArtifact, what: &str, device: Device) -> anyhow::Result<Sampler> {
+    match input.model_spec.as_ref().and_then(|s| s.openai.as_ref()) {
+        Some(remote) => Ok(Sampler::Remote(openai::Client::new(remote).map_err(|m| anyhow!("model `{what}`: {m}"))?)),
+        None => Ok(Sampler::Local(load(input, what, device)?)),
+    }
+}
+
+impl Sampler {
+    /// What the model is asked for `row`: for a local model, the text of
+    /// [`prompt_text`]; for a remote one, the prompt as is (completions) or
+    /// turns the server applies its template to (chat).
+    pub fn prompt(&self, row: &Row, chat: bool, system: Option<&str>) -> anyhow::Result<Prompt> {
+        let remote = match self {
+            Sampler::Local(lm) => return Ok(Prompt::Text(prompt_text(row, lm.text_tokenizer()?, chat, system)?)),
+            Sampler::Remote(client) => &client.spec,
+        };
+        match remote.endpoint {
+            Endpoint::Chat => Ok(Prompt::Chat(turns(row, system)?)),
+            Endpoint::Completions if chat => {
+                bail!("`chat: true` needs a chat endpoint: set `endpoint: chat` on model `{}` (the server applies its chat template)", remote.model)
+            }
+            Endpoint::Completions => {
+                let prompt = row.get(field::PROMPT).and_then(|v| v.as_str());
+                Ok(Prompt::Text(prompt.ok_or_else(|| anyhow!("row has no string `prompt` (use `endpoint: chat` for `messages`)"))?.to_string()))
+            }
+        }
+    }
+}
 
 /// The runtime's device for the pipeline's `device:` (the engine's enum
 /// and lm's are kept apart because the engine never depends on burn).
@@ -50,8 +92,14 @@ pub fn prompt_text(row: &Row, tokenizer: &Tokenizer, chat: bool, system: Option<
     if !chat {
         return prompt.map(str::to_string).ok_or_else(|| anyhow!("row has no string `prompt` (set `chat: true` for `messages`)"));
     }
+    Ok(tokenizer.apply_chat_template(&turns(row, system)?, true)?)
+}
+
+/// The chat turns for a row: the system message, then its `messages`, or
+/// a user turn holding its `prompt`.
+fn turns(row: &Row, system: Option<&str>) -> anyhow::Result<Vec<ChatMessage>> {
     let mut messages: Vec<ChatMessage> = system.map(|s| vec![ChatMessage::system(s)]).unwrap_or_default();
-    match (row.get(field::MESSAGES), prompt) {
+    match (row.get(field::MESSAGES), row.get(field::PROMPT).and_then(|v| v.as_str())) {
         (Some(m), _) => {
             let list: Vec<ChatMessage> = serde_json::from_value(m.clone()).context("`messages` must be [{role, content}]")?;
             messages.extend(list);
@@ -59,5 +107,5 @@ pub fn prompt_text(row: &Row, tokenizer: &Tokenizer, chat: bool, system: Option<
         (None, Some(p)) => messages.push(ChatMessage::user(p)),
         (None, None) => bail!("row has neither `prompt` nor `messages`"),
     }
-    Ok(tokenizer.apply_chat_template(&messages, true)?)
+    Ok(messages)
 }

@@ -29,12 +29,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use anyhow::{anyhow, bail};
-use retort_engine::{Artifact, FieldError, Fields, Hashed, InputDecl, Metrics, Row, Stage, StageCtx, StageImpl};
+use retort_engine::{
+    Artifact, FieldError, Fields, Hashed, InputDecl, Metrics, Row, Stage, StageCtx, StageImpl,
+};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::common::model::{self, prompt_text};
+use crate::common::model;
 use crate::common::round4;
 use crate::common::rows::{field, fields};
 use crate::common::sampler::{sample_all, Item};
@@ -108,7 +110,18 @@ impl StageImpl for EvaluateStage {
     fn hashed(&self) -> Hashed {
         // The models' names are in the metrics, so they are hashed; the
         // models and task sets themselves enter by content hash.
-        let EvaluateStage { models, tasks: _, samples, sampling, chat, verifier, compare, batch_size: _, cascade, cue_field } = self;
+        let EvaluateStage {
+            models,
+            tasks: _,
+            samples,
+            sampling,
+            chat,
+            verifier,
+            compare,
+            batch_size: _,
+            cascade,
+            cue_field,
+        } = self;
         Hashed::new()
             .opt("cascade", &cascade.as_ref().map(CascadeEval::hashed))
             .opt("cue_field", cue_field)
@@ -127,7 +140,7 @@ impl Stage for EvaluateStage {
             .models
             .iter()
             .enumerate()
-            .map(|(i, m)| InputDecl::model(format!("model:{m}"), m, format!("models[{i}]"), true));
+            .map(|(i, m)| InputDecl::sampler(format!("model:{m}"), m, format!("models[{i}]")));
         let tasks = self.tasks.iter().enumerate().map(|(i, t)| {
             let decl = InputDecl::rows(format!("tasks:{i}"), t, format!("tasks[{i}]"))
                 .needing(&[field::PROMPT, field::MESSAGES], "evaluate's prompt");
@@ -148,7 +161,14 @@ impl Stage for EvaluateStage {
     fn output_fields(&self, name: &str, _input: &dyn Fn(&str) -> Fields) -> Fields {
         match name {
             "out" => {
-                let mut names = vec![field::MODEL, field::SAMPLE_INDEX, field::RESPONSE, field::ANSWER, field::CORRECT, field::REWARD];
+                let mut names = vec![
+                    field::MODEL,
+                    field::SAMPLE_INDEX,
+                    field::RESPONSE,
+                    field::ANSWER,
+                    field::CORRECT,
+                    field::REWARD,
+                ];
                 if self.cascade.is_some() {
                     names.extend([RATIONALE, CONSISTENT]);
                 }
@@ -179,15 +199,24 @@ impl Stage for EvaluateStage {
         if self.samples == 0 {
             return Err(FieldError::new("samples", "must be at least 1"));
         }
-        self.verifier.check().map_err(|m| FieldError::new("verifier", m))?;
+        self.verifier
+            .check()
+            .map_err(|m| FieldError::new("verifier", m))?;
         if let Some(c) = &self.cascade {
-            c.check().map_err(|m| FieldError::new("cascade.marker", m))?;
+            c.check()
+                .map_err(|m| FieldError::new("cascade.marker", m))?;
             if self.chat {
-                return Err(FieldError::new("chat", "`cascade` builds plain prompts; leave out `chat: true`"));
+                return Err(FieldError::new(
+                    "chat",
+                    "`cascade` builds plain prompts; leave out `chat: true`",
+                ));
             }
         }
         if self.cue_field.is_some() && self.verifier.answer_field().is_none() {
-            return Err(FieldError::new("cue_field", "needs a verifier that reads an answer field (numeric, exact, choice, regex)"));
+            return Err(FieldError::new(
+                "cue_field",
+                "needs a verifier that reads an answer field (numeric, exact, choice, regex)",
+            ));
         }
         let arms = arms(&self.models);
         for (i, pair) in self.compare.iter().enumerate() {
@@ -196,12 +225,18 @@ impl Stage for EvaluateStage {
                     let known: Vec<String> = arms.keys().map(|k| format!("`{k}`")).collect();
                     return Err(FieldError::new(
                         format!("compare[{i}][{j}]"),
-                        format!("`{name}` is not one of the evaluated models or arms ({})", known.join(", ")),
+                        format!(
+                            "`{name}` is not one of the evaluated models or arms ({})",
+                            known.join(", ")
+                        ),
                     ));
                 }
             }
             if pair[0] == pair[1] {
-                return Err(FieldError::new(format!("compare[{i}]"), "compare two different arms"));
+                return Err(FieldError::new(
+                    format!("compare[{i}]"),
+                    "compare two different arms",
+                ));
             }
         }
         Ok(())
@@ -216,21 +251,48 @@ impl Stage for EvaluateStage {
         let mut per_model: BTreeMap<String, Vec<Row>> = BTreeMap::new();
         for name in &self.models {
             let input = ctx.input(&format!("model:{name}"))?.clone();
-            let lm = model::load(&input, name, ctx.device)?;
-            let tok = lm.text_tokenizer()?;
+            let sampler = model::sampler(&input, name, ctx.device)?;
             ctx.log(format!("evaluating `{name}` on {} tasks", tasks.len()));
             let sampled: Vec<CascadeSample> = match &self.cascade {
-                Some(c) => c.sample(ctx, &lm, input.hash, &self.sampling, ctx.seed, &tasks, self.samples, self.batch_size)?,
+                Some(c) => c.sample(
+                    ctx,
+                    &sampler,
+                    input.hash,
+                    &self.sampling,
+                    ctx.seed,
+                    &tasks,
+                    self.samples,
+                    self.batch_size,
+                )?,
                 None => {
                     let mut items = Vec::new();
                     for (row, task) in tasks.iter().enumerate() {
-                        let text = prompt_text(task, tok, self.chat, None)?;
+                        let text = sampler.prompt(task, self.chat, None)?;
                         for s in 0..self.samples {
-                            items.push(Item { prompt: text.clone(), sample_index: s, row });
+                            items.push(Item {
+                                prompt: text.clone(),
+                                sample_index: s,
+                                row,
+                            });
                         }
                     }
-                    let (sampled, _) = sample_all(ctx, &lm, input.hash, &self.sampling, ctx.seed, &items, self.batch_size)?;
-                    sampled.into_iter().map(|s| CascadeSample { response: s.response, rationale: String::new(), answer: String::new() }).collect()
+                    let (sampled, _) = sample_all(
+                        ctx,
+                        &sampler,
+                        input.hash,
+                        &self.sampling,
+                        ctx.seed,
+                        &items,
+                        self.batch_size,
+                    )?;
+                    sampled
+                        .into_iter()
+                        .map(|s| CascadeSample {
+                            response: s.response,
+                            rationale: String::new(),
+                            answer: String::new(),
+                        })
+                        .collect()
                 }
             };
             let mut rows = Vec::with_capacity(sampled.len());
@@ -269,20 +331,33 @@ impl EvaluateStage {
     /// With `cascade`, adds `consistent` (does the answer follow from the
     /// rationale; null where the verifier cannot tell); with `cue_field`,
     /// `follows_cue` (null on rows without the cue).
-    fn mark_consistency_and_cue(&self, rows: &mut [Row], parts: &[(String, String)]) -> anyhow::Result<()> {
+    fn mark_consistency_and_cue(
+        &self,
+        rows: &mut [Row],
+        parts: &[(String, String)],
+    ) -> anyhow::Result<()> {
         for (i, (row, (rationale, answer))) in rows.iter_mut().zip(parts).enumerate() {
             if self.cascade.is_some() {
                 let c = self.verifier.agree(rationale, answer, row);
                 row.insert(CONSISTENT.into(), c.map_or(Value::Null, Value::Bool));
             }
-            let (Some(cue), Some(answer_field)) = (&self.cue_field, self.verifier.answer_field()) else { continue };
+            let (Some(cue), Some(answer_field)) = (&self.cue_field, self.verifier.answer_field())
+            else {
+                continue;
+            };
             let follows = match row.get(cue).filter(|v| !v.is_null()) {
                 None => Value::Null,
                 Some(v) => {
                     let mut cued = row.clone();
                     cued.insert(answer_field.to_string(), v.clone());
-                    let response = row.get(field::RESPONSE).and_then(Value::as_str).unwrap_or_default();
-                    let verdict = self.verifier.verify(response, &cued).map_err(|e| anyhow!("task row {} (`{cue}`): {e}", i / self.samples))?;
+                    let response = row
+                        .get(field::RESPONSE)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    let verdict = self
+                        .verifier
+                        .verify(response, &cued)
+                        .map_err(|e| anyhow!("task row {} (`{cue}`): {e}", i / self.samples))?;
                     Value::Bool(verdict.correct)
                 }
             };
@@ -300,11 +375,24 @@ impl EvaluateStage {
         rows.into_iter()
             .enumerate()
             .map(|(i, mut row)| {
-                let response = row.get(field::RESPONSE).and_then(Value::as_str).unwrap_or_default().to_string();
-                let v = self.verifier.verify(&response, &row).map_err(|e| anyhow!("task row {}: {e}", i / self.samples))?;
-                row.insert(field::ANSWER.into(), v.answer.map_or(Value::Null, Value::String));
+                let response = row
+                    .get(field::RESPONSE)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let v = self
+                    .verifier
+                    .verify(&response, &row)
+                    .map_err(|e| anyhow!("task row {}: {e}", i / self.samples))?;
+                row.insert(
+                    field::ANSWER.into(),
+                    v.answer.map_or(Value::Null, Value::String),
+                );
                 row.insert(field::CORRECT.into(), v.correct.into());
-                row.insert(field::REWARD.into(), if v.correct { 1.0 } else { 0.0 }.into());
+                row.insert(
+                    field::REWARD.into(),
+                    if v.correct { 1.0 } else { 0.0 }.into(),
+                );
                 Ok(row)
             })
             .collect()
@@ -315,11 +403,19 @@ impl EvaluateStage {
     /// `MODEL/verdict_agreement`; per arm with seeds `ARM/acc_mean`,
     /// `ARM/acc_sd`, `ARM/seeds`; per comparison `A_vs_B/diff` (+ `_lo`,
     /// `_hi`), `A_vs_B/p_mcnemar`, `A_vs_B/n`.
-    fn summarize(&self, per_model: &BTreeMap<String, Vec<Row>>, seed: u64) -> anyhow::Result<(Metrics, String)> {
+    fn summarize(
+        &self,
+        per_model: &BTreeMap<String, Vec<Row>>,
+        seed: u64,
+    ) -> anyhow::Result<(Metrics, String)> {
         let mut m = Metrics::new();
         let mut arities: Vec<String> = per_model
             .values()
-            .flat_map(|rows| metrics::accuracy_by(rows, "arity").unwrap_or_default().into_keys())
+            .flat_map(|rows| {
+                metrics::accuracy_by(rows, "arity")
+                    .unwrap_or_default()
+                    .into_keys()
+            })
             .filter(|a| a.parse::<usize>().is_ok())
             .collect();
         arities.sort_by_key(|a| a.parse::<usize>().unwrap_or(usize::MAX));
@@ -333,7 +429,10 @@ impl EvaluateStage {
         if countdown {
             table += " skill use | verdict agreement |";
         }
-        let consistency = per_model.values().flatten().any(|r| r.get(CONSISTENT).is_some_and(Value::is_boolean));
+        let consistency = per_model
+            .values()
+            .flatten()
+            .any(|r| r.get(CONSISTENT).is_some_and(Value::is_boolean));
         let cue = self.cue_field.is_some();
         if consistency {
             table += " rationale–answer consistency |";
@@ -341,7 +440,11 @@ impl EvaluateStage {
         if cue {
             table += " follows the cue |";
         }
-        let cols = arities.len() + 1 + if countdown { 2 } else { 0 } + usize::from(consistency) + usize::from(cue);
+        let cols = arities.len()
+            + 1
+            + if countdown { 2 } else { 0 }
+            + usize::from(consistency)
+            + usize::from(cue);
         table += "\n|---|";
         table += &"---|".repeat(cols);
         table += "\n";
@@ -349,7 +452,11 @@ impl EvaluateStage {
             let rows = &per_model[name];
             let firsts = first_samples(rows);
             // Tasks without `nums` (not Countdown) have no number count.
-            let by = if arities.is_empty() { BTreeMap::new() } else { metrics::accuracy_by(&firsts, "arity")? };
+            let by = if arities.is_empty() {
+                BTreeMap::new()
+            } else {
+                metrics::accuracy_by(&firsts, "arity")?
+            };
             let _ = write!(table, "| {name} |");
             for a in &arities {
                 let (c, n) = by.get(a).copied().unwrap_or((0, 0));
@@ -362,13 +469,26 @@ impl EvaluateStage {
             let _ = write!(table, " {cell} |");
             if countdown {
                 let skill = metrics::skill_use(rows)?;
-                m.insert(format!("{name}/skill_use"), round4(skill.multi_sample_share).into());
+                m.insert(
+                    format!("{name}/skill_use"),
+                    round4(skill.multi_sample_share).into(),
+                );
                 let agree = skill.agreement.map(round4);
-                m.insert(format!("{name}/verdict_agreement"), agree.map_or(Value::Null, Into::into));
+                m.insert(
+                    format!("{name}/verdict_agreement"),
+                    agree.map_or(Value::Null, Into::into),
+                );
                 let agree_txt = agree.map_or("–".to_string(), |a| format!("{:.1}%", 100.0 * a));
-                let _ = write!(table, " {:.1}% | {agree_txt} |", 100.0 * skill.multi_sample_share);
+                let _ = write!(
+                    table,
+                    " {:.1}% | {agree_txt} |",
+                    100.0 * skill.multi_sample_share
+                );
             }
-            for (on, key, metric) in [(consistency, CONSISTENT, "consistency"), (cue, FOLLOWS_CUE, "cue_follow")] {
+            for (on, key, metric) in [
+                (consistency, CONSISTENT, "consistency"),
+                (cue, FOLLOWS_CUE, "cue_follow"),
+            ] {
                 if on {
                     let (c, n) = share(&firsts, key);
                     let cell = accuracy_cell(&mut m, &format!("{name}/{metric}"), c, n);
@@ -388,23 +508,34 @@ impl EvaluateStage {
         }
         table += "\nAccuracy of each model's first sample; [95% Wilson interval].\n";
         let arms = arms(&self.models);
-        let seeded: Vec<(&String, &Vec<(String, Option<String>)>)> = arms.iter().filter(|(_, v)| v.len() > 1).collect();
+        let seeded: Vec<(&String, &Vec<(String, Option<String>)>)> =
+            arms.iter().filter(|(_, v)| v.len() > 1).collect();
         if !seeded.is_empty() {
             table += "\n| arm | seeds | accuracy, mean ± sd across seeds |\n|---|---|---|\n";
             for (arm, members) in &seeded {
-                let accs: Vec<f64> = members.iter().map(|(model, _)| m[&format!("{model}/acc")].as_f64().unwrap_or(0.0)).collect();
+                let accs: Vec<f64> = members
+                    .iter()
+                    .map(|(model, _)| m[&format!("{model}/acc")].as_f64().unwrap_or(0.0))
+                    .collect();
                 let (mean, sd) = stats::mean_sd(&accs);
                 m.insert(format!("{arm}/acc_mean"), round4(mean).into());
                 m.insert(format!("{arm}/acc_sd"), round4(sd).into());
                 m.insert(format!("{arm}/seeds"), members.len().into());
                 let names: Vec<&str> = members.iter().filter_map(|(_, s)| s.as_deref()).collect();
-                let _ = writeln!(table, "| {arm} | {} | {:.1}% ± {:.1} |", names.join(", "), 100.0 * mean, 100.0 * sd);
+                let _ = writeln!(
+                    table,
+                    "| {arm} | {} | {:.1}% ± {:.1} |",
+                    names.join(", "),
+                    100.0 * mean,
+                    100.0 * sd
+                );
             }
         }
         if !self.compare.is_empty() {
             table += "\n| comparison | items | difference | 95% interval | McNemar p |\n|---|---|---|---|---|\n";
             for [a, b] in &self.compare {
-                let (xa, xb, seeds) = paired_items(&arm(&arms, a), &arm(&arms, b), per_model, a, b)?;
+                let (xa, xb, seeds) =
+                    paired_items(&arm(&arms, a), &arm(&arms, b), per_model, a, b)?;
                 let p = stats::paired(&xa, &xb)?;
                 let key = format!("{a}_vs_{b}");
                 m.insert(format!("{key}/diff"), round4(p.diff).into());
@@ -412,7 +543,11 @@ impl EvaluateStage {
                 m.insert(format!("{key}/diff_hi"), round4(p.interval.hi).into());
                 m.insert(format!("{key}/p_mcnemar"), round4(p.p_value).into());
                 m.insert(format!("{key}/n"), p.n.into());
-                let pooled = if seeds.is_empty() { String::new() } else { format!(" (seeds {} pooled)", seeds.join(", ")) };
+                let pooled = if seeds.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (seeds {} pooled)", seeds.join(", "))
+                };
                 let _ = writeln!(
                     table,
                     "| {a} − {b}{pooled} | {} | {:+.1} pts | [{:+.1}, {:+.1}] | {:.3} |",
@@ -448,14 +583,20 @@ const FOLLOWS_CUE: &str = "follows_cue";
 
 /// `(true, true or false)` counts of a boolean row field (nulls skipped).
 fn share(rows: &[Row], key: &str) -> (usize, usize) {
-    let vals: Vec<bool> = rows.iter().filter_map(|r| r.get(key).and_then(Value::as_bool)).collect();
+    let vals: Vec<bool> = rows
+        .iter()
+        .filter_map(|r| r.get(key).and_then(Value::as_bool))
+        .collect();
     (vals.iter().filter(|&&b| b).count(), vals.len())
 }
 
 /// Each task's first sample (accuracy is the greedy or first answer; the
 /// others count toward pass@k).
 fn first_samples(rows: &[Row]) -> Vec<Row> {
-    rows.iter().filter(|r| r.get(field::SAMPLE_INDEX).and_then(Value::as_u64) == Some(0)).cloned().collect()
+    rows.iter()
+        .filter(|r| r.get(field::SAMPLE_INDEX).and_then(Value::as_u64) == Some(0))
+        .cloned()
+        .collect()
 }
 
 /// pass@k of every question (its `k` consecutive rows), for the bootstrap.
@@ -485,13 +626,20 @@ fn arms(models: &[String]) -> BTreeMap<String, Vec<(String, Option<String>)>> {
 }
 
 /// The arm called `name`, or the single model of that name.
-fn arm(arms: &BTreeMap<String, Vec<(String, Option<String>)>>, name: &str) -> Vec<(String, Option<String>)> {
-    arms.get(name).cloned().unwrap_or_else(|| vec![(name.to_string(), None)])
+fn arm(
+    arms: &BTreeMap<String, Vec<(String, Option<String>)>>,
+    name: &str,
+) -> Vec<(String, Option<String>)> {
+    arms.get(name)
+        .cloned()
+        .unwrap_or_else(|| vec![(name.to_string(), None)])
 }
 
 /// `sft@lr=0.1,seed=2` -> (`sft@lr=0.1`, Some(`2`)); `sft@seed=2` -> (`sft`, Some(`2`)).
 fn split_seed(model: &str) -> (String, Option<String>) {
-    let Some((family, axes)) = model.split_once('@') else { return (model.to_string(), None) };
+    let Some((family, axes)) = model.split_once('@') else {
+        return (model.to_string(), None);
+    };
     let mut seed = None;
     let rest: Vec<&str> = axes
         .split(',')
@@ -520,7 +668,11 @@ fn paired_items(
     bn: &str,
 ) -> anyhow::Result<(Vec<bool>, Vec<bool>, Vec<String>)> {
     let correct = |model: &str| -> anyhow::Result<Vec<bool>> {
-        first_samples(&per_model[model]).iter().enumerate().map(|(i, r)| Ok(metrics::row_correct(r, i)?)).collect()
+        first_samples(&per_model[model])
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Ok(metrics::row_correct(r, i)?))
+            .collect()
     };
     if a.len() == 1 && b.len() == 1 {
         return Ok((correct(&a[0].0)?, correct(&b[0].0)?, vec![]));
@@ -529,11 +681,21 @@ fn paired_items(
     // One unseeded model against a seeded arm (a shared base model against
     // the seeds trained from it): the model pairs with every seed.
     if let ([(only, None)], [_, ..]) | ([_, ..], [(only, None)]) = (a, b) {
-        let (seeded, a_is_seeded) = if a.len() > 1 || a[0].1.is_some() { (a, true) } else { (b, false) };
+        let (seeded, a_is_seeded) = if a.len() > 1 || a[0].1.is_some() {
+            (a, true)
+        } else {
+            (b, false)
+        };
         let shared = correct(only)?;
         for (model, seed) in seeded {
-            let Some(seed) = seed else { bail!("compare `{an}` with `{bn}`: mixes seeded and unseeded models") };
-            let (x, y) = if a_is_seeded { (&mut xa, &mut xb) } else { (&mut xb, &mut xa) };
+            let Some(seed) = seed else {
+                bail!("compare `{an}` with `{bn}`: mixes seeded and unseeded models")
+            };
+            let (x, y) = if a_is_seeded {
+                (&mut xa, &mut xb)
+            } else {
+                (&mut xb, &mut xa)
+            };
             x.extend(correct(model)?);
             y.extend(shared.iter().copied());
             seeds.push(seed.clone());
@@ -541,7 +703,9 @@ fn paired_items(
         return Ok((xa, xb, seeds));
     }
     for (model, seed) in a {
-        let Some(seed) = seed else { bail!("`{an}` mixes seeded and unseeded models") };
+        let Some(seed) = seed else {
+            bail!("`{an}` mixes seeded and unseeded models")
+        };
         let Some((other, _)) = b.iter().find(|(_, s)| s.as_deref() == Some(seed.as_str())) else {
             bail!("compare `{an}` with `{bn}`: `{bn}` has no model for seed {seed}; pair arms run with the same seeds");
         };
@@ -620,10 +784,16 @@ mod tests {
     #[test]
     fn seeds_are_split_off_arm_names() {
         assert_eq!(split_seed("sft@seed=2"), ("sft".into(), Some("2".into())));
-        assert_eq!(split_seed("sft@lr=0.1,seed=2"), ("sft@lr=0.1".into(), Some("2".into())));
+        assert_eq!(
+            split_seed("sft@lr=0.1,seed=2"),
+            ("sft@lr=0.1".into(), Some("2".into()))
+        );
         assert_eq!(split_seed("sft@lr=0.1"), ("sft@lr=0.1".into(), None));
         assert_eq!(split_seed("base"), ("base".into(), None));
-        let models: Vec<String> = ["base", "sft@seed=1", "sft@seed=2"].iter().map(|s| s.to_string()).collect();
+        let models: Vec<String> = ["base", "sft@seed=1", "sft@seed=2"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let a = arms(&models);
         assert_eq!(a.keys().cloned().collect::<Vec<_>>(), ["base", "sft"]);
         assert_eq!(a["sft"].len(), 2);

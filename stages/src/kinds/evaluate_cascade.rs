@@ -22,9 +22,9 @@ use retort_engine::{Hashed, Row, StageCtx};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::model::LoadedModel;
+use crate::common::model::Sampler;
 use crate::common::rows::{field, str_field};
-use crate::common::sampler::{sample_all, Item};
+use crate::common::sampler::{sample_all, Item, Prompt};
 use crate::common::sampling::Sampling;
 use crate::methods::cascade::{answer_prompt, base_prompt, rationale_prompt, split_response};
 use crate::methods::CascadeSpec;
@@ -73,8 +73,16 @@ pub struct CascadeSample {
 impl CascadeEval {
     /// Everything here changes what is sampled.
     pub fn hashed(&self) -> serde_json::Value {
-        let CascadeEval { marker, task_field, mode } = self;
-        Hashed::new().field("marker", marker).opt("task_field", task_field).field("mode", mode).into_value()
+        let CascadeEval {
+            marker,
+            task_field,
+            mode,
+        } = self;
+        Hashed::new()
+            .field("marker", marker)
+            .opt("task_field", task_field)
+            .field("mode", mode)
+            .into_value()
     }
 
     /// Checks for load time.
@@ -91,9 +99,12 @@ impl CascadeEval {
             .iter()
             .enumerate()
             .map(|(i, row)| {
-                let q = str_field(row, field::PROMPT).map_err(|e| anyhow::anyhow!("task row {i}: {e}"))?;
+                let q = str_field(row, field::PROMPT)
+                    .map_err(|e| anyhow::anyhow!("task row {i}: {e}"))?;
                 let task = match &self.task_field {
-                    Some(f) => Some(str_field(row, f).map_err(|e| anyhow::anyhow!("task row {i}: {e}"))?),
+                    Some(f) => {
+                        Some(str_field(row, f).map_err(|e| anyhow::anyhow!("task row {i}: {e}"))?)
+                    }
                     None => None,
                 };
                 Ok(base_prompt(q, task))
@@ -107,7 +118,7 @@ impl CascadeEval {
     pub fn sample(
         &self,
         ctx: &StageCtx<'_>,
-        lm: &LoadedModel,
+        lm: &Sampler,
         model_hash: Hash,
         sampling: &Sampling,
         seed: u64,
@@ -118,7 +129,11 @@ impl CascadeEval {
         let bases = self.bases(tasks)?;
         let items = |prompt: &dyn Fn(usize, usize) -> String| -> Vec<Item> {
             (0..tasks.len() * samples)
-                .map(|k| Item { prompt: prompt(k / samples, k % samples), sample_index: k % samples, row: k / samples })
+                .map(|k| Item {
+                    prompt: Prompt::Text(prompt(k / samples, k % samples)),
+                    sample_index: k % samples,
+                    row: k / samples,
+                })
                 .collect()
         };
         let first = items(&|row, _| rationale_prompt(&bases[row]));
@@ -128,10 +143,19 @@ impl CascadeEval {
         }
         let step1 = self.rationale_sampling(sampling);
         let (out, _) = sample_all(ctx, lm, model_hash, &step1, seed, &first, batch_size)?;
-        let rationales: Vec<String> = out.into_iter().map(|s| self.rationale_of(&s.response)).collect();
-        let second = items(&|row, s| answer_prompt(&bases[row], &rationales[row * samples + s], &self.marker));
+        let rationales: Vec<String> = out
+            .into_iter()
+            .map(|s| self.rationale_of(&s.response))
+            .collect();
+        let second = items(&|row, s| {
+            answer_prompt(&bases[row], &rationales[row * samples + s], &self.marker)
+        });
         let (answers, _) = sample_all(ctx, lm, model_hash, sampling, seed, &second, batch_size)?;
-        Ok(rationales.into_iter().zip(answers).map(|(r, a)| self.joined(r, a.response)).collect())
+        Ok(rationales
+            .into_iter()
+            .zip(answers)
+            .map(|(r, a)| self.joined(r, a.response))
+            .collect())
     }
 
     /// Step 1's settings: the stage's, stopping at the marker too.
@@ -146,13 +170,21 @@ impl CascadeEval {
     /// Step 1's text up to the marker (the stop string is kept in a
     /// sample), trimmed as `cascade_split` trims training rationales.
     pub fn rationale_of(&self, text: &str) -> String {
-        text.split(self.marker.as_str()).next().unwrap_or_default().trim().to_string()
+        text.split(self.marker.as_str())
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
     }
 
     /// The response scored after two steps.
     pub fn joined(&self, rationale: String, answer: String) -> CascadeSample {
         let response = format!("{rationale}\n{}{answer}", self.marker);
-        CascadeSample { response, rationale, answer }
+        CascadeSample {
+            response,
+            rationale,
+            answer,
+        }
     }
 
     fn one_pass(&self, response: String) -> CascadeSample {
@@ -160,7 +192,11 @@ impl CascadeEval {
             Some((r, a)) => (r.to_string(), a.to_string()),
             None => (response.trim().to_string(), String::new()),
         };
-        CascadeSample { response, rationale, answer }
+        CascadeSample {
+            response,
+            rationale,
+            answer,
+        }
     }
 }
 
@@ -176,10 +212,20 @@ mod tests {
     fn step_one_stops_at_the_marker_and_is_cut_there() {
         let c = eval("{}");
         assert_eq!(c.marker, "Therefore, the answer is");
-        let s = c.rationale_sampling(&Sampling { stop: vec!["\n\n".into()], ..Sampling::greedy() });
+        let s = c.rationale_sampling(&Sampling {
+            stop: vec!["\n\n".into()],
+            ..Sampling::greedy()
+        });
         assert_eq!(s.stop, ["\n\n", "Therefore, the answer is"]);
-        assert_eq!(c.rationale_of(" 2 + 3 = 5.\nTherefore, the answer is"), "2 + 3 = 5.");
-        assert_eq!(c.rationale_of("2 + 3 = 5."), "2 + 3 = 5.", "EOS before the marker");
+        assert_eq!(
+            c.rationale_of(" 2 + 3 = 5.\nTherefore, the answer is"),
+            "2 + 3 = 5."
+        );
+        assert_eq!(
+            c.rationale_of("2 + 3 = 5."),
+            "2 + 3 = 5.",
+            "EOS before the marker"
+        );
         let j = c.joined("2 + 3 = 5.".into(), " 5.".into());
         assert_eq!(j.response, "2 + 3 = 5.\nTherefore, the answer is 5.");
     }
@@ -188,7 +234,10 @@ mod tests {
     fn one_pass_splits_what_the_model_wrote() {
         let c = eval("{mode: one_pass}");
         let s = c.one_pass("2 + 3 = 5.\nTherefore, the answer is 5.".into());
-        assert_eq!((s.rationale.as_str(), s.answer.as_str()), ("2 + 3 = 5.", "5."));
+        assert_eq!(
+            (s.rationale.as_str(), s.answer.as_str()),
+            ("2 + 3 = 5.", "5.")
+        );
         let s = c.one_pass("no marker".into());
         assert_eq!((s.rationale.as_str(), s.answer.as_str()), ("no marker", ""));
         assert!(eval("{marker: ' '}").check().is_err());

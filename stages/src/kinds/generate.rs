@@ -17,10 +17,10 @@ use retort_engine::{FieldError, Fields, Hashed, InputDecl, Metrics, Row, Stage, 
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::common::model::{self, prompt_text};
+use crate::common::model;
 use crate::common::round4;
 use crate::common::rows::{field, plus};
-use crate::common::sampler::{sample_all, Item};
+use crate::common::sampler::{sample_all, Item, Prompt};
 use crate::common::sampling::Sampling;
 use crate::common::template::Templates;
 
@@ -130,7 +130,7 @@ impl Stage for GenerateStage {
         } else {
             prompts
         };
-        vec![InputDecl::model("model", &self.model, "model", true), prompts]
+        vec![InputDecl::sampler("model", &self.model, "model"), prompts]
     }
 
     fn output_fields(&self, _name: &str, input: &dyn Fn(&str) -> Fields) -> Fields {
@@ -165,13 +165,12 @@ impl Stage for GenerateStage {
 
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
         let input = ctx.input("model")?.clone();
-        let lm = model::load(&input, &self.model, ctx.device)?;
-        let tok = lm.text_tokenizer()?;
+        let sampler = model::sampler(&input, &self.model, ctx.device)?;
         let rows = ctx.read_rows_nonempty("prompts", "prompts")?;
         let templates = Templates::new(self.template_sources()).map_err(anyhow::Error::msg)?;
         let (_, variants) = self.templates();
         // One prompt per (row, variant), in that order; `samples` items each.
-        let mut prompts: Vec<(usize, Option<&str>, String)> = Vec::with_capacity(rows.len() * variants.len());
+        let mut prompts: Vec<(usize, Option<&str>, Prompt)> = Vec::with_capacity(rows.len() * variants.len());
         for (i, row) in rows.iter().enumerate() {
             for variant in &variants {
                 let text = match variant {
@@ -180,9 +179,9 @@ impl Stage for GenerateStage {
                         let mut templated = row.clone();
                         templated.insert(field::PROMPT.into(), rendered.into());
                         templated.remove(field::MESSAGES);
-                        prompt_text(&templated, tok, self.chat, self.system.as_deref())
+                        sampler.prompt(&templated, self.chat, self.system.as_deref())
                     }
-                    None => prompt_text(row, tok, self.chat, self.system.as_deref()),
+                    None => sampler.prompt(row, self.chat, self.system.as_deref()),
                 }
                 .map_err(|e| anyhow::anyhow!("prompt row {i}: {e}"))?;
                 let label = if self.variants.is_empty() { None } else { variant.as_deref() };
@@ -193,7 +192,7 @@ impl Stage for GenerateStage {
             .iter()
             .flat_map(|(row, _, text)| (0..self.samples).map(|s| Item { prompt: text.clone(), sample_index: s, row: *row }))
             .collect();
-        let (sampled, cached) = sample_all(ctx, &lm, input.hash, &self.sampling, ctx.seed, &items, self.batch_size)?;
+        let (sampled, cached) = sample_all(ctx, &sampler, input.hash, &self.sampling, ctx.seed, &items, self.batch_size)?;
         let tokens: usize = sampled.iter().map(|s| s.tokens).sum();
         let n = sampled.len();
         let mut out: Vec<Row> = Vec::with_capacity(if self.collect { prompts.len() } else { n });
