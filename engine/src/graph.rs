@@ -147,7 +147,7 @@ fn check_models(p: &Pipeline) -> Result<(), SpecError> {
 /// (that happens before a run that needs it: see `preflight`).
 fn check_remote(p: &Pipeline, at: &str, m: &crate::spec::OpenAiModel) -> Result<(), SpecError> {
     let err = |field: &str, msg: String| SpecError::new(&p.file, p.source.value(&join(at, field)), msg);
-    if m.base_url.is_some() == !m.base_urls.is_empty() {
+    if m.base_url.is_some() != m.base_urls.is_empty() {
         return Err(p.error_at(at, "give exactly one of `base_url` or `base_urls`")
             .help("e.g. `base_url: http://gpu-1:8000/v1`"));
     }

@@ -557,7 +557,7 @@ impl Typer<'_> {
         // Fields of a flattened block (a train objective, a task generator)
         // report the enclosing path; point at the key itself.
         let full = match unknown_field(&message) {
-            Some(f) if !full.rsplit('.').next().is_some_and(|last| last == f) => join(&full, &f),
+            Some(f) if full.rsplit('.').next().is_none_or(|last| last != f) => join(&full, &f),
             _ => full,
         };
         let pos = if message.starts_with("unknown field") || message.starts_with("missing field") {

@@ -45,11 +45,8 @@ impl StageImpl for VerifyStage {
 impl Stage for VerifyStage {
     fn inputs(&self) -> Vec<InputDecl> {
         let mut input = one_input(&self.input).remove(0).needing(&[field::RESPONSE], "verify");
-        match self.verifier {
-            Verifier::Countdown => {
-                input = input.needing(&[field::NUMS], "the countdown verifier").needing(&[field::TARGET], "the countdown verifier")
-            }
-            _ => {}
+        if matches!(self.verifier, Verifier::Countdown) {
+            input = input.needing(&[field::NUMS], "the countdown verifier").needing(&[field::TARGET], "the countdown verifier");
         }
         vec![input]
     }

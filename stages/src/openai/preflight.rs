@@ -20,7 +20,7 @@ pub fn check(m: &OpenAiModel) -> Result<(), String> {
         let url = format!("{base}/models");
         let text = client.get(&url).map_err(|e| describe(m, &e))?;
         let served = served_models(&text).ok_or_else(|| format!("{url} did not answer with a model list; is `{base}` the API root (it usually ends in /v1)?"))?;
-        if !served.iter().any(|s| *s == m.model) {
+        if !served.contains(&m.model) {
             let list = served.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
             return Err(format!("the server at {base} does not serve model `{}`; it serves {list}: fix `model`", m.model));
         }
