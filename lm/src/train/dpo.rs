@@ -149,6 +149,7 @@ pub fn train_dpo(
             lr,
             grad_norm,
             extra,
+            secs: Default::default(),
         });
     }
     Ok(tr.finish())

@@ -401,14 +401,14 @@ pub fn train_grpo(
         extra.insert("response_len".into(), resp_len);
         extra.insert("tokens".into(), tokens as f64);
         extra.insert("updates".into(), u);
-        extra.insert("sample_secs".into(), sample_secs);
-        extra.insert("update_secs".into(), t1.elapsed().as_secs_f64());
+        let secs = BTreeMap::from([("sample_secs".to_string(), sample_secs), ("update_secs".to_string(), t1.elapsed().as_secs_f64())]);
         on_step(&StepMetrics {
             step: round,
             loss: loss_sum / u,
             lr,
             grad_norm: norm_sum / u,
             extra,
+            secs,
         });
     }
     Ok(tr.finish())

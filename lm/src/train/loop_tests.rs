@@ -404,11 +404,11 @@ fn grpo_raises_a_toy_reward() {
     // The time split covers the rounds and no more.
     let split: f64 = metrics
         .iter()
-        .map(|m| m.extra["sample_secs"] + m.extra["update_secs"])
+        .map(|m| m.secs["sample_secs"] + m.secs["update_secs"])
         .sum();
     assert!(metrics
         .iter()
-        .all(|m| m.extra["sample_secs"] > 0.0 && m.extra["update_secs"] > 0.0));
+        .all(|m| m.secs["sample_secs"] > 0.0 && m.secs["update_secs"] > 0.0));
     assert!(split <= t.elapsed().as_secs_f64(), "{split}");
 }
 
@@ -562,7 +562,7 @@ fn bench_tiny_steps() {
         &mut |m| {
             eprintln!(
                 "grpo round (32 x 96 new tokens): sample {:.2} s, update {:.2} s",
-                m.extra["sample_secs"], m.extra["update_secs"]
+                m.secs["sample_secs"], m.secs["update_secs"]
             );
         },
     )

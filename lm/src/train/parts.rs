@@ -172,6 +172,7 @@ pub fn train_parts(
             lr,
             grad_norm,
             extra: part_extras(parts, &nll, &counts),
+            secs: Default::default(),
         });
     }
     Ok(tr.finish())

@@ -87,6 +87,7 @@ pub fn train_sft(
             lr,
             grad_norm,
             extra: BTreeMap::from([("tokens".to_string(), total as f64)]),
+            secs: Default::default(),
         });
     }
     Ok(tr.finish())

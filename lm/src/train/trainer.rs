@@ -119,6 +119,11 @@ pub struct StepMetrics {
     /// Objective-specific numbers (see each `train_*`); always `tokens`
     /// (loss tokens in the step).
     pub extra: BTreeMap<String, f64>,
+    /// Wall-clock seconds by phase (GRPO: `sample_secs`, `update_secs`).
+    /// Not serialized: the step log is a cached artifact and must be the
+    /// same bytes on every run; callers log these instead.
+    #[serde(skip)]
+    pub secs: BTreeMap<String, f64>,
 }
 
 /// A training error (a data or settings problem found before training):

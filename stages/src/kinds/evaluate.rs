@@ -677,43 +677,44 @@ fn paired_items(
     if a.len() == 1 && b.len() == 1 {
         return Ok((correct(&a[0].0)?, correct(&b[0].0)?, vec![]));
     }
+    // The seeded side leads; its partner for a seed is the other side's
+    // model of that seed, or its one unseeded model (a shared base model
+    // against the seeds trained from it), which pairs with every seed.
+    let a_leads = !matches!(a, [(_, None)]);
+    let ((lead, ln), (follow, fname)) = if a_leads {
+        ((a, an), (b, bn))
+    } else {
+        ((b, bn), (a, an))
+    };
+    let shared = match follow {
+        [(only, None)] => Some(only),
+        _ => None,
+    };
     let (mut xa, mut xb, mut seeds) = (Vec::new(), Vec::new(), Vec::new());
-    // One unseeded model against a seeded arm (a shared base model against
-    // the seeds trained from it): the model pairs with every seed.
-    if let ([(only, None)], [_, ..]) | ([_, ..], [(only, None)]) = (a, b) {
-        let (seeded, a_is_seeded) = if a.len() > 1 || a[0].1.is_some() {
-            (a, true)
-        } else {
-            (b, false)
-        };
-        let shared = correct(only)?;
-        for (model, seed) in seeded {
-            let Some(seed) = seed else {
-                bail!("compare `{an}` with `{bn}`: mixes seeded and unseeded models")
-            };
-            let (x, y) = if a_is_seeded {
-                (&mut xa, &mut xb)
-            } else {
-                (&mut xb, &mut xa)
-            };
-            x.extend(correct(model)?);
-            y.extend(shared.iter().copied());
-            seeds.push(seed.clone());
-        }
-        return Ok((xa, xb, seeds));
-    }
-    for (model, seed) in a {
+    for (model, seed) in lead {
         let Some(seed) = seed else {
-            bail!("`{an}` mixes seeded and unseeded models")
+            bail!("`{ln}` mixes seeded and unseeded models")
         };
-        let Some((other, _)) = b.iter().find(|(_, s)| s.as_deref() == Some(seed.as_str())) else {
-            bail!("compare `{an}` with `{bn}`: `{bn}` has no model for seed {seed}; pair arms run with the same seeds");
+        let partner = shared.or_else(|| {
+            follow
+                .iter()
+                .find(|(_, s)| s.as_deref() == Some(seed.as_str()))
+                .map(|(m, _)| m)
+        });
+        let Some(partner) = partner else {
+            bail!("compare `{ln}` with `{fname}`: `{fname}` has no model for seed {seed}; pair arms run with the same seeds");
         };
-        xa.extend(correct(model)?);
-        xb.extend(correct(other)?);
+        let (x, y) = (correct(model)?, correct(partner)?);
+        let (xl, xf) = if a_leads {
+            (&mut xa, &mut xb)
+        } else {
+            (&mut xb, &mut xa)
+        };
+        xl.extend(x);
+        xf.extend(y);
         seeds.push(seed.clone());
     }
-    if b.len() != a.len() {
+    if shared.is_none() && follow.len() != lead.len() {
         bail!("compare `{an}` with `{bn}`: they were run with different seeds; pair arms run with the same seeds");
     }
     Ok((xa, xb, seeds))

@@ -434,18 +434,15 @@ impl Stage for TrainStage {
         let dir = ctx.output_path("model");
         retort_lm::weights::save_safetensors_dir(&model, &dir)?;
         tokenizer.save_dir(&dir)?;
-        // Wall-clock timings (`*_secs`) go to the stage log, not the cached
-        // step log: the artifact must be the same bytes on every run, or a
-        // fresh run that reproduces every model would still rewrite the lock.
-        let mut secs: BTreeMap<String, f64> = BTreeMap::new();
+        // Wall-clock timings are not in the step log (`StepMetrics::secs` is
+        // not serialized): they go to the stage log.
+        let mut secs: BTreeMap<&str, f64> = BTreeMap::new();
         let mut f = std::io::BufWriter::new(std::fs::File::create(ctx.output_path("metrics"))?);
         for m in &log {
-            let mut m = m.clone();
-            m.extra.retain(|k, v| !k.ends_with("_secs") || {
-                *secs.entry(k.clone()).or_default() += *v;
-                false
-            });
-            serde_json::to_writer(&mut f, &m)?;
+            for (k, v) in &m.secs {
+                *secs.entry(k).or_default() += v;
+            }
+            serde_json::to_writer(&mut f, m)?;
             f.write_all(b"\n")?;
         }
         f.flush()?;
@@ -653,7 +650,7 @@ fn headline(log: &[StepMetrics]) -> Metrics {
         m.insert("loss_last".into(), round4(last.loss).into());
         let tail: BTreeMap<&String, f64> = last.extra.iter().map(|(k, v)| (k, round4(*v))).collect();
         for (k, v) in tail {
-            if !k.starts_with("tokens") && !k.ends_with("secs") {
+            if !k.starts_with("tokens") {
                 m.insert(format!("last_{k}"), v.into());
             }
         }
