@@ -4,8 +4,18 @@
 //! padding is masked out of attention and skipped by RoPE positions, so
 //! each sequence computes what it would alone. Finished sequences are
 //! dropped from the batch (and its cache) as they accumulate.
+//!
+//! # Threads
+//!
+//! A small model's decode step is made of products too small for gemm to
+//! split across threads (and elementwise work that never is), so one batch
+//! keeps one core busy. For such models [`generate`] splits the batch into
+//! one part per thread of rayon's pool and decodes the parts side by side.
+//! Since a sequence computes what it would alone, the split changes no
+//! token; each part also stops as soon as its own sequences finish.
 
 use burn::tensor::{Int, Tensor, TensorData};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::LmError;
@@ -66,7 +76,8 @@ pub struct GenerateRequest<'a> {
     /// Sampling settings shared by the batch.
     pub params: &'a SamplingParams,
     /// Detokenizer for stop strings; required when `params.stop` is not empty.
-    pub decode: Option<&'a dyn Decode>,
+    /// `Sync`, since the parts of a split batch decode on several threads.
+    pub decode: Option<&'a (dyn Decode + Sync)>,
 }
 
 struct Active {
@@ -110,6 +121,13 @@ fn check_request(model: &Llama, req: &GenerateRequest<'_>) -> Result<(), LmError
     Ok(())
 }
 
+/// Below this many multiply-adds per decode-step product (batch × hidden ×
+/// intermediate), gemm runs single-threaded (burn-flex's own threshold is
+/// 192³), so splitting the batch across threads is what keeps the cores busy.
+/// Above it, one batch already uses every thread and splitting would only
+/// make the products smaller.
+const SPLIT_BELOW: usize = 192 * 192 * 192;
+
 /// Generates continuations for a batch of prompts.
 ///
 /// # Errors
@@ -120,6 +138,45 @@ fn check_request(model: &Llama, req: &GenerateRequest<'_>) -> Result<(), LmError
 /// decoder. Nothing runs then.
 pub fn generate(model: &Llama, req: &GenerateRequest<'_>) -> Result<Vec<Generation>, LmError> {
     check_request(model, req)?;
+    let parts = split_parts(model, req.prompts.len());
+    if parts <= 1 {
+        return Ok(generate_batch(model, req));
+    }
+    // Contiguous parts, decoded side by side; results keep the request's order.
+    let size = req.prompts.len().div_ceil(parts);
+    let ranges: Vec<std::ops::Range<usize>> =
+        (0..req.prompts.len()).step_by(size).map(|s| s..(s + size).min(req.prompts.len())).collect();
+    let outs: Vec<Vec<Generation>> = ranges
+        .into_par_iter()
+        .map(|r| {
+            let part = GenerateRequest {
+                prompts: &req.prompts[r.clone()],
+                item_ids: &req.item_ids[r],
+                params: req.params,
+                decode: req.decode,
+            };
+            generate_batch(model, &part)
+        })
+        .collect();
+    Ok(outs.into_iter().flatten().collect())
+}
+
+/// How many parts to decode `batch` sequences in: one per thread for a
+/// burn-path model whose decode products gemm would not split itself (see
+/// the module docs), else one. A packed model's host path parallelizes its
+/// own products.
+pub(crate) fn split_parts(model: &Llama, batch: usize) -> usize {
+    let cfg = model.config();
+    let threads = rayon::current_num_threads();
+    let small = batch.saturating_mul(cfg.hidden_size).saturating_mul(cfg.intermediate_size) < SPLIT_BELOW;
+    if model.packed().is_some() || !small || threads < 2 || batch < 2 {
+        return 1;
+    }
+    threads.min(batch)
+}
+
+/// [`generate`] on one batch, on the calling thread (the request is checked).
+pub(crate) fn generate_batch(model: &Llama, req: &GenerateRequest<'_>) -> Vec<Generation> {
     let GenerateRequest {
         prompts,
         item_ids,
@@ -128,14 +185,14 @@ pub fn generate(model: &Llama, req: &GenerateRequest<'_>) -> Result<Vec<Generati
     } = *req;
     let mut results: Vec<Option<Generation>> = vec![None; prompts.len()];
     if prompts.is_empty() || params.max_new_tokens == 0 {
-        return Ok(prompts
+        return prompts
             .iter()
             .map(|_| Generation {
                 tokens: vec![],
                 finish_reason: FinishReason::Length,
                 stop: None,
             })
-            .collect());
+            .collect();
     }
     let eos = params
         .eos_token_ids
@@ -180,7 +237,7 @@ pub fn generate(model: &Llama, req: &GenerateRequest<'_>) -> Result<Vec<Generati
         let last: Vec<u32> = active.iter().map(|s| *s.tokens.last().expect("sampled")).collect();
         logits = step(model, &last, &active, &mut cache);
     }
-    Ok(results.into_iter().map(|r| r.expect("every sequence finishes")).collect())
+    results.into_iter().map(|r| r.expect("every sequence finishes")).collect()
 }
 
 /// Whether `seq` is done after sampling `token`.
@@ -189,7 +246,7 @@ fn finish(
     token: u32,
     eos: &[u32],
     params: &SamplingParams,
-    decode: Option<&dyn Decode>,
+    decode: Option<&(dyn Decode + Sync)>,
 ) -> Option<Generation> {
     let done = |finish_reason, stop| {
         Some(Generation {

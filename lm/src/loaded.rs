@@ -147,7 +147,7 @@ impl LoadedModel {
             prompts,
             item_ids,
             params: &params,
-            decode: decode.as_ref().map(|d| d as &dyn Decode),
+            decode: decode.as_ref().map(|d| d as &(dyn Decode + Sync)),
         };
         generate(&self.model, &req)
     }

@@ -211,6 +211,25 @@ fn sampling_is_independent_of_batch_neighbours() {
     assert_ne!(batch[0].tokens, batch[2].tokens);
 }
 
+/// A batch split across threads (see `generate`'s module docs) gives what
+/// one batch on one thread gives, in the request's order, whatever the
+/// number of parts (here 3 threads over 7 sequences: parts of 3, 3 and 1).
+#[test]
+fn split_batches_decode_as_one_batch() {
+    let model = micro(true, false);
+    let params = SamplingParams { max_new_tokens: 9, temperature: 1.2, seed: 4, ..SamplingParams::default() };
+    let prompts: Vec<Vec<u32>> = (0..7).map(|i| TOKENS[i % 3..].to_vec()).collect();
+    let ids: Vec<u64> = (10..17).collect();
+    let req = GenerateRequest { prompts: &prompts, item_ids: &ids, params: &params, decode: None };
+    let whole = crate::generate::generate_batch(&model, &req);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+    let split = pool.install(|| {
+        assert_eq!(crate::generate::split_parts(&model, prompts.len()), 3);
+        generate(&model, &req).unwrap()
+    });
+    assert_eq!(split, whole);
+}
+
 #[test]
 fn stops_on_stop_strings_and_length() {
     let model = micro(true, false);

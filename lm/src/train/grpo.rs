@@ -208,7 +208,7 @@ pub fn train_grpo(
     model: Llama,
     prompts: &[Vec<u32>],
     reward: &(dyn Fn(usize, &[u32]) -> f32 + Sync),
-    decode: Option<&dyn Decode>,
+    decode: Option<&(dyn Decode + Sync)>,
     grpo: &GrpoConfig,
     cfg: &TrainConfig,
     on_step: &mut dyn FnMut(&StepMetrics),
