@@ -533,30 +533,41 @@ impl EvaluateStage {
         }
         if !self.compare.is_empty() {
             table += "\n| comparison | items | difference | 95% interval | McNemar p |\n|---|---|---|---|---|\n";
+            // Accuracy, and with a cue how often the answer follows it
+            // (shortcut learning: lower is better), on the same items.
+            let mut outcomes = vec![(Outcome::Correct, "", "")];
+            if cue {
+                outcomes.push((Outcome::FollowsCue, "/cue_follow", ", follows the cue"));
+            }
             for [a, b] in &self.compare {
-                let (xa, xb, seeds) =
-                    paired_items(&arm(&arms, a), &arm(&arms, b), per_model, a, b)?;
-                let p = stats::paired(&xa, &xb)?;
-                let key = format!("{a}_vs_{b}");
-                m.insert(format!("{key}/diff"), round4(p.diff).into());
-                m.insert(format!("{key}/diff_lo"), round4(p.interval.lo).into());
-                m.insert(format!("{key}/diff_hi"), round4(p.interval.hi).into());
-                m.insert(format!("{key}/p_mcnemar"), round4(p.p_value).into());
-                m.insert(format!("{key}/n"), p.n.into());
-                let pooled = if seeds.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (seeds {} pooled)", seeds.join(", "))
-                };
-                let _ = writeln!(
-                    table,
-                    "| {a} − {b}{pooled} | {} | {:+.1} pts | [{:+.1}, {:+.1}] | {:.3} |",
-                    p.n,
-                    100.0 * p.diff,
-                    100.0 * p.interval.lo,
-                    100.0 * p.interval.hi,
-                    p.p_value
-                );
+                for &(outcome, suffix, label) in &outcomes {
+                    let (xa, xb, seeds) =
+                        paired_items(&arm(&arms, a), &arm(&arms, b), per_model, a, b, outcome)?;
+                    if xa.is_empty() {
+                        continue;
+                    }
+                    let p = stats::paired(&xa, &xb)?;
+                    let key = format!("{a}_vs_{b}{suffix}");
+                    m.insert(format!("{key}/diff"), round4(p.diff).into());
+                    m.insert(format!("{key}/diff_lo"), round4(p.interval.lo).into());
+                    m.insert(format!("{key}/diff_hi"), round4(p.interval.hi).into());
+                    m.insert(format!("{key}/p_mcnemar"), round4(p.p_value).into());
+                    m.insert(format!("{key}/n"), p.n.into());
+                    let pooled = if seeds.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (seeds {} pooled)", seeds.join(", "))
+                    };
+                    let _ = writeln!(
+                        table,
+                        "| {a} − {b}{label}{pooled} | {} | {:+.1} pts | [{:+.1}, {:+.1}] | {:.3} |",
+                        p.n,
+                        100.0 * p.diff,
+                        100.0 * p.interval.lo,
+                        100.0 * p.interval.hi,
+                        p.p_value
+                    );
+                }
             }
         }
         Ok((m, table))
@@ -666,14 +677,43 @@ fn paired_items(
     per_model: &BTreeMap<String, Vec<Row>>,
     an: &str,
     bn: &str,
+    outcome: Outcome,
 ) -> anyhow::Result<(Vec<bool>, Vec<bool>, Vec<String>)> {
-    let correct = |model: &str| -> anyhow::Result<Vec<bool>> {
+    let correct = |model: &str| -> anyhow::Result<Vec<Option<bool>>> {
         first_samples(&per_model[model])
             .iter()
             .enumerate()
-            .map(|(i, r)| Ok(metrics::row_correct(r, i)?))
+            .map(|(i, r)| match outcome {
+                Outcome::Correct => Ok(Some(metrics::row_correct(r, i)?)),
+                Outcome::FollowsCue => Ok(r.get(FOLLOWS_CUE).and_then(Value::as_bool)),
+            })
             .collect()
     };
+    let (xa, xb, seeds) = pair_models(a, b, an, bn, correct)?;
+    // An item counts where both sides have an outcome (a cue is a property
+    // of the task row, so the same items drop out on both sides).
+    let (xa, xb) = xa.into_iter().zip(xb).filter_map(|(x, y)| Some((x?, y?))).unzip();
+    Ok((xa, xb, seeds))
+}
+
+/// What a paired comparison compares, per item.
+#[derive(Clone, Copy)]
+enum Outcome {
+    /// The first sample is correct.
+    Correct,
+    /// The first sample gives the answer the spurious cue points to (items
+    /// without a cue are left out).
+    FollowsCue,
+}
+
+/// Lines up the per-item outcomes of two arms (see [`paired_items`]).
+fn pair_models<T>(
+    a: &[(String, Option<String>)],
+    b: &[(String, Option<String>)],
+    an: &str,
+    bn: &str,
+    correct: impl Fn(&str) -> anyhow::Result<Vec<T>>,
+) -> anyhow::Result<(Vec<T>, Vec<T>, Vec<String>)> {
     if a.len() == 1 && b.len() == 1 {
         return Ok((correct(&a[0].0)?, correct(&b[0].0)?, vec![]));
     }
@@ -773,6 +813,31 @@ mod tests {
         assert_eq!(m["sft_vs_base/diff"], 0.2);
         assert_eq!(m["sft_vs_base/p_mcnemar"], 0.125);
         assert!(table.contains("seeds 1, 2 pooled"), "{table}");
+    }
+
+    /// With `cue_field`, each comparison also pairs how often the answer
+    /// follows the cue, on the items that have one.
+    #[test]
+    fn compare_pairs_cue_following_on_cued_items() {
+        let e = stage("{models: [a, b], tasks: [t], verifier: exact, cue_field: cue_answer, compare: [[a, b]]}");
+        let cued = |model: &str, follows: &[Option<bool>]| -> Vec<Row> {
+            let mut rs = rows(model, &vec![false; follows.len()]);
+            for (r, f) in rs.iter_mut().zip(follows) {
+                r.insert(FOLLOWS_CUE.into(), f.map_or(Value::Null, Value::Bool));
+            }
+            rs
+        };
+        // 6 tasks, task 5 without a cue. a follows the cue on 0..4, b on 0 only:
+        // 4 discordant pairs, all for a: diff 4/5, exact p = 2 * 0.5^4.
+        let a = [Some(true), Some(true), Some(true), Some(true), Some(true), None];
+        let b = [Some(true), Some(false), Some(false), Some(false), Some(false), None];
+        let per_model = BTreeMap::from([("a".to_string(), cued("a", &a)), ("b".to_string(), cued("b", &b))]);
+        let (m, table) = e.summarize(&per_model, 0).unwrap();
+        assert_eq!(m["a_vs_b/cue_follow/n"], 5);
+        assert_eq!(m["a_vs_b/cue_follow/diff"], 0.8);
+        assert_eq!(m["a_vs_b/cue_follow/p_mcnemar"], 0.125);
+        assert_eq!(m["a_vs_b/n"], 6);
+        assert!(table.contains("| a − b, follows the cue | 5 | +80.0 pts |"), "{table}");
     }
 
     #[test]
