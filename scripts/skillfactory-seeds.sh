@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # pipelines/skillfactory-seeds.yaml: the quickstart's SkillFactory-vs-RL-only
 # comparison over seeds 42, 43, 44 (one shared base model), scored on 300
-# held-out Countdown questions per number count (3, 4, 5), with 95% intervals
+# held-out Countdown questions per number count (3, 4), with 95% intervals
 # and paired comparisons (issue 9). Runs it, then prints the evaluation table.
 #
 #   scripts/skillfactory-seeds.sh [extra retort run arguments, e.g. -j 2]
