@@ -105,6 +105,19 @@ struct ItemKey<'a> {
     logprobs: Option<usize>,
 }
 
+/// What a stage's items share, which names their item log: the key's
+/// fields other than the prompt and the sample index. A stage reads only
+/// its own log, however many other items the cache holds.
+#[derive(Serialize)]
+struct ItemNamespace<'a> {
+    model: Hash,
+    sampling: &'a serde_json::Value,
+    seed: u64,
+    cache_key: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<usize>,
+}
+
 /// Stores one sampled item; returns how many items are done in all.
 pub type Put<'a> = dyn FnMut(usize, Sampled) -> anyhow::Result<u64> + 'a;
 
@@ -146,15 +159,28 @@ pub fn sample_all(
             })
         })
         .collect();
-    let mut out: Vec<Option<Sampled>> =
-        keys.iter().map(|k| store.item_get(k).and_then(|b| serde_json::from_slice(&b).ok())).collect();
+    let log = store.items(&fingerprint(&ItemNamespace { model: model_hash, sampling: &hashed, seed, cache_key: ITEM_CACHE_VERSION, logprobs }))?;
+    // An item of the cache's earlier layout moves into the log when found.
+    let lookup = |k: &Hash| -> anyhow::Result<Option<Vec<u8>>> {
+        match log.get(k) {
+            Some(b) => Ok(Some(b)),
+            None => match store.legacy_item(k) {
+                Some(b) => log.put(k, &b).map(|()| Some(b)).map_err(Into::into),
+                None => Ok(None),
+            },
+        }
+    };
+    let mut out: Vec<Option<Sampled>> = Vec::with_capacity(keys.len());
+    for k in &keys {
+        out.push(lookup(k)?.and_then(|b| serde_json::from_slice(&b).ok()));
+    }
     let cached = out.iter().filter(|o| o.is_some()).count();
     let todo: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
     let total = items.len() as u64;
     ctx.progress(cached as u64, Some(total), "samples");
     let mut done = cached as u64;
     let mut put = |i: usize, s: Sampled| -> anyhow::Result<u64> {
-        store.item_put(&keys[i], &serde_json::to_vec(&s)?)?;
+        log.put(&keys[i], &serde_json::to_vec(&s)?)?;
         out[i] = Some(s);
         done += 1;
         Ok(done)
