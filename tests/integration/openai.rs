@@ -354,3 +354,28 @@ fn reflections_are_written_by_a_remote_model_and_feed_compose() {
         assert!(row["response"].is_string(), "the first stage's fields are kept: {row}");
     }
 }
+
+#[test]
+fn a_retort_killed_mid_stage_keeps_every_stored_item() {
+    let Some(server) = llama::server(1, None) else { return };
+    let proxy = Proxy::new(server.port);
+    let n = 16;
+    let yaml = pipeline(&proxy.base_url(), "      max_concurrency: 1\n", &format!("{}{}", prompts(n), generate(1, 24)));
+    let t = TestPipeline::new(&yaml);
+    let mut child = t.cmd().args(["run", "p.yaml", "-q"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while proxy.passed() < 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL, possibly mid-append
+    child.wait().unwrap();
+    let answered = proxy.passed();
+    assert!((4..n).contains(&answered), "{answered} of {n} answered before the kill");
+    let second = t.run_ok(&[]);
+    assert_eq!(second.stage("gen")["outputs"]["out"]["rows"], n);
+    // One request at a time: the last answer may not have been stored yet.
+    let asked = proxy.passed() - answered;
+    assert!(asked == n - answered || asked == n - answered + 1, "asked {asked} again after {answered} of {n}");
+    let du = t.retort(&["cache", "du", "p.yaml"]).stdout;
+    assert!(du.contains(&format!("{n} items")), "{du}");
+}
