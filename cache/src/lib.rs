@@ -29,6 +29,7 @@ mod store;
 
 pub use canonical::{canonical_json, fingerprint, try_fingerprint};
 pub use error::CacheError;
+pub use items::ItemLog;
 pub use hash::{hash_bytes, hash_dir, hash_file, hash_path, Hash, ParseHashError};
 pub use lockfile::{LockEntry, LockFile, PipelineLock, LOCK_FORMAT_VERSION};
 pub use stat::StatCache;

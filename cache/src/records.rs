@@ -68,6 +68,10 @@ pub struct Usage {
     pub object_bytes: u64,
     /// Number of run records.
     pub runs: u64,
+    /// Number of cached items (distinct keys over every item log).
+    pub items: u64,
+    /// The item logs' size in bytes.
+    pub item_bytes: u64,
 }
 
 /// What `gc` removed.
@@ -79,6 +83,9 @@ pub struct GcStats {
     pub removed_bytes: u64,
     /// Run records deleted.
     pub removed_runs: u64,
+    /// Item files of the earlier one-file-per-item layout deleted (item
+    /// logs are kept: they are what lets a stage resume).
+    pub removed_legacy_items: u64,
 }
 
 /// The state of an object, as seen by [`Store::state`](crate::Store::state) or

@@ -92,11 +92,13 @@ impl Store {
             usage.object_bytes += fsutil::tree_bytes(&path).map_err(io_err("measure", &path))?;
         }
         usage.runs = self.entries("runs", ".json")?.len() as u64;
+        (usage.items, usage.item_bytes) = self.item_usage()?;
         Ok(usage)
     }
 
     /// Deletes every run record not in `keep_runs`, every object neither in
-    /// `keep_objects` nor an output of a kept run, and stale temp entries.
+    /// `keep_objects` nor an output of a kept run, item files of the earlier
+    /// layout, and stale temp entries. Item logs stay.
     /// The caller must hold [`Store::lock`], so no pipeline is mid-write.
     pub fn gc(
         &self,
@@ -128,6 +130,12 @@ impl Store {
             stats.removed_objects += 1;
         }
         let _ = self.stat().save(); // once, not per object
+        // `items/ab/<62 hex>` (no suffix) is the earlier layout, no longer read.
+        let legacy = if self.root().join("items").is_dir() { self.entries("items", "")? } else { Vec::new() };
+        for (_, path) in legacy {
+            fs::remove_file(&path).map_err(io_err("remove", &path))?;
+            stats.removed_legacy_items += 1;
+        }
         self.remove_stale_tmp()?;
         Ok(stats)
     }
@@ -312,7 +320,9 @@ mod tests {
             Usage {
                 objects: 2,
                 object_bytes: 8,
-                runs: 3
+                runs: 3,
+                items: 0,
+                item_bytes: 0
             }
         );
     }
@@ -338,6 +348,11 @@ mod tests {
             .set_modified(two_days)
             .unwrap();
         let fresh = s.temp_dir().unwrap();
+        // An item of the earlier one-file-per-item layout, and an item log.
+        let legacy = s.root().join("items").join("ab").join("c".repeat(62));
+        fs::create_dir_all(legacy.parent().unwrap()).unwrap();
+        fs::write(&legacy, b"old item").unwrap();
+        s.items(&hash_bytes(b"ns")).unwrap().put(&hash_bytes(b"k"), b"item").unwrap();
 
         let _lock = s.lock().unwrap();
         let stats = s
@@ -348,9 +363,12 @@ mod tests {
             GcStats {
                 removed_objects: 2,
                 removed_bytes: 23 + 6,
-                removed_runs: 1
+                removed_runs: 1,
+                removed_legacy_items: 1
             }
         );
+        assert!(!legacy.exists());
+        assert_eq!(s.du().unwrap().items, 1, "item logs are kept");
         assert_eq!(s.state(&kept_obj), ObjectState::Valid);
         assert_eq!(s.state(&by_run), ObjectState::Valid);
         assert_eq!(s.state(&of_dropped), ObjectState::Missing);
@@ -362,6 +380,6 @@ mod tests {
 
         let again = s.gc(&BTreeSet::new(), &BTreeSet::new()).unwrap();
         assert_eq!((again.removed_objects, again.removed_runs), (2, 1));
-        assert_eq!(s.du().unwrap(), Usage::default());
+        assert_eq!(s.du().unwrap(), Usage { items: 1, item_bytes: 76, ..Usage::default() }, "only the item log is left");
     }
 }

@@ -7,6 +7,7 @@
 //! lock                 advisory lock held by a running pipeline
 //! objects/ab/cdef…     one file or directory per artifact, read-only
 //! runs/ab/cdef….json   run records, keyed by stage fingerprint (runs.rs)
+//! items/ab/cdef….log   item logs, one per namespace of items (items.rs)
 //! tmp/                 stage outputs being written; renamed into objects/
 //! stat-cache           stat cache of the objects, so validity checks are cheap
 //! ```
@@ -18,11 +19,13 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{io_err, CacheError};
 use crate::fsutil;
 use crate::hash::{self, Hash};
+use crate::items::ItemLog;
 use crate::stat::StatCache;
 
 pub use crate::lock::StoreLock;
@@ -41,6 +44,8 @@ pub struct Store {
     root: PathBuf,
     /// Stat of every object as stored, so `state` costs a `stat`, not a hash.
     pub(crate) stat: Mutex<StatCache>,
+    /// Item logs opened by this process, by namespace (items.rs).
+    pub(crate) item_logs: Mutex<HashMap<Hash, Arc<ItemLog>>>,
 }
 
 impl Drop for Store {
@@ -60,7 +65,7 @@ impl Store {
         }
         check_version(&root)?;
         let stat = Mutex::new(StatCache::load(&root.join(STAT_FILE)));
-        Ok(Store { root, stat })
+        Ok(Store { root, stat, item_logs: Mutex::default() })
     }
 
     /// The store's root directory (absolute).

@@ -13,8 +13,8 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::error::{did_you_mean, SpecError};
 use crate::source::join;
-use crate::spec::Pipeline;
-use crate::stage::{Artifact, Fields, InputDecl, Need, Source};
+use crate::spec::{Endpoint, Pipeline};
+use crate::stage::{Artifact, Ask, Fields, InputDecl, Need, Source};
 
 /// Where one input of a stage resolved to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +71,7 @@ impl Graph {
                 let field = join(&join("stages", &node.name), &decl.field);
                 let source = resolve(p, &decl.source, &field)?;
                 check_type(p, &node.name, &decl, &source, &field)?;
+                check_asks(p, &node.name, &decl, &source)?;
                 if let Resolved::Output { stage, .. } = &source {
                     upstream[i].insert(*stage);
                 }
@@ -151,25 +152,120 @@ fn check_remote(p: &Pipeline, at: &str, m: &crate::spec::OpenAiModel) -> Result<
         return Err(p.error_at(at, "give exactly one of `base_url` or `base_urls`")
             .help("e.g. `base_url: http://gpu-1:8000/v1`"));
     }
-    for url in m.urls() {
-        let field = if m.base_url.is_some() { "base_url" } else { "base_urls" };
+    for (i, url) in m.urls().iter().enumerate() {
+        let field = if m.base_url.is_some() { "base_url".to_string() } else { format!("base_urls[{i}]") };
         if url.starts_with("https://") {
             // The client is plain HTTP (see stages' openai/http.rs for why).
-            return Err(err(field, format!("`{url}`: https is not supported yet"))
+            return Err(err(&field, format!("`{url}`: https is not supported yet"))
                 .help("use the server's plain http:// address (inside a cluster), or an SSH tunnel or TLS-terminating proxy on this machine"));
         }
-        if !url.starts_with("http://") {
-            return Err(err(field, format!("`{url}` is not an http:// URL")).help("e.g. `http://gpu-1:8000/v1`"));
+        if let Some(why) = bad_http_url(url) {
+            return Err(err(&field, format!("`{url}` is not an http://HOST[:PORT]/PATH URL: {why}")).help("e.g. `http://gpu-1:8000/v1`"));
         }
     }
     if m.model.trim().is_empty() {
         return Err(err("model", "`model` must name the model the server serves".into()));
+    }
+    if let Some(var) = &m.api_key_env {
+        let name_like = var.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !name_like {
+            // Never echo the value: a key pasted here must not reach a terminal log.
+            return Err(err("api_key_env", "`api_key_env` must be the name of an environment variable (letters, digits, `_`)".into())
+                .help("put the key in a variable (`export VLLM_API_KEY=...`) and write its name here, e.g. `api_key_env: VLLM_API_KEY`; never the key itself"));
+        }
     }
     if m.max_concurrency == 0 {
         return Err(err("max_concurrency", "must be at least 1".into()));
     }
     if !(m.timeout > 0.0 && m.timeout.is_finite()) {
         return Err(err("timeout", "must be a positive number of seconds".into()));
+    }
+    for key in m.extra_body.keys() {
+        if let Some(why) = RESERVED_BODY_FIELDS.iter().find(|(k, _)| k == key).map(|(_, why)| why) {
+            return Err(err(&format!("extra_body.{key}"), format!("`extra_body` may not set `{key}`: {why}"))
+                .help(format!("remove `{key}` from `extra_body`")));
+        }
+    }
+    Ok(())
+}
+
+/// Request fields retort sets itself, and why `extra_body` cannot override
+/// them (sampling settings such as `top_k` it may: they are hashed with it).
+const RESERVED_BODY_FIELDS: [(&str, &str); 9] = [
+    ("model", "it is the entry's `model`"),
+    ("prompt", "retort sends each item's prompt"),
+    ("messages", "retort sends each item's chat turns"),
+    ("n", "retort asks for each prompt's samples itself (and splits `n` at the server's cap)"),
+    ("seed", "retort sends a seed per item, derived from the stage's seed"),
+    ("stream", "retort reads whole responses, not streams"),
+    ("stream_options", "retort reads whole responses, not streams"),
+    ("logprobs", "set `logprobs:` on the stage instead"),
+    ("echo", "the response would hold the prompt"),
+];
+
+/// Why `url` is not `http://HOST[:PORT][/PATH]`, if it is not.
+fn bad_http_url(url: &str) -> Option<&'static str> {
+    let Some(rest) = url.strip_prefix("http://") else { return Some("it must start with http://") };
+    let authority = rest.split('/').next().unwrap_or("");
+    if url.contains(|c: char| c.is_whitespace()) {
+        return Some("it contains a space");
+    }
+    if url.contains(['?', '#']) {
+        return Some("a base URL has no query or fragment");
+    }
+    if authority.contains('@') {
+        return Some("credentials do not go in the URL (use `api_key_env`)");
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((h, rest)) => (h, rest.strip_prefix(':')),
+            None => return Some("an IPv6 host needs its closing `]`"),
+        },
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() {
+        return Some("it has no host");
+    }
+    if port.is_some_and(|p| p.parse::<u16>().map_or(true, |n| n == 0)) {
+        return Some("the port must be a number from 1 to 65535");
+    }
+    None
+}
+
+/// Checks [`Ask`]s against the model `source` resolved to (only a
+/// `models:` entry can be remote; a stage's model output has weights).
+fn check_asks(p: &Pipeline, stage: &str, decl: &InputDecl, source: &Resolved) -> Result<(), SpecError> {
+    let remote = match source {
+        Resolved::Model(name) => p.models[name].openai.as_ref().map(|m| (name.as_str(), m.endpoint)),
+        _ => None,
+    };
+    let model = match source {
+        Resolved::Model(name) => name.clone(),
+        Resolved::Output { stage, .. } => p.stages[*stage].name.clone(),
+        Resolved::File(path) => path.display().to_string(),
+    };
+    for (ask, field) in &decl.asks {
+        let (message, help) = match (ask, remote) {
+            (Ask::ChatTurns, Some((name, Endpoint::Completions))) => (
+                format!("stage `{stage}`: `{field}: true` sends chat turns, but model `{name}` is asked through its completions endpoint, which takes plain text"),
+                format!("set `endpoint: chat` under `models.{name}.openai` (the server then applies its chat template), or remove `{field}: true`"),
+            ),
+            (Ask::PlainText, Some((name, Endpoint::Chat))) => (
+                format!("stage `{stage}`: `{field}` continues plain text, but model `{name}` is asked through its chat endpoint"),
+                format!("set `endpoint: completions` under `models.{name}.openai` (or use another entry for the same server with it)"),
+            ),
+            (Ask::TopLogprobs, None) => (
+                format!("stage `{stage}`: `{field}` asks for the top alternatives' log-probs, which only a remote (`openai:`) model returns, and `{model}` runs here"),
+                "set `logprobs: 0` for the sampled tokens' log-probs alone, or sample an `openai:` model".to_string(),
+            ),
+            _ => continue,
+        };
+        let at = join(&join("stages", stage), field);
+        return Err(SpecError::new(&p.file, p.source.value(&at), message).help(help));
     }
     Ok(())
 }

@@ -35,5 +35,5 @@ pub use schema::pipeline_schema;
 pub use source::{Pos, SourceMap};
 pub use spec::load_str;
 pub use spec::{apply_override, load, Device, Endpoint, ModelSpec, OpenAiModel, Pipeline, PipelineHeader, StageNode, TinyModel, TinyPreset};
-pub use stage::{Artifact, FieldError, Fields, Hashed, InputDecl, Need, KindOf, Metrics, ParseError, Parsed, Registry, Source, Stage, StageImpl, StageKind};
+pub use stage::{Artifact, Ask, FieldError, Fields, Hashed, InputDecl, Need, KindOf, Metrics, ParseError, Parsed, Registry, Source, Stage, StageImpl, StageKind};
 pub use summary::{OutputSummary, RunSummary, StageSummary, Status};

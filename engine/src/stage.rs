@@ -120,6 +120,26 @@ pub struct Need {
     pub why: &'static str,
 }
 
+/// What a stage asks of the model it samples beyond samples, checked at load
+/// time against the `models:` entry it names: a remote server answers chat
+/// turns only on its chat endpoint and plain continuations only on its
+/// completions endpoint, and only a server returns the top alternatives'
+/// log-probs. So a mismatch fails before the run, at the stage field that
+/// asked, instead of at the first request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ask {
+    /// Chat turns (`chat: true`): a local model applies its own template, a
+    /// remote one needs `endpoint: chat`.
+    ChatTurns,
+    /// Text the model continues as is (a cascade's answer step, which
+    /// follows the model's own rationale): a remote one needs
+    /// `endpoint: completions`.
+    PlainText,
+    /// The top alternatives' log-probs at each generated token: a remote
+    /// model only (a local one gives the sampled tokens' log-probs).
+    TopLogprobs,
+}
+
 /// One input of a stage: the name the stage knows it by, where it comes from,
 /// the field of the stage spec that named it (to point errors at), and what
 /// it must hold.
@@ -136,12 +156,15 @@ pub struct InputDecl {
     /// Row fields the stage reads; checked at load time against what the
     /// producer is known to write (see [`Stage::output_fields`]).
     pub needs: Vec<Need>,
+    /// What the stage asks of the model here, each with the stage field
+    /// that asks it (`chat`, `cascade`, `logprobs`), for the message.
+    pub asks: Vec<(Ask, String)>,
 }
 
 impl InputDecl {
     /// An input that takes any artifact.
     pub fn new(name: impl Into<String>, source: Source, field: impl Into<String>) -> Self {
-        InputDecl { name: name.into(), source, field: field.into(), expects: Artifact::Any, needs: vec![] }
+        InputDecl { name: name.into(), source, field: field.into(), expects: Artifact::Any, needs: vec![], asks: vec![] }
     }
 
     /// A dataset read from `STAGE` or `STAGE.OUTPUT`, named by `field`.
@@ -152,6 +175,12 @@ impl InputDecl {
     /// Each row must have one of `any_of` (read by `why`).
     pub fn needing(mut self, any_of: &[&'static str], why: &'static str) -> Self {
         self.needs.push(Need { any_of: any_of.to_vec(), why });
+        self
+    }
+
+    /// The model must give `ask`, which the stage's `field` requests.
+    pub fn asking(mut self, ask: Ask, field: impl Into<String>) -> Self {
+        self.asks.push((ask, field.into()));
         self
     }
 

@@ -50,7 +50,15 @@ fn ls(a: CacheArgs, common: &Common, registry: &Registry) -> Result<(), CliError
 fn du(a: CacheArgs, common: &Common, registry: &Registry) -> Result<(), CliError> {
     let store = store_for(&a, common, registry)?;
     let u = store.du()?;
-    println!("{}: {} objects, {} bytes; {} runs", store.root().display(), u.objects, u.object_bytes, u.runs);
+    println!(
+        "{}: {} objects, {} bytes; {} runs; {} items, {} bytes",
+        store.root().display(),
+        u.objects,
+        u.object_bytes,
+        u.runs,
+        u.items,
+        u.item_bytes
+    );
     Ok(())
 }
 
@@ -83,6 +91,9 @@ fn gc(a: GcArgs, common: &Common, registry: &Registry) -> Result<(), CliError> {
         "removed {} objects ({} bytes) and {} runs",
         stats.removed_objects, stats.removed_bytes, stats.removed_runs
     );
+    if stats.removed_legacy_items > 0 {
+        println!("removed {} item files of the earlier one-file-per-item layout", stats.removed_legacy_items);
+    }
     Ok(())
 }
 

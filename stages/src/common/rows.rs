@@ -36,6 +36,8 @@ pub mod field {
     pub const SAMPLE_INDEX: &str = "sample_index";
     /// The seed a sample was drawn with.
     pub const SEED: &str = "seed";
+    /// Each generated token's log-prob (generate's `logprobs`).
+    pub const LOGPROBS: &str = "logprobs";
     /// The prompt variant a sample was drawn under (generate's `variants`).
     pub const VARIANT: &str = "variant";
     /// The evaluated model's name (evaluate's `out`).

@@ -59,6 +59,32 @@ pub struct Sampled {
     pub finish_reason: String,
     /// The item's RNG seed (for a remote model: the seed sent to the server).
     pub seed: u64,
+    /// Each generated token's log-prob, when the stage asked for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Vec<TokenLogprob>>,
+}
+
+/// One generated token's log-prob (natural log, under the model's own
+/// distribution) and, from a remote server, the most likely alternatives.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    /// The token's text.
+    pub token: String,
+    /// Its log-prob.
+    pub logprob: f64,
+    /// The most likely tokens at this position, most likely first (empty
+    /// unless asked for).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+/// An alternative at one position.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopLogprob {
+    /// The token's text.
+    pub token: String,
+    /// Its log-prob.
+    pub logprob: f64,
 }
 
 /// What an item's cache key covers. The sampling settings enter as the
@@ -74,6 +100,22 @@ struct ItemKey<'a> {
     prompt: &'a str,
     sample_index: usize,
     cache_key: u32,
+    /// Only when asked for, so items sampled without log-probs keep their keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<usize>,
+}
+
+/// What a stage's items share, which names their item log: the key's
+/// fields other than the prompt and the sample index. A stage reads only
+/// its own log, however many other items the cache holds.
+#[derive(Serialize)]
+struct ItemNamespace<'a> {
+    model: Hash,
+    sampling: &'a serde_json::Value,
+    seed: u64,
+    cache_key: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<usize>,
 }
 
 /// Stores one sampled item; returns how many items are done in all.
@@ -87,13 +129,17 @@ const ITEM_CACHE_VERSION: u32 = 3;
 
 /// Samples every item, reusing cached ones; reports progress on `ctx`.
 /// Each item is stored as soon as it is sampled, so an error (or a kill)
-/// keeps the finished ones.
+/// keeps the finished ones. `logprobs: Some(top)` asks for each token's
+/// log-prob and its `top` alternatives (an item cached without them is
+/// another item: it is sampled again, with them).
+#[allow(clippy::too_many_arguments)]
 pub fn sample_all(
     ctx: &StageCtx<'_>,
     model: &Sampler,
     model_hash: Hash,
     sampling: &Sampling,
     seed: u64,
+    logprobs: Option<usize>,
     items: &[Item],
     batch_size: usize,
 ) -> anyhow::Result<(Vec<Sampled>, usize)> {
@@ -109,44 +155,73 @@ pub fn sample_all(
                 prompt: &it.prompt.key_text(),
                 sample_index: it.sample_index,
                 cache_key: ITEM_CACHE_VERSION,
+                logprobs,
             })
         })
         .collect();
-    let mut out: Vec<Option<Sampled>> =
-        keys.iter().map(|k| store.item_get(k).and_then(|b| serde_json::from_slice(&b).ok())).collect();
+    let log = store.items(&fingerprint(&ItemNamespace { model: model_hash, sampling: &hashed, seed, cache_key: ITEM_CACHE_VERSION, logprobs }))?;
+    // An item of the cache's earlier layout moves into the log when found.
+    let lookup = |k: &Hash| -> anyhow::Result<Option<Vec<u8>>> {
+        match log.get(k) {
+            Some(b) => Ok(Some(b)),
+            None => match store.legacy_item(k) {
+                Some(b) => log.put(k, &b).map(|()| Some(b)).map_err(Into::into),
+                None => Ok(None),
+            },
+        }
+    };
+    let mut out: Vec<Option<Sampled>> = Vec::with_capacity(keys.len());
+    for k in &keys {
+        out.push(lookup(k)?.and_then(|b| serde_json::from_slice(&b).ok()));
+    }
     let cached = out.iter().filter(|o| o.is_some()).count();
     let todo: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
     let total = items.len() as u64;
     ctx.progress(cached as u64, Some(total), "samples");
     let mut done = cached as u64;
     let mut put = |i: usize, s: Sampled| -> anyhow::Result<u64> {
-        store.item_put(&keys[i], &serde_json::to_vec(&s)?)?;
+        log.put(&keys[i], &serde_json::to_vec(&s)?)?;
         out[i] = Some(s);
         done += 1;
         Ok(done)
     };
     match model {
-        Sampler::Local(lm) => sample_local(ctx, lm, &sampling.params(seed), items, &todo, batch_size, total, &mut put)?,
-        Sampler::Remote(client) => openai::batch::sample(client, ctx, sampling, seed, items, &todo, total, &mut put)?,
+        Sampler::Local(lm) => {
+            if logprobs.is_some_and(|top| top > 0) {
+                // The load-time check (`Ask::TopLogprobs`) stops this first.
+                anyhow::bail!("the top alternatives' log-probs come only from a remote model");
+            }
+            let local = Local { params: &sampling.params(seed), logprobs: logprobs.is_some(), batch_size };
+            sample_local(ctx, lm, &local, items, &todo, total, &mut put)?
+        }
+        Sampler::Remote(client) => openai::batch::sample(client, ctx, sampling, seed, logprobs, items, &todo, total, &mut put)?,
     }
     Ok((out.into_iter().map(|o| o.expect("every item sampled")).collect(), cached))
 }
 
+/// How a model loaded here samples.
+struct Local<'a> {
+    params: &'a retort_lm::SamplingParams,
+    /// Score each sample's tokens (one more forward pass per sample).
+    logprobs: bool,
+    /// Sequences per forward pass.
+    batch_size: usize,
+}
+
 /// Samples `todo` on a model loaded here, `batch_size` sequences at a time.
-#[allow(clippy::too_many_arguments)]
 fn sample_local(
     ctx: &StageCtx<'_>,
     lm: &LoadedModel,
-    params: &retort_lm::SamplingParams,
+    local: &Local<'_>,
     items: &[Item],
     todo: &[usize],
-    batch_size: usize,
     total: u64,
     put: &mut Put<'_>,
 ) -> anyhow::Result<()> {
     let tok = lm.text_tokenizer()?;
     let decode = |t: &[u32]| tok.decode(t);
-    for chunk in todo.chunks(batch_size.max(1)) {
+    let params = local.params;
+    for chunk in todo.chunks(local.batch_size.max(1)) {
         let mut prompts = Vec::with_capacity(chunk.len());
         let mut ids = Vec::with_capacity(chunk.len());
         for &i in chunk {
@@ -162,18 +237,36 @@ fn sample_local(
             None => e.into(),
         })?;
         let mut done = 0;
-        for ((&i, g), id) in chunk.iter().zip(gens).zip(&ids) {
+        for (((&i, g), id), prompt) in chunk.iter().zip(gens).zip(&ids).zip(&prompts) {
+            let logprobs = local.logprobs.then(|| scored(lm, tok, prompt, &g.tokens));
             let s = Sampled {
                 response: tok.decode_skip_special(&g.tokens),
                 tokens: g.tokens.len(),
                 finish_reason: serde_json::to_value(g.finish_reason)?.as_str().unwrap_or("").to_string(),
                 seed: *id,
+                logprobs,
             };
             done = put(i, s)?;
         }
         ctx.progress(done, Some(total), "samples");
     }
     Ok(())
+}
+
+/// Each of `generated`'s log-probs after `prompt`, under the model's own
+/// distribution (temperature 1, before top-k/top-p), as the servers report
+/// theirs; an EOS token the model produced counts, as it was sampled.
+fn scored(lm: &LoadedModel, tok: &retort_lm::tokenizer::Tokenizer, prompt: &[u32], generated: &[u32]) -> Vec<TokenLogprob> {
+    if generated.is_empty() {
+        return Vec::new();
+    }
+    let all: Vec<u32> = prompt.iter().chain(generated).copied().collect();
+    let lps = retort_lm::generate::token_logprobs(lm.model(), &all, prompt.len());
+    generated
+        .iter()
+        .zip(lps)
+        .map(|(&t, lp)| TokenLogprob { token: tok.decode(&[t]), logprob: f64::from(lp), top_logprobs: Vec::new() })
+        .collect()
 }
 
 /// The per-item id that seeds its RNG: from the prompt and sample index.

@@ -30,7 +30,7 @@ use std::fmt::Write as _;
 
 use anyhow::{anyhow, bail};
 use retort_engine::{
-    Artifact, FieldError, Fields, Hashed, InputDecl, Metrics, Row, Stage, StageCtx, StageImpl,
+    Artifact, Ask, FieldError, Fields, Hashed, InputDecl, Metrics, Row, Stage, StageCtx, StageImpl,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -140,7 +140,14 @@ impl Stage for EvaluateStage {
             .models
             .iter()
             .enumerate()
-            .map(|(i, m)| InputDecl::sampler(format!("model:{m}"), m, format!("models[{i}]")));
+            .map(|(i, m)| {
+                let decl = InputDecl::sampler(format!("model:{m}"), m, format!("models[{i}]"));
+                match (self.chat, &self.cascade) {
+                    (true, _) => decl.asking(Ask::ChatTurns, "chat"),
+                    (false, Some(_)) => decl.asking(Ask::PlainText, "cascade"),
+                    (false, None) => decl,
+                }
+            });
         let tasks = self.tasks.iter().enumerate().map(|(i, t)| {
             let decl = InputDecl::rows(format!("tasks:{i}"), t, format!("tasks[{i}]"))
                 .needing(&[field::PROMPT, field::MESSAGES], "evaluate's prompt");
@@ -282,6 +289,7 @@ impl Stage for EvaluateStage {
                         input.hash,
                         &self.sampling,
                         ctx.seed,
+                        None,
                         &items,
                         self.batch_size,
                     )?;

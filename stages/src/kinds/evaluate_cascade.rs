@@ -138,11 +138,11 @@ impl CascadeEval {
         };
         let first = items(&|row, _| rationale_prompt(&bases[row]));
         if self.mode == CascadeMode::OnePass {
-            let (out, _) = sample_all(ctx, lm, model_hash, sampling, seed, &first, batch_size)?;
+            let (out, _) = sample_all(ctx, lm, model_hash, sampling, seed, None, &first, batch_size)?;
             return Ok(out.into_iter().map(|s| self.one_pass(s.response)).collect());
         }
         let step1 = self.rationale_sampling(sampling);
-        let (out, _) = sample_all(ctx, lm, model_hash, &step1, seed, &first, batch_size)?;
+        let (out, _) = sample_all(ctx, lm, model_hash, &step1, seed, None, &first, batch_size)?;
         let rationales: Vec<String> = out
             .into_iter()
             .map(|s| self.rationale_of(&s.response))
@@ -150,7 +150,7 @@ impl CascadeEval {
         let second = items(&|row, s| {
             answer_prompt(&bases[row], &rationales[row * samples + s], &self.marker)
         });
-        let (answers, _) = sample_all(ctx, lm, model_hash, sampling, seed, &second, batch_size)?;
+        let (answers, _) = sample_all(ctx, lm, model_hash, sampling, seed, None, &second, batch_size)?;
         Ok(rationales
             .into_iter()
             .zip(answers)

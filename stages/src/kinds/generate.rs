@@ -10,19 +10,26 @@
 //! `field` and `collect` the same stage writes model-written annotations of a
 //! dataset: e.g. S3's reflections, `collect: true` puts the N samples of a row
 //! into one list-valued field instead of N rows.
+//!
+//! `logprobs: K` adds each sample's per-token log-probs (`logprobs`:
+//! `[{token, logprob, top_logprobs}]`, the `K` most likely alternatives at
+//! each position; with `collect`, one such list per sample). A model loaded
+//! here scores its own tokens (K must be 0); a remote server returns them
+//! in either API's format and they are stored in one.
 
 use std::collections::BTreeMap;
 
-use retort_engine::{FieldError, Fields, Hashed, InputDecl, Metrics, Row, Stage, StageCtx, StageImpl};
+use retort_engine::{Ask, FieldError, Fields, Hashed, InputDecl, Metrics, Row, Stage, StageCtx, StageImpl};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::common::model;
 use crate::common::round4;
 use crate::common::rows::{field, plus};
-use crate::common::sampler::{sample_all, Item, Prompt};
+use crate::common::sampler::{sample_all, Item, Prompt, Sampled};
 use crate::common::sampling::Sampling;
 use crate::common::template::Templates;
+use crate::openai::wire::MAX_TOP_LOGPROBS;
 
 /// Sample a model on a dataset of prompts.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -59,6 +66,11 @@ pub struct GenerateStage {
     /// max_tokens, temperature, top_k, top_p, min_p, stop.
     #[serde(default)]
     pub sampling: Sampling,
+    /// Add each token's log-prob and this many most likely alternatives
+    /// (0: the sampled tokens' alone; above 0 needs an `openai:` model; at
+    /// most 20) to every sample, in `logprobs`.
+    #[serde(default)]
+    pub logprobs: Option<usize>,
     /// Sequences per forward pass.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
@@ -92,6 +104,11 @@ impl GenerateStage {
 fn one() -> usize {
     1
 }
+
+/// A sample's log-probs as a row value (the sampler stores them when asked).
+fn logprobs_value(s: &Sampled) -> serde_json::Value {
+    serde_json::to_value(s.logprobs.as_deref().unwrap_or_default()).expect("log-probs serialize")
+}
 fn default_batch() -> usize {
     16
 }
@@ -107,8 +124,20 @@ impl StageImpl for GenerateStage {
     fn hashed(&self) -> Hashed {
         // batch_size is not hashed: a sample does not depend on its batch
         // (each item's RNG is seeded from its own id).
-        let GenerateStage { model: _, prompts: _, samples, chat, system, template, variants, field, collect, sampling, batch_size: _ } =
-            self;
+        let GenerateStage {
+            model: _,
+            prompts: _,
+            samples,
+            chat,
+            system,
+            template,
+            variants,
+            field,
+            collect,
+            sampling,
+            logprobs,
+            batch_size: _,
+        } = self;
         Hashed::new()
             .field("samples", samples)
             .field("chat", chat)
@@ -118,6 +147,8 @@ impl StageImpl for GenerateStage {
             .field("field", field)
             .field("collect", collect)
             .field("sampling", sampling.hashed().into_value())
+            // Only when set, so stages without it keep their fingerprints.
+            .opt("logprobs", logprobs)
     }
 }
 
@@ -130,7 +161,14 @@ impl Stage for GenerateStage {
         } else {
             prompts
         };
-        vec![InputDecl::sampler("model", &self.model, "model"), prompts]
+        let mut model = InputDecl::sampler("model", &self.model, "model");
+        if self.chat {
+            model = model.asking(Ask::ChatTurns, "chat");
+        }
+        if self.logprobs.is_some_and(|k| k > 0) {
+            model = model.asking(Ask::TopLogprobs, "logprobs");
+        }
+        vec![model, prompts]
     }
 
     fn output_fields(&self, _name: &str, input: &dyn Fn(&str) -> Fields) -> Fields {
@@ -140,6 +178,9 @@ impl Stage for GenerateStage {
         }
         if !self.collect {
             extra.extend([field::SAMPLE_INDEX, field::SEED]);
+        }
+        if self.logprobs.is_some() {
+            extra.push(field::LOGPROBS);
         }
         plus(input("prompts"), &extra)
     }
@@ -157,6 +198,12 @@ impl Stage for GenerateStage {
         }
         if self.field.is_empty() {
             return Err(FieldError::new("field", "must name an output field, e.g. `response`"));
+        }
+        if self.logprobs.is_some() && self.field == field::LOGPROBS {
+            return Err(FieldError::new("field", "`logprobs` holds the log-probs; name the text's field otherwise"));
+        }
+        if self.logprobs.is_some_and(|k| k > MAX_TOP_LOGPROBS) {
+            return Err(FieldError::new("logprobs", format!("at most {MAX_TOP_LOGPROBS} alternatives per token (the servers' limit)")));
         }
         let (field, _) = self.templates();
         Templates::new(self.template_sources()).map_err(|e| FieldError::new(field, e))?;
@@ -192,7 +239,7 @@ impl Stage for GenerateStage {
             .iter()
             .flat_map(|(row, _, text)| (0..self.samples).map(|s| Item { prompt: text.clone(), sample_index: s, row: *row }))
             .collect();
-        let (sampled, cached) = sample_all(ctx, &sampler, input.hash, &self.sampling, ctx.seed, &items, self.batch_size)?;
+        let (sampled, cached) = sample_all(ctx, &sampler, input.hash, &self.sampling, ctx.seed, self.logprobs, &items, self.batch_size)?;
         let tokens: usize = sampled.iter().map(|s| s.tokens).sum();
         let n = sampled.len();
         let mut out: Vec<Row> = Vec::with_capacity(if self.collect { prompts.len() } else { n });
@@ -203,6 +250,9 @@ impl Stage for GenerateStage {
             }
             if self.collect {
                 base.insert(self.field.clone(), group.iter().map(|s| s.response.clone()).collect::<Vec<_>>().into());
+                if self.logprobs.is_some() {
+                    base.insert(field::LOGPROBS.into(), group.iter().map(logprobs_value).collect::<Vec<_>>().into());
+                }
                 out.push(base);
                 continue;
             }
@@ -211,6 +261,9 @@ impl Stage for GenerateStage {
                 row.insert(self.field.clone(), s.response.clone().into());
                 row.insert(field::SAMPLE_INDEX.into(), k.into());
                 row.insert(field::SEED.into(), s.seed.into());
+                if self.logprobs.is_some() {
+                    row.insert(field::LOGPROBS.into(), logprobs_value(s));
+                }
                 out.push(row);
             }
         }

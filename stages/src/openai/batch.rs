@@ -17,13 +17,15 @@ use crate::common::sampling::Sampling;
 
 /// Samples `items[i]` for every `i` in `todo` (in prompt order), handing
 /// each result to `put`; the first request that still fails after its
-/// retries stops the pool and is the error.
+/// retries stops the pool and is the error. `logprobs: Some(top)` asks for
+/// each token's log-prob and `top` alternatives.
 #[allow(clippy::too_many_arguments)]
 pub fn sample(
     client: &Client,
     ctx: &StageCtx<'_>,
     sampling: &Sampling,
     seed: u64,
+    logprobs: Option<usize>,
     items: &[Item],
     todo: &[usize],
     total: u64,
@@ -42,7 +44,7 @@ pub fn sample(
             s.spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let Some(group) = groups.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
-                    let result = sample_group(client, sampling, seed, items, group);
+                    let result = sample_group(client, &Ask { sampling, seed, logprobs }, items, group);
                     let failed = result.is_err();
                     if tx.send(result).is_err() || failed {
                         break;
@@ -86,17 +88,24 @@ fn groups(items: &[Item], todo: &[usize]) -> Vec<Vec<usize>> {
     out
 }
 
+/// What every request of a stage asks with.
+struct Ask<'a> {
+    sampling: &'a Sampling,
+    seed: u64,
+    logprobs: Option<usize>,
+}
+
 /// Asks for one group's samples, in as many requests as the server's cap
 /// on `n` needs; the seed of a request is derived from its first item, so
 /// the same run asks the same questions.
-fn sample_group(client: &Client, sampling: &Sampling, seed: u64, items: &[Item], group: &[usize]) -> anyhow::Result<Vec<(usize, Sampled)>> {
+fn sample_group(client: &Client, ask: &Ask<'_>, items: &[Item], group: &[usize]) -> anyhow::Result<Vec<(usize, Sampled)>> {
     let mut out = Vec::with_capacity(group.len());
     let mut rest = group;
     while !rest.is_empty() {
         let n = rest.len().min(client.n_cap.load(Ordering::Relaxed)).max(1);
         let head = &items[rest[0]];
-        let request_seed = server_seed(seed, item_id(head));
-        let body = wire::body(&client.spec, sampling, &head.prompt, n, request_seed);
+        let request_seed = server_seed(ask.seed, item_id(head));
+        let body = wire::body(&client.spec, ask.sampling, &head.prompt, n, request_seed, ask.logprobs);
         let text = match client.post(&body) {
             Ok(text) => text,
             Err(RequestError::Status { status: 400, message, .. }) if wire::n_cap(&message, n).is_some() => {
@@ -105,14 +114,17 @@ fn sample_group(client: &Client, sampling: &Sampling, seed: u64, items: &[Item],
             }
             Err(e) => return Err(give_up(client, head, e)),
         };
-        let parsed = wire::parse(client.spec.endpoint, &text, n)
+        let parsed = wire::parse(client.spec.endpoint, &text, n, ask.logprobs)
             .map_err(|m| anyhow!("row {} (sample {}): {}", head.row, head.sample_index, client.redact(format!("unexpected response: {m}"))))?;
         let tokens = parsed.tokens.unwrap_or(0);
         client.stats.tokens.fetch_add(tokens as u64, Ordering::Relaxed);
         for (k, choice) in parsed.choices.into_iter().enumerate() {
-            // Servers report usage per request; split it over its samples.
+            // Servers report usage per request; split it over its samples,
+            // unless the log-probs count each sample's tokens.
             let share = tokens / n + usize::from(k < tokens % n);
-            out.push((rest[k], Sampled { response: choice.text, tokens: share, finish_reason: choice.finish_reason, seed: request_seed }));
+            let tokens = choice.logprobs.as_ref().map_or(share, Vec::len);
+            let sampled = Sampled { response: choice.text, tokens, finish_reason: choice.finish_reason, seed: request_seed, logprobs: choice.logprobs };
+            out.push((rest[k], sampled));
         }
         rest = &rest[n..];
     }
