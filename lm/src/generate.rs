@@ -42,6 +42,8 @@ pub enum FinishReason {
     Stop,
     /// It reached `max_new_tokens`.
     Length,
+    /// It kept repeating itself (a [`crate::joint::RepeatStop`] n-gram).
+    Repeat,
 }
 
 /// One sequence's output.
@@ -211,7 +213,8 @@ pub(crate) fn generate_batch(model: &Llama, req: &GenerateRequest<'_>) -> Vec<Ge
         })
         .collect();
     let mut cache = Cache::new(model, prompts.len(), capacity);
-    let mut logits = prefill(model, prompts, &active, &mut cache);
+    let pads: Vec<usize> = active.iter().map(|s| s.left_pad).collect();
+    let mut logits = prefill(model, prompts, &pads, &mut cache);
     let vocab = model.config().vocab_size;
     loop {
         let mut finished = Vec::new();
@@ -235,7 +238,8 @@ pub(crate) fn generate_batch(model: &Llama, req: &GenerateRequest<'_>) -> Vec<Ge
             }
         }
         let last: Vec<u32> = active.iter().map(|s| *s.tokens.last().expect("sampled")).collect();
-        logits = step(model, &last, &active, &mut cache);
+        let pads: Vec<usize> = active.iter().map(|s| s.left_pad).collect();
+        logits = step(model, &last, &pads, &mut cache);
     }
     results.into_iter().map(|r| r.expect("every sequence finishes")).collect()
 }
@@ -248,25 +252,35 @@ fn finish(
     params: &SamplingParams,
     decode: Option<&(dyn Decode + Sync)>,
 ) -> Option<Generation> {
-    let done = |finish_reason, stop| {
-        Some(Generation {
-            tokens: seq.tokens.clone(),
-            finish_reason,
-            stop,
-        })
-    };
+    let (finish_reason, stop) = stop_reason(&seq.tokens, token, eos, params, decode)?;
+    Some(Generation {
+        tokens: seq.tokens.clone(),
+        finish_reason,
+        stop,
+    })
+}
+
+/// Why a sequence whose tokens so far are `tokens` (the last one `token`)
+/// stops now: an EOS token, a stop string in its text, or its length.
+pub(crate) fn stop_reason(
+    tokens: &[u32],
+    token: u32,
+    eos: &[u32],
+    params: &SamplingParams,
+    decode: Option<&(dyn Decode + Sync)>,
+) -> Option<(FinishReason, Option<String>)> {
     if eos.contains(&token) {
-        return done(FinishReason::Eos, None);
+        return Some((FinishReason::Eos, None));
     }
     if !params.stop.is_empty() {
         let decode = decode.expect("check_request: stop strings have a decoder");
-        let text = decode.decode(&seq.tokens);
+        let text = decode.decode(tokens);
         if let Some(s) = params.stop.iter().find(|s| text.contains(s.as_str())) {
-            return done(FinishReason::Stop, Some(s.clone()));
+            return Some((FinishReason::Stop, Some(s.clone())));
         }
     }
-    if seq.tokens.len() >= params.max_new_tokens {
-        return done(FinishReason::Length, None);
+    if tokens.len() >= params.max_new_tokens {
+        return Some((FinishReason::Length, None));
     }
     None
 }
@@ -278,13 +292,13 @@ fn tokens_tensor(model: &Llama, ids: Vec<u32>, batch: usize, seq: usize) -> Tens
 
 /// The KV cache of a generation: burn tensors, or host memory when the
 /// model has packed weights (then [`crate::host`] runs the model).
-enum Cache {
+pub(crate) enum Cache {
     Burn(KvCache),
     Host(HostCache),
 }
 
 impl Cache {
-    fn new(model: &Llama, batch: usize, capacity: usize) -> Self {
+    pub(crate) fn new(model: &Llama, batch: usize, capacity: usize) -> Self {
         match model.packed() {
             Some(p) => Cache::Host(HostCache::new(&p.cfg, batch, capacity)),
             None => Cache::Burn(model.new_cache(batch, capacity)),
@@ -298,7 +312,7 @@ impl Cache {
         }
     }
 
-    fn retain(&mut self, rows: &[usize]) {
+    pub(crate) fn retain(&mut self, rows: &[usize]) {
         match self {
             Cache::Burn(c) => c.retain(rows),
             Cache::Host(c) => c.retain(rows),
@@ -328,31 +342,30 @@ impl Cache {
     }
 }
 
-/// Runs the left-padded prompts through the model in chunks; returns the
-/// last position's logits, `[batch * vocab]` row-major.
-fn prefill(model: &Llama, prompts: &[Vec<u32>], active: &[Active], cache: &mut Cache) -> Vec<f32> {
+/// Runs the prompts, left-padded by `pads` to a common length, through the
+/// model in chunks; returns the last position's logits, `[batch * vocab]`
+/// row-major.
+pub(crate) fn prefill(model: &Llama, prompts: &[Vec<u32>], pads: &[usize], cache: &mut Cache) -> Vec<f32> {
     let max_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let pads: Vec<usize> = active.iter().map(|s| s.left_pad).collect();
     let chunk = (PREFILL_ROWS / prompts.len()).max(16);
     loop {
         let start = cache.len();
         let len = chunk.min(max_len - start);
         let mut ids = Vec::with_capacity(prompts.len() * len);
-        for (p, &pad) in prompts.iter().zip(&pads) {
+        for (p, &pad) in prompts.iter().zip(pads) {
             ids.extend((start..start + len).map(|i| if i < pad { PAD_ID } else { p[i - pad] }));
         }
         let last = start + len == max_len;
-        let logits = cache.forward(model, ids, len, &pads, last);
+        let logits = cache.forward(model, ids, len, pads, last);
         if last {
             return logits;
         }
     }
 }
 
-/// One decoding step for every active sequence.
-fn step(model: &Llama, last: &[u32], active: &[Active], cache: &mut Cache) -> Vec<f32> {
-    let pads: Vec<usize> = active.iter().map(|s| s.left_pad).collect();
-    cache.forward(model, last.to_vec(), 1, &pads, true)
+/// One decoding step for every active sequence (`pads` their left padding).
+pub(crate) fn step(model: &Llama, last: &[u32], pads: &[usize], cache: &mut Cache) -> Vec<f32> {
+    cache.forward(model, last.to_vec(), 1, pads, true)
 }
 
 fn to_host(t: Tensor<2>) -> Vec<f32> {
@@ -376,10 +389,21 @@ pub fn last_logits(model: &Llama, tokens: &[u32]) -> Vec<f32> {
 /// # Panics
 /// If `start` is 0 or past the end.
 pub fn token_logprobs(model: &Llama, tokens: &[u32], start: usize) -> Vec<f32> {
+    crate::score::token_stats(model, tokens, start).into_iter().map(|s| s.logprob).collect()
+}
+
+/// The logits of the positions that predict `tokens[start..]` (one
+/// unpadded sequence, one forward pass), `[(len - start) * vocab]`.
+///
+/// # Panics
+/// If `start` is 0 or past the end.
+pub(crate) fn scored_logits(model: &Llama, tokens: &[u32], start: usize) -> Vec<f32> {
     assert!(start >= 1 && start <= tokens.len(), "start must be in 1..=len");
     let n = tokens.len() - 1;
-    let vocab = model.config().vocab_size;
-    let logits = match model.packed() {
+    if start == tokens.len() {
+        return Vec::new();
+    }
+    match model.packed() {
         Some(p) => {
             let mut cache = HostCache::new(&p.cfg, 1, n);
             p.forward(&tokens[..n], n, &[0], &mut cache, Logits::From(start - 1))
@@ -392,14 +416,5 @@ pub fn token_logprobs(model: &Llama, tokens: &[u32], start: usize) -> Vec<f32> {
             let hidden = hidden.narrow(1, start - 1, n - (start - 1));
             model.head(hidden).into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 logits")
         }
-    };
-    logits
-        .chunks(vocab)
-        .zip(&tokens[start..])
-        .map(|(row, &tok)| {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let lse = row.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>().ln() + max as f64;
-            (row[tok as usize] as f64 - lse) as f32
-        })
-        .collect()
+    }
 }

@@ -3,7 +3,9 @@
 //! - [`gguf`]: GGUF v2/v3 reader; [`quant`]: ggml dequantization.
 //! - [`config`], [`model`]: the decoder and its hyper-parameters.
 //! - [`weights`]: GGUF/safetensors loading, checkpoint saving.
-//! - [`sampling`], [`generate`]: batched generation with a KV cache.
+//! - [`sampling`], [`generate`]: batched generation with a KV cache;
+//!   [`joint`]: one continuation under several contexts (Hinted Decoding);
+//!   [`score`]: each token's log-prob and entropy (φ, METHODS §4.1).
 //! - [`qmatmul`]: CPU kernels on GGUF's quantized blocks; [`packed`]: the
 //!   block-format model that the host engine (`host.rs`) runs on the CPU.
 //! - [`loaded`]: [`LoadedModel`], a model with its tokenizer (what callers use).
@@ -33,6 +35,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod generate;
+pub mod joint;
 pub mod gguf;
 pub(crate) mod host;
 pub mod loaded;
@@ -42,6 +45,7 @@ pub mod qmatmul;
 pub mod quant;
 pub mod rng;
 pub mod sampling;
+pub mod score;
 pub mod weights;
 pub mod train;
 pub mod tokenizer;

@@ -28,8 +28,8 @@ pub mod stats;
 pub mod verifiers;
 
 pub use kinds::{
-    CascadeSplitStage, CommandStage, ComposeStage, EvaluateStage, ExportFormat, ExportStage, GenerateStage, TaskStage,
-    TrainStage, VerifyStage,
+    CascadeSplitStage, CllScoreStage, CommandStage, ComposeStage, EvaluateStage, ExportFormat, ExportStage, GenerateStage,
+    HintRewriteStage, TaskStage, TrainStage, VerifyStage,
 };
 #[doc(hidden)]
 pub mod fuzzing;
@@ -46,6 +46,8 @@ pub fn registry() -> Registry {
         .register::<CascadeSplitStage>()
         .register::<ExportStage>()
         .register::<GenerateStage>()
+        .register::<HintRewriteStage>()
+        .register::<CllScoreStage>()
         .register::<EvaluateStage>()
         .register::<TrainStage>()
         .check_models_with(openai::check);

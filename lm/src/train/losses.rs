@@ -361,8 +361,38 @@ pub fn idft_loss(
     params: &IdftParams,
     detach_weight: bool,
 ) -> (Tensor<1>, usize) {
+    let out = idft_forward(logits, targets, mask, lambda, params, detach_weight);
+    (out.loss, out.n_tokens)
+}
+
+/// What [`idft_forward`] returns: the loss and, for the step logs, the
+/// per-token φ and γ it used (detached).
+#[derive(Debug, Clone)]
+pub struct IdftOut {
+    /// As [`idft_loss`]'s.
+    pub loss: Tensor<1>,
+    /// `Σ mask`.
+    pub n_tokens: usize,
+    /// `φ_t = log p_t(y_t) + H(p_t)`, `[B, T]`.
+    pub phi: Tensor<2>,
+    /// `γ_t`, `[B, T]`.
+    pub gamma: Tensor<2>,
+}
+
+/// [`idft_loss`], also returning φ and γ (one entropy pass for both).
+pub fn idft_forward(
+    logits: Tensor<3>,
+    targets: Tensor<2, Int>,
+    mask: Tensor<2>,
+    lambda: f64,
+    params: &IdftParams,
+    detach_weight: bool,
+) -> IdftOut {
     let n = count(&mask);
-    let gamma = idft_gamma(logits.clone(), targets.clone(), lambda, params);
+    let detached = logits.clone().detach();
+    let phi = token_logprobs(detached.clone(), targets.clone()) + token_entropy(detached);
+    let raw = phi.clone().div_scalar(-params.beta).exp().clamp(params.gamma_min, params.gamma_max);
+    let gamma = raw.sub_scalar(1.0).mul_scalar(lambda).add_scalar(1.0);
     // log of p clamped at 1e-10 (the clamp also zeroes the gradient below it, as torch.clamp does)
     let log_p = zero_masked(token_logprobs(logits, targets).clamp_min(LN_P_FLOOR), &mask);
     let log_p_w = if detach_weight {
@@ -370,8 +400,8 @@ pub fn idft_loss(
     } else {
         log_p.clone()
     };
-    let weight = (log_p_w * zero_masked(gamma, &mask)).exp(); // p^γ
-    (masked_mean(weight * log_p, mask, n).neg(), n)
+    let weight = (log_p_w * zero_masked(gamma.clone(), &mask)).exp(); // p^γ
+    IdftOut { loss: masked_mean(weight * log_p, mask, n).neg(), n_tokens: n, phi, gamma }
 }
 
 #[cfg(test)]

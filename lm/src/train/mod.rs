@@ -3,7 +3,7 @@
 //!
 //! - [`trainer`]: [`TrainConfig`], [`StepMetrics`], batching, truncation,
 //!   the step plan; `optim` (private): AdamW, accumulation, global-norm clipping.
-//! - [`sft`], [`dpo`], [`grpo`]: the three objectives' loops; [`parts`]:
+//! - [`sft`] (with IDFT and DFT's token losses), [`dpo`], [`grpo`]: the objectives' loops; [`parts`]:
 //!   SFT with per-part token means (CasCoD, Std-CoT, the weighted control).
 //! - [`losses`]: masked SFT, token log-probs, DPO, GRPO clipped surrogate
 //!   with k3 KL, IDFT (METHODS §0.2–0.4, §4.2).
@@ -27,10 +27,10 @@ pub use advantages::{group_advantages, zero_advantage_fraction, GRPO_EPS};
 pub use dpo::{train_dpo, DpoExample};
 pub use grpo::{train_grpo, GrpoConfig};
 pub use losses::{
-    dpo_loss, grpo_loss, idft_gamma, idft_loss, idft_weights, k3_kl, sequence_logprobs, sft_loss,
-    token_entropy, token_logprobs, weighted_nll, DpoOut, GrpoOut, IdftParams,
+    dpo_loss, grpo_loss, idft_forward, idft_gamma, idft_loss, idft_weights, k3_kl, sequence_logprobs, sft_loss,
+    token_entropy, token_logprobs, weighted_nll, DpoOut, GrpoOut, IdftOut, IdftParams,
 };
 pub use parts::{train_parts, Part, PartSeq, PartsExample};
 pub use schedule::LrSchedule;
-pub use sft::{train_sft, SftExample};
+pub use sft::{train_sft, train_sft_with, SftExample, SftLoss};
 pub use trainer::{StepMetrics, TrainConfig};

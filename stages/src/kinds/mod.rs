@@ -3,23 +3,27 @@
 //! (kind name, version, and `hashed`: exactly what enters the fingerprint).
 
 pub mod cascade_split;
+pub mod cll_score;
 pub mod command;
 pub mod compose;
 pub mod evaluate;
 pub mod evaluate_cascade;
 pub mod export;
 pub mod generate;
+pub mod hint_rewrite;
 pub mod task;
 pub mod train;
 mod train_cascade;
 pub mod verify;
 
 pub use cascade_split::CascadeSplitStage;
+pub use cll_score::CllScoreStage;
 pub use command::CommandStage;
 pub use compose::ComposeStage;
 pub use evaluate::EvaluateStage;
 pub use export::{ExportFormat, ExportStage};
 pub use generate::GenerateStage;
+pub use hint_rewrite::HintRewriteStage;
 pub use task::TaskStage;
 pub use train::TrainStage;
 pub use verify::VerifyStage;

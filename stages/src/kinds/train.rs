@@ -3,6 +3,8 @@
 //!
 //! - `sft`: masked cross-entropy on response tokens (METHODS §0.4); rows
 //!   with `prompt` and `response` (or `messages` with `chat: true`).
+//! - `idft`, `dft`: on-policy SFT's re-weighted token losses (METHODS §4.2)
+//!   on the same rows; per-step φ and γ statistics in the step log.
 //! - `dpo`: METHODS §0.3 against the frozen starting model; rows with
 //!   `prompt`, `chosen`, `rejected`.
 //! - `grpo`: METHODS §0.2, online groups from the current policy rewarded by
@@ -44,6 +46,12 @@ use crate::methods::verify_countdown;
 pub enum Objective {
     /// Masked supervised fine-tuning (METHODS §0.4).
     Sft(Sft),
+    /// IDFT (METHODS §4.2): SFT with each token's loss re-weighted by
+    /// `p^γ`, γ from its centred log-likelihood φ.
+    Idft(Idft),
+    /// DFT: SFT with each token's loss weighted by its (detached)
+    /// probability, IDFT with γ ≡ 1.
+    Dft(Sft),
     /// Direct preference optimisation (METHODS §0.3).
     Dpo(Dpo),
     /// Group-relative policy optimisation with the Countdown reward (METHODS §0.2).
@@ -91,6 +99,76 @@ pub struct Sft {
     pub epochs: Option<usize>,
 }
 
+/// `objective: idft` (defaults: the released ones).
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Idft {
+    /// Passes over the data (or give `steps`).
+    #[serde(default)]
+    pub epochs: Option<usize>,
+    /// β, the temperature of `γ = exp(−φ/β)`.
+    #[serde(default = "one_f64")]
+    pub beta: f64,
+    /// Lower clamp of γ.
+    #[serde(default = "default_gamma_min")]
+    pub gamma_min: f64,
+    /// Upper clamp of γ.
+    #[serde(default = "default_gamma_max")]
+    pub gamma_max: f64,
+    /// Share of the steps with λ = 0 (γ = 1: DFT-like) before the ramp.
+    #[serde(default)]
+    pub warmup_ratio: f64,
+    /// Share of the steps over which λ ramps from 0 to 1.
+    #[serde(default)]
+    pub transition_ratio: f64,
+    /// Stop the gradient at the whole weight `p^γ` (METHODS' `sg(p^γ)`);
+    /// the released code, the default, stops it at γ only.
+    #[serde(default)]
+    pub detach_weight: bool,
+}
+
+impl Idft {
+    fn loss(&self) -> train::SftLoss {
+        let params = train::IdftParams {
+            beta: self.beta,
+            gamma_min: self.gamma_min,
+            gamma_max: self.gamma_max,
+            warmup_ratio: self.warmup_ratio,
+            transition_ratio: self.transition_ratio,
+        };
+        train::SftLoss::Idft { params, detach_weight: self.detach_weight }
+    }
+
+    /// The first setting out of range, as a field error.
+    fn check(&self) -> Result<(), FieldError> {
+        if !(self.beta > 0.0) {
+            return Err(FieldError::new("beta", format!("`beta` is {}: IDFT's temperature must be above 0 (released: 1.0)", self.beta)));
+        }
+        if !(self.gamma_min > 0.0 && self.gamma_min <= self.gamma_max) {
+            return Err(FieldError::new(
+                "gamma_min",
+                format!("need 0 < gamma_min <= gamma_max (got {} and {}; released: 0.1 and 2.0)", self.gamma_min, self.gamma_max),
+            ));
+        }
+        for (name, v) in [("warmup_ratio", self.warmup_ratio), ("transition_ratio", self.transition_ratio)] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(FieldError::new(name, format!("`{name}` is {v}: a share of the steps, between 0 and 1")));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn one_f64() -> f64 {
+    1.0
+}
+fn default_gamma_min() -> f64 {
+    0.1
+}
+fn default_gamma_max() -> f64 {
+    2.0
+}
+
 /// `objective: dpo`.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -134,6 +212,8 @@ impl Objective {
     fn name(&self) -> &'static str {
         match self {
             Objective::Sft(_) => "sft",
+            Objective::Idft(_) => "idft",
+            Objective::Dft(_) => "dft",
             Objective::Dpo(_) => "dpo",
             Objective::Grpo(_) => "grpo",
             Objective::Cascod(_) => "cascod",
@@ -163,7 +243,8 @@ impl Objective {
 
     fn epochs(&self) -> Option<usize> {
         match self {
-            Objective::Sft(o) => o.epochs,
+            Objective::Sft(o) | Objective::Dft(o) => o.epochs,
+            Objective::Idft(o) => o.epochs,
             Objective::Dpo(o) => o.epochs,
             Objective::Cascod(o) => o.epochs,
             Objective::StdCot(o) => o.epochs,
@@ -174,7 +255,15 @@ impl Objective {
     fn hashed(&self) -> Hashed {
         let h = Hashed::new().field("objective", self.name());
         match self {
-            Objective::Sft(Sft { epochs }) => h.opt("epochs", epochs),
+            Objective::Sft(Sft { epochs }) | Objective::Dft(Sft { epochs }) => h.opt("epochs", epochs),
+            Objective::Idft(Idft { epochs, beta, gamma_min, gamma_max, warmup_ratio, transition_ratio, detach_weight }) => h
+                .opt("epochs", epochs)
+                .field("beta", beta)
+                .field("gamma_min", gamma_min)
+                .field("gamma_max", gamma_max)
+                .field("warmup_ratio", warmup_ratio)
+                .field("transition_ratio", transition_ratio)
+                .field("detach_weight", detach_weight),
             Objective::Dpo(Dpo { epochs, beta }) => h.opt("epochs", epochs).field("beta", beta),
             Objective::Cascod(Cascod { epochs, alpha }) => h.opt("epochs", epochs).field("alpha", alpha),
             Objective::StdCot(StdCot { epochs, alpha }) => h.opt("epochs", epochs).opt("alpha", alpha),
@@ -221,7 +310,7 @@ pub struct TrainStage {
     pub model: String,
     /// Training rows: `STAGE` or `STAGE.OUTPUT`.
     pub data: String,
-    /// sft, dpo, grpo, cascod or std_cot, with that objective's settings beside it.
+    /// sft, idft, dft, dpo, grpo, cascod or std_cot, with that objective's settings beside it.
     #[serde(flatten)]
     pub objective: Objective,
     /// Peak learning rate.
@@ -297,7 +386,7 @@ impl StageImpl for TrainStage {
     // 3: the step log (`metrics` output) no longer holds wall-clock timings,
     // so it is the same bytes on every run (the timings go to the stage log).
     const VERSION: u32 = 3;
-    const ABOUT: &'static str = "Train a model (sft, dpo, grpo, cascod, std_cot), from scratch or from a checkpoint; outputs a checkpoint.";
+    const ABOUT: &'static str = "Train a model (sft, idft, dft, dpo, grpo, cascod, std_cot), from scratch or from a checkpoint; outputs a checkpoint.";
 
     fn hashed(&self) -> Hashed {
         let TrainStage {
@@ -335,9 +424,14 @@ impl Stage for TrainStage {
     fn inputs(&self) -> Vec<InputDecl> {
         let data = InputDecl::rows("data", &self.data, "data");
         let data = match &self.objective {
-            Objective::Sft(_) => data
-                .needing(&[field::PROMPT, field::MESSAGES], "objective sft")
-                .needing(&[field::RESPONSE, field::MESSAGES], "objective sft"),
+            Objective::Sft(_) | Objective::Idft(_) | Objective::Dft(_) => {
+                let why = match self.objective {
+                    Objective::Idft(_) => "objective idft",
+                    Objective::Dft(_) => "objective dft",
+                    _ => "objective sft",
+                };
+                data.needing(&[field::PROMPT, field::MESSAGES], why).needing(&[field::RESPONSE, field::MESSAGES], why)
+            }
             Objective::Dpo(_) => data
                 .needing(&[field::PROMPT], "objective dpo")
                 .needing(&[field::CHOSEN], "objective dpo")
@@ -378,6 +472,9 @@ impl Stage for TrainStage {
         if matches!(self.objective, Objective::Grpo(_)) && self.steps.is_none() {
             return Err(FieldError::new("objective", "grpo needs `steps` (sampling rounds)"));
         }
+        if let Objective::Idft(idft) = &self.objective {
+            idft.check()?;
+        }
         if let Some(a) = self.objective.bad_alpha() {
             return Err(FieldError::new("alpha", format!("`alpha` is {a}: set it between 0 and 1 (the answer step's weight)")));
         }
@@ -408,13 +505,18 @@ impl Stage for TrainStage {
         };
         let eos = tokenizer.eos_id();
         let model = match &self.objective {
-            Objective::Sft(_) => {
+            Objective::Sft(_) | Objective::Idft(_) | Objective::Dft(_) => {
+                let loss = match &self.objective {
+                    Objective::Idft(idft) => idft.loss(),
+                    Objective::Dft(_) => train::SftLoss::Dft,
+                    _ => train::SftLoss::Nll,
+                };
                 let ex = rows
                     .iter()
                     .enumerate()
                     .map(|(i, r)| self.sft_example(r, &tokenizer, eos).with_context(|| format!("data row {i}")))
                     .collect::<anyhow::Result<Vec<_>>>()?;
-                train::train_sft(model, &ex, &cfg, &mut on_step)?
+                train::train_sft_with(model, &ex, loss, &cfg, &mut on_step)?
             }
             Objective::Dpo(dpo) => {
                 let ex = rows
@@ -650,7 +752,8 @@ fn headline(log: &[StepMetrics]) -> Metrics {
         m.insert("loss_last".into(), round4(last.loss).into());
         let tail: BTreeMap<&String, f64> = last.extra.iter().map(|(k, v)| (k, round4(*v))).collect();
         for (k, v) in tail {
-            if !k.starts_with("tokens") {
+            // Histograms stay in the step log (`metrics`), not the headline.
+            if !k.starts_with("tokens") && !k.contains("_hist_") {
                 m.insert(format!("last_{k}"), v.into());
             }
         }

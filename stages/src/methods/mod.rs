@@ -8,11 +8,13 @@
 //! - [`verify`]: the exact-rational Countdown verifier / reward (METHODS §0.1).
 //! - [`compose`]: SkillFactory silver traces (METHODS §1, S4–S5).
 //! - [`cascade`]: CasCoD rationale/answer split (METHODS §3, C1–C2).
+//! - [`hinted`]: Hinted Decoding's λ schedules and stream mix (METHODS §4.3).
 //! - [`arithmetic`]: a tiny arithmetic task for smoke tests.
 //! - [`metrics`]: accuracy by arity, pass@k, SkillFactory skill use (METHODS §1).
 
 pub mod arithmetic;
 pub mod cascade;
+pub mod hinted;
 pub mod compose;
 pub mod countdown;
 mod error;

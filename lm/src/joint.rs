@@ -1,0 +1,267 @@
+//! Several contexts, one continuation: each item is read under `K`
+//! contexts (prompts) at once, and every step appends the same token to
+//! all `K`.
+//!
+//! At each step the caller's [`Mix`] sees the next-token log-probs under
+//! every context and says which logits to sample from. Hinted Decoding
+//! (METHODS §4.3) is `K = 2`: a stream whose prompt holds a reference
+//! solution and a stream with the question alone, mixed by their entropy;
+//! contrastive or guided decoding are other mixes of the same loop.
+//!
+//! Each context has its own model and KV cache (one model may serve
+//! several), batched over items: a step is one forward call per context.
+//! Items are independent (own RNG from `(seed, item id)`, own padding), so
+//! the result does not depend on the batch; a batch is split across rayon's
+//! threads for small models as in [`crate::generate`].
+
+use rayon::prelude::*;
+
+use crate::error::LmError;
+use crate::generate::{prefill, split_parts, step, stop_reason, Cache, Decode, FinishReason};
+use crate::model::Llama;
+use crate::sampling::{Sampler, SamplingParams};
+use crate::score::{log_softmax, TokenStat};
+
+/// Stop a continuation that keeps repeating itself: an `n`-token n-gram
+/// that occurs `times` times or more, checked every `every` tokens (the
+/// Hinted Decoding reference: 30, 5, 100).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepeatStop {
+    /// n-gram length in tokens.
+    pub n: usize,
+    /// Occurrences that stop the stream.
+    pub times: usize,
+    /// Check every this many tokens.
+    pub every: usize,
+}
+
+impl RepeatStop {
+    /// Whether `tokens` holds an `n`-gram `times` times or more.
+    pub fn repeats(&self, tokens: &[u32]) -> bool {
+        if self.n == 0 || tokens.len() < self.n * self.times.max(1) {
+            return false;
+        }
+        let mut counts: std::collections::HashMap<&[u32], usize> = std::collections::HashMap::new();
+        for w in tokens.windows(self.n) {
+            let c = counts.entry(w).or_default();
+            *c += 1;
+            if *c >= self.times {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// How one step's token distribution is made from the contexts' ones.
+pub trait Mix: Sync {
+    /// What the mix keeps per item (e.g. whether it has switched streams).
+    type State: Send;
+
+    /// The state of item `item` before its first token.
+    fn start(&self, item: usize) -> Self::State;
+
+    /// Writes into `out` the logits to sample the next token from, given
+    /// the continuation so far and each context's next-token log-probs
+    /// (`logp[k]`, normalized, temperature 1; `entropy[k]` their entropy).
+    fn mix(&self, state: &mut Self::State, tokens: &[u32], logp: &[&[f32]], entropy: &[f32], out: &mut [f32]);
+}
+
+/// What [`generate_joint`] needs.
+pub struct JointRequest<'a> {
+    /// The model of each context (`K` of them; the same model may repeat).
+    /// They must share a vocabulary.
+    pub models: &'a [&'a Llama],
+    /// Per item, its `K` context prompts (each non-empty).
+    pub contexts: &'a [Vec<Vec<u32>>],
+    /// Per item, the id that seeds its RNG.
+    pub item_ids: &'a [u64],
+    /// Sampling and stopping, shared by the batch (EOS ids default to the
+    /// first model's).
+    pub params: &'a SamplingParams,
+    /// Detokenizer for stop strings.
+    pub decode: Option<&'a (dyn Decode + Sync)>,
+    /// Stop on a repeated n-gram.
+    pub repeat: Option<RepeatStop>,
+}
+
+/// One item's continuation.
+#[derive(Debug, Clone)]
+pub struct JointGeneration<S> {
+    /// The generated tokens.
+    pub tokens: Vec<u32>,
+    /// Why it stopped.
+    pub finish_reason: FinishReason,
+    /// The stop string found, for [`FinishReason::Stop`].
+    pub stop: Option<String>,
+    /// Per generated token, its stat under each context (`stats[t][k]`).
+    pub stats: Vec<Vec<TokenStat>>,
+    /// The mix's state at the end.
+    pub state: S,
+}
+
+/// Checks a request before anything runs.
+fn check(req: &JointRequest<'_>) -> Result<(), LmError> {
+    let bad = |what: String| Err(LmError::Request { what });
+    let k = req.models.len();
+    if k == 0 {
+        return bad("joint decoding needs at least one context model".into());
+    }
+    let vocab = req.models[0].config().vocab_size;
+    if let Some((i, m)) = req.models.iter().enumerate().find(|(_, m)| m.config().vocab_size != vocab) {
+        return bad(format!(
+            "the models of context 0 and context {i} have different vocabularies ({vocab} and {} tokens): \
+             streams that share one continuation need one tokenizer",
+            m.config().vocab_size
+        ));
+    }
+    if req.contexts.len() != req.item_ids.len() {
+        return bad(format!("{} items but {} item ids (one per item)", req.contexts.len(), req.item_ids.len()));
+    }
+    if !req.params.stop.is_empty() && req.decode.is_none() {
+        return bad("stop strings need a decoder".into());
+    }
+    let max_new = req.params.max_new_tokens;
+    for (index, ctxs) in req.contexts.iter().enumerate() {
+        if ctxs.len() != k {
+            return Err(LmError::Prompt { index, what: format!("{} contexts for {k} models (one per model)", ctxs.len()) });
+        }
+        for (c, (p, m)) in ctxs.iter().zip(req.models).enumerate() {
+            let max_pos = m.config().max_position_embeddings;
+            let what = if p.is_empty() {
+                format!("context {c} is empty (0 tokens): every context needs at least one token")
+            } else if let Some(&t) = p.iter().find(|&&t| t as usize >= vocab) {
+                format!("context {c} has token id {t}, outside the vocabulary of {vocab}")
+            } else if p.len().saturating_add(max_new) > max_pos {
+                format!(
+                    "context {c} is {} tokens; with max_new_tokens {max_new} that exceeds the model's context \
+                     (max_position_embeddings {max_pos}): shorten it or lower max_new_tokens",
+                    p.len()
+                )
+            } else {
+                continue;
+            };
+            return Err(LmError::Prompt { index, what });
+        }
+    }
+    Ok(())
+}
+
+/// Decodes one continuation per item under all of its contexts, each token
+/// sampled from `mix`'s logits.
+///
+/// # Errors
+/// [`LmError::Request`] if there is no model, the models' vocabularies
+/// differ, or the ids do not match the items; [`LmError::Prompt`] (with
+/// the item's index) for an empty, out-of-vocabulary or too long context.
+/// Nothing runs then.
+pub fn generate_joint<M: Mix>(req: &JointRequest<'_>, mix: &M) -> Result<Vec<JointGeneration<M::State>>, LmError> {
+    check(req)?;
+    let n = req.contexts.len();
+    let parts = split_parts(req.models[0], n);
+    if parts <= 1 {
+        return Ok(joint_batch(req, mix, 0..n));
+    }
+    let size = n.div_ceil(parts);
+    let ranges: Vec<std::ops::Range<usize>> = (0..n).step_by(size).map(|s| s..(s + size).min(n)).collect();
+    let outs: Vec<Vec<JointGeneration<M::State>>> = ranges.into_par_iter().map(|r| joint_batch(req, mix, r)).collect();
+    Ok(outs.into_iter().flatten().collect())
+}
+
+struct Active<S> {
+    /// Index into the request.
+    item: usize,
+    sampler: Sampler,
+    tokens: Vec<u32>,
+    stats: Vec<Vec<TokenStat>>,
+    state: S,
+}
+
+/// The items `range` of a checked request, as one batch on this thread.
+fn joint_batch<M: Mix>(req: &JointRequest<'_>, mix: &M, range: std::ops::Range<usize>) -> Vec<JointGeneration<M::State>> {
+    let params = req.params;
+    let k = req.models.len();
+    let items: Vec<usize> = range.collect();
+    let mut results: Vec<Option<JointGeneration<M::State>>> = (0..items.len()).map(|_| None).collect();
+    let mut active: Vec<Active<M::State>> = items
+        .iter()
+        .map(|&item| Active {
+            item,
+            sampler: Sampler::new(params, req.item_ids[item]),
+            tokens: Vec::new(),
+            stats: Vec::new(),
+            state: mix.start(item),
+        })
+        .collect();
+    if items.is_empty() || params.max_new_tokens == 0 {
+        return active
+            .into_iter()
+            .map(|a| JointGeneration { tokens: vec![], finish_reason: FinishReason::Length, stop: None, stats: vec![], state: a.state })
+            .collect();
+    }
+    let eos = params.eos_token_ids.clone().unwrap_or_else(|| req.models[0].config().eos_ids());
+    let vocab = req.models[0].config().vocab_size;
+    // Per context: its prompts, left padding, cache and current logits.
+    let mut pads: Vec<Vec<usize>> = Vec::with_capacity(k);
+    let mut caches: Vec<Cache> = Vec::with_capacity(k);
+    let mut logits: Vec<Vec<f32>> = Vec::with_capacity(k);
+    for (c, model) in req.models.iter().enumerate() {
+        let prompts: Vec<Vec<u32>> = items.iter().map(|&i| req.contexts[i][c].clone()).collect();
+        let max_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let p: Vec<usize> = prompts.iter().map(|p| max_len - p.len()).collect();
+        let mut cache = Cache::new(model, prompts.len(), max_len + params.max_new_tokens);
+        logits.push(prefill(model, &prompts, &p, &mut cache));
+        pads.push(p);
+        caches.push(cache);
+    }
+    let mut logp: Vec<Vec<f32>> = vec![Vec::with_capacity(vocab); k];
+    let mut entropy = vec![0f32; k];
+    let mut mixed = vec![0f32; vocab];
+    let slot = |item: usize| items.iter().position(|&i| i == item).expect("an item of this batch");
+    loop {
+        let mut finished = Vec::new();
+        for (row, seq) in active.iter_mut().enumerate() {
+            for c in 0..k {
+                entropy[c] = log_softmax(&logits[c][row * vocab..(row + 1) * vocab], &mut logp[c]);
+            }
+            let views: Vec<&[f32]> = logp.iter().map(Vec::as_slice).collect();
+            mix.mix(&mut seq.state, &seq.tokens, &views, &entropy, &mut mixed);
+            let token = seq.sampler.sample(&mixed);
+            seq.stats.push((0..k).map(|c| TokenStat { logprob: logp[c][token as usize], entropy: entropy[c] }).collect());
+            seq.tokens.push(token);
+            let reason = stop_reason(&seq.tokens, token, &eos, params, req.decode).or_else(|| {
+                let r = req.repeat?;
+                (r.every > 0 && seq.tokens.len() % r.every == 0 && r.repeats(&seq.tokens)).then_some((FinishReason::Repeat, None))
+            });
+            if let Some((finish_reason, stop)) = reason {
+                finished.push((row, finish_reason, stop));
+            }
+        }
+        if !finished.is_empty() {
+            let done: Vec<usize> = finished.iter().map(|f| f.0).collect();
+            let keep: Vec<usize> = (0..active.len()).filter(|r| !done.contains(r)).collect();
+            let mut rows: Vec<Option<Active<M::State>>> = active.into_iter().map(Some).collect();
+            for (row, finish_reason, stop) in finished {
+                let a = rows[row].take().expect("finished once");
+                results[slot(a.item)] = Some(JointGeneration { tokens: a.tokens, finish_reason, stop, stats: a.stats, state: a.state });
+            }
+            if keep.is_empty() {
+                break;
+            }
+            for c in 0..k {
+                caches[c].retain(&keep);
+                pads[c] = keep.iter().map(|&r| pads[c][r]).collect();
+            }
+            active = keep.iter().map(|&r| rows[r].take().expect("kept once")).collect();
+        }
+        let last: Vec<u32> = active.iter().map(|s| *s.tokens.last().expect("sampled")).collect();
+        for (c, model) in req.models.iter().enumerate() {
+            logits[c] = step(model, &last, &pads[c], &mut caches[c]);
+        }
+    }
+    results.into_iter().map(|r| r.expect("every item finishes")).collect()
+}
+
+#[cfg(test)]
+#[path = "joint_tests.rs"]
+mod tests;
