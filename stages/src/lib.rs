@@ -29,7 +29,7 @@ pub mod verifiers;
 
 pub use kinds::{
     CascadeSplitStage, CllScoreStage, CommandStage, ComposeStage, EvaluateStage, ExportFormat, ExportStage, GenerateStage,
-    HintRewriteStage, TaskStage, TrainStage, VerifyStage,
+    HintRewriteStage, SelectStage, TaskStage, TrainStage, VerifyStage,
 };
 #[doc(hidden)]
 pub mod fuzzing;
@@ -42,6 +42,7 @@ pub fn registry() -> Registry {
     r.register::<CommandStage>()
         .register::<TaskStage>()
         .register::<VerifyStage>()
+        .register::<SelectStage>()
         .register::<ComposeStage>()
         .register::<CascadeSplitStage>()
         .register::<ExportStage>()

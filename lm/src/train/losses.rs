@@ -340,12 +340,12 @@ pub fn idft_weights(
 /// IDFT loss (METHODS §4.2): the masked token mean of `−p_t^{γ_t} log p_t`,
 /// `p_t = π(y_t|·)` floored at `1e-10`, `γ_t` from [`idft_gamma`] (no gradient).
 ///
-/// **Gradient through the weight.** The reference code
-/// (`fsdp_polylog_trainer.py`) computes `-(token_probs ** gamma_t.detach()) *
-/// torch.log(token_probs)`: only `γ` is detached, so the gradient also flows
-/// through `p^γ` (per token `−p^γ (1 + γ log p) ∇log p`). METHODS §4.2 writes the
-/// weight as `sg(p^γ)` (DFT-style, gradient `−p^γ ∇log p`). `detach_weight`
-/// picks: `false` = the reference code, `true` = METHODS' `sg(p^γ)` form.
+/// **Gradient through the weight.** METHODS §4.2 writes the weight as
+/// `sg(p^γ)` (DFT-style, gradient `−p^γ ∇log p`): `detach_weight = true`,
+/// the `train` stage's default. With `false` the gradient also flows
+/// through `p^γ` (per token `−p^γ (1 + γ log p) ∇log p`), as
+/// `-(p ** γ.detach()) * log p` in torch would: that pushes every token
+/// with `p < e^{−1/γ}` further down.
 ///
 /// Returns `(loss, n_tokens)` like [`sft_loss`]. With `λ = 0` and
 /// `detach_weight = true` the weight is `p` (DFT); the loss equals SFT only in

@@ -121,9 +121,12 @@ pub struct Idft {
     /// Share of the steps over which λ ramps from 0 to 1.
     #[serde(default)]
     pub transition_ratio: f64,
-    /// Stop the gradient at the whole weight `p^γ` (METHODS' `sg(p^γ)`);
-    /// the released code, the default, stops it at γ only.
-    #[serde(default)]
+    /// Stop the gradient at the whole weight `p^γ` (METHODS §4.2's
+    /// `sg(p^γ)`, as the issue reads the cited code: the default). `false`
+    /// is the other reading, the gradient also through `p^γ`, which pushes
+    /// a token below `p = e^{−1/γ}` further down (measured in the README:
+    /// it collapses the tiny model even on on-policy data).
+    #[serde(default = "yes")]
     pub detach_weight: bool,
 }
 
@@ -159,6 +162,9 @@ impl Idft {
     }
 }
 
+fn yes() -> bool {
+    true
+}
 fn one_f64() -> f64 {
     1.0
 }
