@@ -30,7 +30,16 @@ Outputs (JSON Lines; `gold` is the expected answer, as a string, so that
   whole table, `b_repeats` times), hinted A (`pretrain_hint` rows);
 - `train_a`: A's fine-tuning questions {prompt, reference, gold};
 - `refs`: the same as SFT rows {prompt, response = reference};
-- `test_a`, `test_b`: held-out A questions, and the whole table.
+- `test_a`, `test_b`: held-out A questions, and the whole table (or a
+  `test_b`-row sample of it).
+
+With `style: chat` (pipelines/onpolicy_sft-smollm2.yaml) the questions are
+written for an instruction-tuned model and answers go in `\boxed{}`:
+
+    What is 23 + 45 + 12? Give the final answer in \boxed{}.
+    Adding 12 and 45 makes 57, and 23 more makes 80. \boxed{80}
+
+(`pretrain` is then empty: the model is the base.)
 
 Everything is seeded from RETORT_SEED: the same bytes on every run.
 """
@@ -41,6 +50,7 @@ import random
 P = {k[len("RETORT_PARAM_"):].lower(): v for k, v in os.environ.items() if k.startswith("RETORT_PARAM_")}
 SEED = int(os.environ["RETORT_SEED"])
 LO, HI = 10, 49
+CHAT = P.get("style", "tiny") == "chat"
 
 
 def a_question(rng):
@@ -48,6 +58,8 @@ def a_question(rng):
 
 
 def a_prompt(nums):
+    if CHAT:
+        return f"What is {' + '.join(map(str, nums))}? Give the final answer in \\boxed{{}}."
     return f"A {'+'.join(map(str, nums))}\n"
 
 
@@ -61,6 +73,8 @@ def own_style(nums):
 
 def foreign_style(nums):
     a, b, c = nums
+    if CHAT:
+        return f"Adding {c} and {b} makes {b + c}, and {a} more makes {a + b + c}. \\boxed{{{a + b + c}}}"
     return f"add {c} and {b} make {b + c}, then {a} more make {a + b + c} #{a + b + c}"
 
 
@@ -69,6 +83,9 @@ def hint_prompt(nums):
 
 
 def b_rows():
+    if CHAT:
+        return [{"prompt": f"What is {x} times {y}? Give the final answer in \\boxed{{}}.", "response": f"\\boxed{{{x * y}}}", "gold": str(x * y)}
+                for x in range(1, 13) for y in range(1, 13)]
     return [{"prompt": f"B {x}*{y}\n", "response": f"#{x * y}", "gold": str(x * y)} for x in range(1, 13) for y in range(1, 13)]
 
 
@@ -94,6 +111,9 @@ def main():
     train = qs[n_pre + n_hint:n_pre + n_hint + n_train]
     test = qs[n_pre + n_hint + n_train:]
 
+    if CHAT:
+        n_pre = n_hint = b_repeats = 0
+        pre = hint = []
     pretrain = [{"prompt": a_prompt(q), "response": own_style(q)} for q in pre]
     pretrain += [{"prompt": hint_prompt(q), "response": own_style(q)} for q in hint]
     pretrain += [{"prompt": r["prompt"], "response": r["response"]} for r in b_rows() * b_repeats]
@@ -103,7 +123,11 @@ def main():
     write("train_a", train_rows)
     write("refs", [{"prompt": r["prompt"], "response": r["reference"]} for r in train_rows])
     write("test_a", [{"prompt": a_prompt(q), "gold": str(sum(q)), "task": "A"} for q in test])
-    write("test_b", [{"prompt": r["prompt"], "gold": r["gold"], "task": "B"} for r in b_rows()])
+    b_test = b_rows()
+    n_b = int(P.get("test_b", len(b_test)))
+    if n_b < len(b_test):
+        b_test = random.Random(SEED + 1).sample(b_test, n_b)
+    write("test_b", [{"prompt": r["prompt"], "gold": r["gold"], "task": "B"} for r in b_test])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# What Hinted Decoding costs (issue 12, "Speed"): `hint_rewrite` (two
+# streams, a forward pass of each per token) against `generate` (one stream)
+# on the same questions with SmolLM2-135M-Instruct (the Q4_1 GGUF, the
+# default packed engine), at batch 1 and 16, in one run. Both sample at
+# T = 0.3, top-p 0.95 and never switch streams (`delimiter: null`), so each
+# writes its own `max_tokens`-or-EOS continuation; tokens/s counts the
+# generated tokens over the stage's wall time (model load and prefill
+# included, the hinted prompt being the longer).
+#
+#   scripts/bench-hinted.sh
+#
+# BENCH_HINTED_ROWS (default 32), BENCH_HINTED_TOKENS (default 64),
+# BENCH_HINTED_REPEATS (default 3; each repeat uses a fresh cache). RETORT:
+# the binary (default: a release build). Prints a Markdown table with the
+# medians and the ratio; the issue's target is hinted ≥ 0.45× plain.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/release-env.sh"
+N=${BENCH_HINTED_ROWS:-32}
+TOKENS=${BENCH_HINTED_TOKENS:-64}
+REPEATS=${BENCH_HINTED_REPEATS:-3}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+python3 - "$N" > "$work/rows.jsonl" <<'PY'
+import json, random, sys
+rng = random.Random(7)
+for _ in range(int(sys.argv[1])):
+    a, b, c = (rng.randint(10, 99) for _ in range(3))
+    print(json.dumps({
+        "prompt": f"What is {a} + {b} + {c}? Think step by step, then give the answer in \\boxed{{}}.",
+        "reference": f"{a} + {b} = {a + b}. {a + b} + {c} = {a + b + c}. The answer is \\boxed{{{a + b + c}}}.",
+    }))
+PY
+cat > "$work/bench.yaml" <<YAML
+name: bench-hinted
+seed: 42
+device: cpu
+models:
+  smollm2:
+    path: $ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf
+stages:
+  rows:
+    kind: task
+    task: file
+    path: rows.jsonl
+  plain:
+    kind: generate
+    model: smollm2
+    prompts: rows
+    chat: true
+    batch_size: 16
+    sampling: {temperature: 0.3, top_p: 0.95, max_tokens: $TOKENS}
+  hinted:
+    kind: hint_rewrite
+    model: smollm2
+    data: rows
+    chat: true
+    hint: "{{ prompt }}\n\nA correct solution, to rewrite in your own words:\n{{ reference }}"
+    delimiter: null
+    batch_size: 16
+    sampling: {temperature: 0.3, top_p: 0.95, max_tokens: $TOKENS}
+YAML
+
+# "tokens seconds" of one stage on a fresh cache, at `batch`.
+time_stage() {
+    local stage=$1 batch=$2 cache=$work/cache-$1-$2-$3
+    "$RETORT" run "$work/bench.yaml" --cache-dir "$cache" --only rows -q >/dev/null
+    "$RETORT" run "$work/bench.yaml" --cache-dir "$cache" --only "$stage" --set "stages.$stage.batch_size=$batch" --format json -q |
+        python3 -c '
+import json, sys
+s = [s for s in json.load(sys.stdin)["stages"] if s["name"] == sys.argv[1]][0]
+m = s["metrics"]
+print(round(m["mean_tokens"] * m["rows" if "rows" in m else "samples"]), s["duration_ms"] / 1000)' "$stage"
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+
+declare -A rates
+for batch in 1 16; do
+    for r in $(seq "$REPEATS"); do
+        for stage in plain hinted; do
+            read -r tokens secs < <(time_stage "$stage" "$batch" "$r")
+            rates[$stage-$batch]+="$(echo "scale=1; $tokens / $secs" | bc) "
+        done
+    done
+done
+echo "Machine: $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg). Date: $(date -u '+%Y-%m-%d %H:%M UTC'). Commit: $(git -C "$ROOT" rev-parse --short HEAD)."
+echo "SmolLM2-135M-Instruct Q4_1, $N rows, T 0.3, top-p 0.95, max $TOKENS new tokens; median of $REPEATS fresh-cache runs (model load and prefill included)."
+echo
+echo "| batch | plain tok/s (runs) | hinted tok/s (runs) | hinted ÷ plain |"
+echo "|---:|---|---|---:|"
+for batch in 1 16; do
+    p=$(tr ' ' '\n' <<<"${rates[plain-$batch]}" | grep . | median)
+    h=$(tr ' ' '\n' <<<"${rates[hinted-$batch]}" | grep . | median)
+    echo "| $batch | ${rates[plain-$batch]}→ $p | ${rates[hinted-$batch]}→ $h | $(echo "scale=2; $h / $p" | bc)× |"
+done
+echo
+echo "Target: hinted ≥ 0.45× plain."
