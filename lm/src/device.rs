@@ -75,6 +75,8 @@ pub fn is_host(device: &Device) -> bool {
     }
 }
 
+// Unused only when every backend is built in.
+#[allow(dead_code)]
 fn not_built(device: &str, feature: &str) -> LmError {
     LmError::Device {
         device: device.into(),
