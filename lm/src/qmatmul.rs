@@ -277,6 +277,12 @@ impl QMatrix {
                 unsafe { avx512::row_dot(&row, xs, self.cols, ys) };
                 continue;
             }
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: AVX2 is available (checked above).
+                unsafe { row_dot_avx2(&row, xs, self.cols, ys) };
+                continue;
+            }
             row_dot_scalar(&row, xs, self.cols, ys);
         }
     }
@@ -323,7 +329,22 @@ fn dequant_block(row: &Row<'_>, b: usize, w: &mut [f32; 32]) {
     }
 }
 
+/// [`row_dot_scalar`] compiled for AVX2, for x86 machines without AVX-512:
+/// the same operations in the same order (Rust never fuses or reorders
+/// float operations on its own), so the same bits, in 8-lane registers.
+/// Without it the portable loop is built for the x86-64 baseline (SSE2)
+/// and decoding a 135M model runs ~6× slower than on an AVX-512 machine.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn row_dot_avx2(row: &Row<'_>, xs: &[f32], cols: usize, ys: &mut [f32]) {
+    row_dot_scalar(row, xs, cols, ys)
+}
+
 /// Portable kernel (and the reference for the SIMD one).
+#[inline(always)]
 fn row_dot_scalar(row: &Row<'_>, xs: &[f32], cols: usize, ys: &mut [f32]) {
     let mut acc = [[0f32; 16]; MAX_ROWS];
     let mut w = [0f32; 32];

@@ -64,6 +64,13 @@ fn simd_kernel_matches_portable_kernel() {
                 };
                 let mut ys = vec![0f32; m];
                 row_dot_scalar(&row, &x, cols, &mut ys);
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    let mut avx2 = vec![0f32; m];
+                    // SAFETY: AVX2 is available (checked above).
+                    unsafe { row_dot_avx2(&row, &x, cols, &mut avx2) };
+                    assert_eq!(avx2, ys, "{dtype} m={m}: the AVX2 build of the portable kernel gives the same bits");
+                }
                 for i in 0..m {
                     let got = y[i * rows + r];
                     assert!((got - ys[i]).abs() <= 1e-4 * (1.0 + ys[i].abs()), "{dtype} m={m}: {got} vs {}", ys[i]);
