@@ -311,13 +311,15 @@ pub fn idft_gamma(
     lambda: f64,
     params: &IdftParams,
 ) -> Tensor<2> {
+    phi_and_gamma(logits, targets, lambda, params).1
+}
+
+/// φ and γ of [`idft_gamma`], both detached.
+fn phi_and_gamma(logits: Tensor<3>, targets: Tensor<2, Int>, lambda: f64, params: &IdftParams) -> (Tensor<2>, Tensor<2>) {
     let logits = logits.detach();
     let phi = token_logprobs(logits.clone(), targets) + token_entropy(logits);
-    let raw = phi
-        .div_scalar(-params.beta)
-        .exp()
-        .clamp(params.gamma_min, params.gamma_max);
-    raw.sub_scalar(1.0).mul_scalar(lambda).add_scalar(1.0)
+    let raw = phi.clone().div_scalar(-params.beta).exp().clamp(params.gamma_min, params.gamma_max);
+    (phi, raw.sub_scalar(1.0).mul_scalar(lambda).add_scalar(1.0))
 }
 
 /// IDFT's token weights `p_t^{γ_t}` (`p_t` floored at `1e-10`, `γ_t` from
@@ -389,10 +391,7 @@ pub fn idft_forward(
     detach_weight: bool,
 ) -> IdftOut {
     let n = count(&mask);
-    let detached = logits.clone().detach();
-    let phi = token_logprobs(detached.clone(), targets.clone()) + token_entropy(detached);
-    let raw = phi.clone().div_scalar(-params.beta).exp().clamp(params.gamma_min, params.gamma_max);
-    let gamma = raw.sub_scalar(1.0).mul_scalar(lambda).add_scalar(1.0);
+    let (phi, gamma) = phi_and_gamma(logits.clone(), targets.clone(), lambda, params);
     // log of p clamped at 1e-10 (the clamp also zeroes the gradient below it, as torch.clamp does)
     let log_p = zero_masked(token_logprobs(logits, targets).clamp_min(LN_P_FLOOR), &mask);
     let log_p_w = if detach_weight {
