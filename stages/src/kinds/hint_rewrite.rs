@@ -193,7 +193,7 @@ impl Stage for HintRewriteStage {
     }
 
     fn check(&self) -> Result<(), FieldError> {
-        if !(self.beta >= 0.0) || !self.beta.is_finite() {
+        if !self.beta.is_finite() || self.beta < 0.0 {
             return Err(FieldError::new("beta", format!("`beta` is {}: it must be 0 or more (0 = the pure hinted rewrite; the demo uses 3)", self.beta)));
         }
         if self.delimiter.as_deref() == Some("") {

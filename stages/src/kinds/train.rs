@@ -144,7 +144,7 @@ impl Idft {
 
     /// The first setting out of range, as a field error.
     fn check(&self) -> Result<(), FieldError> {
-        if !(self.beta > 0.0) {
+        if self.beta.is_nan() || self.beta <= 0.0 {
             return Err(FieldError::new("beta", format!("`beta` is {}: IDFT's temperature must be above 0 (released: 1.0)", self.beta)));
         }
         if !(self.gamma_min > 0.0 && self.gamma_min <= self.gamma_max) {
