@@ -8,8 +8,9 @@
 //! solution and a stream with the question alone, mixed by their entropy;
 //! contrastive or guided decoding are other mixes of the same loop.
 //!
-//! Each context has its own model and KV cache (one model may serve
-//! several), batched over items: a step is one forward call per context.
+//! Each context has a model (one model may serve several); contexts of one
+//! model share a KV cache, batched over items and contexts, so a step is one
+//! forward call per distinct model.
 //! Items are independent (own RNG from `(seed, item id)`, own padding), so
 //! the result does not depend on the batch; a batch is split across rayon's
 //! threads for small models as in [`crate::generate`].
@@ -201,19 +202,7 @@ fn joint_batch<M: Mix>(req: &JointRequest<'_>, mix: &M, range: std::ops::Range<u
     }
     let eos = params.eos_token_ids.clone().unwrap_or_else(|| req.models[0].config().eos_ids());
     let vocab = req.models[0].config().vocab_size;
-    // Per context: its prompts, left padding, cache and current logits.
-    let mut pads: Vec<Vec<usize>> = Vec::with_capacity(k);
-    let mut caches: Vec<Cache> = Vec::with_capacity(k);
-    let mut logits: Vec<Vec<f32>> = Vec::with_capacity(k);
-    for (c, model) in req.models.iter().enumerate() {
-        let prompts: Vec<Vec<u32>> = items.iter().map(|&i| req.contexts[i][c].clone()).collect();
-        let max_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
-        let p: Vec<usize> = prompts.iter().map(|p| max_len - p.len()).collect();
-        let mut cache = Cache::new(model, prompts.len(), max_len + params.max_new_tokens);
-        logits.push(prefill(model, &prompts, &p, &mut cache));
-        pads.push(p);
-        caches.push(cache);
-    }
+    let mut streams = Streams::new(req, &items);
     let mut logp: Vec<Vec<f32>> = vec![Vec::with_capacity(vocab); k];
     let mut entropy = vec![0f32; k];
     let mut mixed = vec![0f32; vocab];
@@ -222,7 +211,7 @@ fn joint_batch<M: Mix>(req: &JointRequest<'_>, mix: &M, range: std::ops::Range<u
         let mut finished = Vec::new();
         for (row, seq) in active.iter_mut().enumerate() {
             for c in 0..k {
-                entropy[c] = log_softmax(&logits[c][row * vocab..(row + 1) * vocab], &mut logp[c]);
+                entropy[c] = log_softmax(streams.logits(row, c, vocab), &mut logp[c]);
             }
             let views: Vec<&[f32]> = logp.iter().map(Vec::as_slice).collect();
             mix.mix(&mut seq.state, &seq.tokens, &views, &entropy, &mut mixed);
@@ -248,18 +237,92 @@ fn joint_batch<M: Mix>(req: &JointRequest<'_>, mix: &M, range: std::ops::Range<u
             if keep.is_empty() {
                 break;
             }
-            for c in 0..k {
-                caches[c].retain(&keep);
-                pads[c] = keep.iter().map(|&r| pads[c][r]).collect();
-            }
+            streams.retain(&keep);
             active = keep.iter().map(|&r| rows[r].take().expect("kept once")).collect();
         }
         let last: Vec<u32> = active.iter().map(|s| *s.tokens.last().expect("sampled")).collect();
-        for (c, model) in req.models.iter().enumerate() {
-            logits[c] = step(model, &last, &pads[c], &mut caches[c]);
-        }
+        streams.step(&last);
     }
     results.into_iter().map(|r| r.expect("every item finishes")).collect()
+}
+
+/// The contexts' KV caches. Contexts that use the same model share one
+/// cache, holding `K'` rows per item (item-major), so a step is one forward
+/// call per distinct model: the weights are read once for all its streams.
+struct Streams<'a> {
+    groups: Vec<Group<'a>>,
+    /// Per context: its group and its place among the group's contexts.
+    at: Vec<(usize, usize)>,
+}
+
+struct Group<'a> {
+    model: &'a Llama,
+    /// The contexts whose rows this cache holds, in row order within an item.
+    contexts: Vec<usize>,
+    cache: Cache,
+    pads: Vec<usize>,
+    /// Last-position logits of every row, `[rows * vocab]`.
+    logits: Vec<f32>,
+}
+
+impl<'a> Streams<'a> {
+    /// Prefills every context of `items`.
+    fn new(req: &JointRequest<'a>, items: &[usize]) -> Self {
+        // Which contexts each distinct model serves, in first-use order.
+        let mut members: Vec<(&'a Llama, Vec<usize>)> = Vec::new();
+        let mut at = Vec::with_capacity(req.models.len());
+        for (c, &model) in req.models.iter().enumerate() {
+            let g = match members.iter().position(|(m, _)| std::ptr::eq(*m, model)) {
+                Some(g) => g,
+                None => {
+                    members.push((model, Vec::new()));
+                    members.len() - 1
+                }
+            };
+            at.push((g, members[g].1.len()));
+            members[g].1.push(c);
+        }
+        let groups = members
+            .into_iter()
+            .map(|(model, contexts)| {
+                let prompts: Vec<Vec<u32>> =
+                    items.iter().flat_map(|&i| contexts.iter().map(move |&c| req.contexts[i][c].clone())).collect();
+                let max_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
+                let pads: Vec<usize> = prompts.iter().map(|p| max_len - p.len()).collect();
+                let mut cache = Cache::new(model, prompts.len(), max_len + req.params.max_new_tokens);
+                let logits = prefill(model, &prompts, &pads, &mut cache);
+                Group { model, contexts, cache, pads, logits }
+            })
+            .collect();
+        Streams { groups, at }
+    }
+
+    /// Active row `row`'s next-token logits under context `c`.
+    fn logits(&self, row: usize, c: usize, vocab: usize) -> &[f32] {
+        let (g, j) = self.at[c];
+        let g = &self.groups[g];
+        let r = row * g.contexts.len() + j;
+        &g.logits[r * vocab..(r + 1) * vocab]
+    }
+
+    /// Keeps the active rows `keep` (in this order).
+    fn retain(&mut self, keep: &[usize]) {
+        for g in &mut self.groups {
+            let n = g.contexts.len();
+            let rows: Vec<usize> = keep.iter().flat_map(|&r| (0..n).map(move |j| r * n + j)).collect();
+            g.cache.retain(&rows);
+            g.pads = rows.iter().map(|&r| g.pads[r]).collect();
+        }
+    }
+
+    /// Feeds each active row's last token to all its contexts.
+    fn step(&mut self, last: &[u32]) {
+        for g in &mut self.groups {
+            let n = g.contexts.len();
+            let ids: Vec<u32> = last.iter().flat_map(|&t| std::iter::repeat_n(t, n)).collect();
+            g.logits = step(g.model, &ids, &g.pads, &mut g.cache);
+        }
+    }
 }
 
 #[cfg(test)]
