@@ -248,7 +248,8 @@ fn joint_batch<M: Mix>(req: &JointRequest<'_>, mix: &M, range: std::ops::Range<u
 
 /// The contexts' KV caches. Contexts that use the same model share one
 /// cache, holding `K'` rows per item (item-major), so a step is one forward
-/// call per distinct model: the weights are read once for all its streams.
+/// call per distinct model: the weights are read once for all its streams
+/// (except where the packed engine would leave its one-pass kernel).
 struct Streams<'a> {
     groups: Vec<Group<'a>>,
     /// Per context: its group and its place among the group's contexts.
@@ -270,17 +271,31 @@ impl<'a> Streams<'a> {
     fn new(req: &JointRequest<'a>, items: &[usize]) -> Self {
         // Which contexts each distinct model serves, in first-use order.
         let mut members: Vec<(&'a Llama, Vec<usize>)> = Vec::new();
-        let mut at = Vec::with_capacity(req.models.len());
         for (c, &model) in req.models.iter().enumerate() {
-            let g = match members.iter().position(|(m, _)| std::ptr::eq(*m, model)) {
-                Some(g) => g,
-                None => {
-                    members.push((model, Vec::new()));
-                    members.len() - 1
+            match members.iter_mut().find(|(m, _)| std::ptr::eq(*m, model)) {
+                Some((_, cs)) => cs.push(c),
+                None => members.push((model, vec![c])),
+            }
+        }
+        // The packed engine multiplies up to `MAX_ROWS` activation rows per
+        // pass over a weight row and takes a slower path beyond: there, one
+        // cache per context keeps each call within one pass (measured in
+        // BENCHMARKS.md, "Hinted Decoding against plain decoding").
+        let members: Vec<(&'a Llama, Vec<usize>)> = members
+            .into_iter()
+            .flat_map(|(m, cs)| {
+                if m.packed().is_some() && items.len() * cs.len() > crate::qmatmul::MAX_ROWS {
+                    cs.into_iter().map(|c| (m, vec![c])).collect()
+                } else {
+                    vec![(m, cs)]
                 }
-            };
-            at.push((g, members[g].1.len()));
-            members[g].1.push(c);
+            })
+            .collect();
+        let mut at = vec![(0, 0); req.models.len()];
+        for (g, (_, cs)) in members.iter().enumerate() {
+            for (j, &c) in cs.iter().enumerate() {
+                at[c] = (g, j);
+            }
         }
         let groups = members
             .into_iter()
