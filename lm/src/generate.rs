@@ -389,7 +389,16 @@ pub fn last_logits(model: &Llama, tokens: &[u32]) -> Vec<f32> {
 /// # Panics
 /// If `start` is 0 or past the end.
 pub fn token_logprobs(model: &Llama, tokens: &[u32], start: usize) -> Vec<f32> {
-    crate::score::token_stats(model, tokens, start).into_iter().map(|s| s.logprob).collect()
+    let vocab = model.config().vocab_size;
+    scored_logits(model, tokens, start)
+        .chunks(vocab)
+        .zip(&tokens[start..])
+        .map(|(row, &tok)| {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let lse = row.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>().ln() + max as f64;
+            (row[tok as usize] as f64 - lse) as f32
+        })
+        .collect()
 }
 
 /// The logits of the positions that predict `tokens[start..]` (one

@@ -182,6 +182,7 @@ struct Active<S> {
 fn joint_batch<M: Mix>(req: &JointRequest<'_>, mix: &M, range: std::ops::Range<usize>) -> Vec<JointGeneration<M::State>> {
     let params = req.params;
     let k = req.models.len();
+    let first = range.start;
     let items: Vec<usize> = range.collect();
     let mut results: Vec<Option<JointGeneration<M::State>>> = (0..items.len()).map(|_| None).collect();
     let mut active: Vec<Active<M::State>> = items
@@ -203,10 +204,9 @@ fn joint_batch<M: Mix>(req: &JointRequest<'_>, mix: &M, range: std::ops::Range<u
     let eos = params.eos_token_ids.clone().unwrap_or_else(|| req.models[0].config().eos_ids());
     let vocab = req.models[0].config().vocab_size;
     let mut streams = Streams::new(req, &items);
-    let mut logp: Vec<Vec<f32>> = vec![Vec::with_capacity(vocab); k];
+    let mut logp: Vec<Vec<f32>> = (0..k).map(|_| Vec::with_capacity(vocab)).collect();
     let mut entropy = vec![0f32; k];
     let mut mixed = vec![0f32; vocab];
-    let slot = |item: usize| items.iter().position(|&i| i == item).expect("an item of this batch");
     loop {
         let mut finished = Vec::new();
         for (row, seq) in active.iter_mut().enumerate() {
@@ -232,7 +232,7 @@ fn joint_batch<M: Mix>(req: &JointRequest<'_>, mix: &M, range: std::ops::Range<u
             let mut rows: Vec<Option<Active<M::State>>> = active.into_iter().map(Some).collect();
             for (row, finish_reason, stop) in finished {
                 let a = rows[row].take().expect("finished once");
-                results[slot(a.item)] = Some(JointGeneration { tokens: a.tokens, finish_reason, stop, stats: a.stats, state: a.state });
+                results[a.item - first] = Some(JointGeneration { tokens: a.tokens, finish_reason, stop, stats: a.stats, state: a.state });
             }
             if keep.is_empty() {
                 break;

@@ -119,26 +119,16 @@ impl Stage for CllScoreStage {
         let tok = lm.text_tokenizer()?;
         let rows = ctx.read_rows_nonempty("data", "rows to score")?;
         let eos = tok.eos_id();
-        // Each row's tokens and where its scored part starts.
-        let mut seqs = Vec::with_capacity(rows.len());
-        let mut keys = Vec::with_capacity(rows.len());
+        // Each row's prompt and text, which name its item; only rows not in
+        // the item cache are tokenized and scored.
+        let mut texts = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
             let (prompt, text) = (|| -> anyhow::Result<_> { Ok((prompt_text(row, tok, self.chat, None)?, str_field(row, &self.field)?.to_string())) })()
                 .map_err(|e| anyhow::anyhow!("data row {i}: {e}"))?;
-            let mut ids = tok.encode(&prompt, false)?;
-            if ids.is_empty() {
-                anyhow::bail!("data row {i}: the prompt is empty; φ of the first token needs a context");
-            }
-            let start = ids.len();
-            ids.extend(tok.encode(&text, false)?);
-            ids.extend(eos);
-            let max = lm.model().config().max_position_embeddings;
-            if ids.len() > max {
-                anyhow::bail!("data row {i}: prompt and `{}` are {} tokens, more than the model's context ({max})", self.field, ids.len());
-            }
-            keys.push(fingerprint(&ItemKey { model: input.hash, prompt: &prompt, text: &text, eos: eos.is_some() }));
-            seqs.push((ids, start));
+            texts.push((prompt, text));
         }
+        let keys: Vec<Hash> =
+            texts.iter().map(|(prompt, text)| fingerprint(&ItemKey { model: input.hash, prompt, text, eos: eos.is_some() })).collect();
         let log = ctx.store.items(&fingerprint(&("cll_score", input.hash, ITEM_CACHE_VERSION)))?;
         let mut phis: Vec<Option<Vec<f32>>> = keys.iter().map(|k| log.get(k).and_then(|b| serde_json::from_slice(&b).ok())).collect();
         let cached = phis.iter().filter(|p| p.is_some()).count();
@@ -146,8 +136,23 @@ impl Stage for CllScoreStage {
         let total = rows.len() as u64;
         let mut done = cached as u64;
         ctx.progress(done, Some(total), "rows");
+        let max = lm.model().config().max_position_embeddings;
+        // Row `i`'s tokens and where its scored part starts.
+        let sequence = |i: usize| -> anyhow::Result<(Vec<u32>, usize)> {
+            let mut ids = tok.encode(&texts[i].0, false)?;
+            if ids.is_empty() {
+                anyhow::bail!("data row {i}: the prompt is empty; φ of the first token needs a context");
+            }
+            let start = ids.len();
+            ids.extend(tok.encode(&texts[i].1, false)?);
+            ids.extend(eos);
+            if ids.len() > max {
+                anyhow::bail!("data row {i}: prompt and `{}` are {} tokens, more than the model's context ({max})", self.field, ids.len());
+            }
+            Ok((ids, start))
+        };
         for chunk in todo.chunks(self.batch_size) {
-            let batch: Vec<(Vec<u32>, usize)> = chunk.iter().map(|&i| seqs[i].clone()).collect();
+            let batch = chunk.iter().map(|&i| sequence(i)).collect::<anyhow::Result<Vec<_>>>()?;
             for (&i, stats) in chunk.iter().zip(token_stats_many(lm.model(), &batch)) {
                 let phi: Vec<f32> = stats.iter().map(|s| s.phi()).collect();
                 log.put(&keys[i], &serde_json::to_vec(&phi)?)?;

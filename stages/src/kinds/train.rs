@@ -107,7 +107,7 @@ pub struct Idft {
     #[serde(default)]
     pub epochs: Option<usize>,
     /// β, the temperature of `γ = exp(−φ/β)`.
-    #[serde(default = "one_f64")]
+    #[serde(default = "default_idft_beta")]
     pub beta: f64,
     /// Lower clamp of γ.
     #[serde(default = "default_gamma_min")]
@@ -165,14 +165,15 @@ impl Idft {
 fn yes() -> bool {
     true
 }
-fn one_f64() -> f64 {
-    1.0
+// The released defaults live in lm's `IdftParams`.
+fn default_idft_beta() -> f64 {
+    train::IdftParams::default().beta
 }
 fn default_gamma_min() -> f64 {
-    0.1
+    train::IdftParams::default().gamma_min
 }
 fn default_gamma_max() -> f64 {
-    2.0
+    train::IdftParams::default().gamma_max
 }
 
 /// `objective: dpo`.
