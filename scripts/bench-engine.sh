@@ -13,7 +13,7 @@
 #   2. creates or reuses the venv .venv-bench/ with dvc and snakemake from
 #      PyPI; installs hyperfine and eatmydata (apt) and b3sum (cargo install)
 #      if missing
-#      (without hyperfine, scripts/bench/timeit.py times instead);
+#      (without hyperfine, scripts/bench/wallclock.py times instead);
 #   3. for each chain length (50, 200) generates the same chain for the three
 #      tools (scripts/bench/chain.py) in a temp dir and times: first run, no-op
 #      re-run, plan/status/dry-run, and the re-run after changing the
@@ -73,7 +73,7 @@ PY=$VENV/bin/python
 
 if ! command -v hyperfine >/dev/null && command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
     say "installing hyperfine (apt-get)"
-    apt-get install -y -qq hyperfine >/dev/null 2>&1 || say "apt-get install hyperfine failed; using scripts/bench/timeit.py"
+    apt-get install -y -qq hyperfine >/dev/null 2>&1 || say "apt-get install hyperfine failed; using scripts/bench/wallclock.py"
 fi
 if ! command -v eatmydata >/dev/null && command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
     say "installing eatmydata (apt-get; for the fsync diagnostic)"
@@ -87,7 +87,7 @@ fi
 DVC_VERSION=$(dvc --version)
 SM_VERSION=$(snakemake --version)
 B3_VERSION=$(b3sum --version | awk '{print $2}')
-if command -v hyperfine >/dev/null; then TIMER="hyperfine $(hyperfine --version | awk '{print $2}')"; else TIMER="scripts/bench/timeit.py"; fi
+if command -v hyperfine >/dev/null; then TIMER="hyperfine $(hyperfine --version | awk '{print $2}')"; else TIMER="scripts/bench/wallclock.py"; fi
 say "retort $("$RETORT" --version | awk '{print $2}') ($RETORT), dvc $DVC_VERSION, snakemake $SM_VERSION, b3sum $B3_VERSION, timer $TIMER"
 
 # ---------------------------------------------------------------- harness
@@ -109,7 +109,7 @@ measure() {
     if command -v hyperfine >/dev/null; then
         (cd "$dir" && hyperfine --style none "${args[@]}" "$cmd" >/dev/null 2>"$WORK/$key.err") || true
     else
-        (cd "$dir" && "$PY" "$BENCH/timeit.py" "${args[@]}" "$cmd" 2>"$WORK/$key.err") || true
+        (cd "$dir" && "$PY" "$BENCH/wallclock.py" "${args[@]}" "$cmd" 2>"$WORK/$key.err") || true
     fi
     if [[ -s $json ]] && median=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["median"])' "$json" 2>/dev/null); then
         say "$key: $(printf '%.4f' "$median") s (median of $runs)"

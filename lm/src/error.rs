@@ -116,6 +116,15 @@ pub enum LmError {
         /// What is wrong.
         what: String,
     },
+    /// An optimizer state (`optimizer.bpk`, `trainer_state.json`) that
+    /// cannot be read or written.
+    #[error("{}: optimizer state: {what}", path.display())]
+    OptimizerState {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and what to do.
+        what: String,
+    },
     /// Training data or training settings that cannot be used, found
     /// before training starts. Its own variant (not [`LmError::InvalidConfig`])
     /// because the fix is in the data or the `train` stage's settings, not

@@ -29,7 +29,7 @@ pub mod verifiers;
 
 pub use kinds::{
     CascadeSplitStage, CllScoreStage, CommandStage, ComposeStage, EvaluateStage, ExportFormat, ExportStage, GenerateStage,
-    HintRewriteStage, SelectStage, TaskStage, TrainStage, VerifyStage,
+    HintRewriteStage, InfluenceStage, PairsStage, SelectStage, SynthesizeStage, TaskStage, TrainStage, VerifyStage,
 };
 #[doc(hidden)]
 pub mod fuzzing;
@@ -49,6 +49,9 @@ pub fn registry() -> Registry {
         .register::<GenerateStage>()
         .register::<HintRewriteStage>()
         .register::<CllScoreStage>()
+        .register::<SynthesizeStage>()
+        .register::<InfluenceStage>()
+        .register::<PairsStage>()
         .register::<EvaluateStage>()
         .register::<TrainStage>()
         .check_models_with(openai::check);

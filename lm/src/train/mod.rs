@@ -9,28 +9,36 @@
 //!   with k3 KL, IDFT (METHODS §0.2–0.4, §4.2).
 //! - [`advantages`]: GRPO group-normalized advantages (METHODS §0.2).
 //! - [`schedule`]: learning-rate schedules.
+//! - [`state`]: the optimizer's half of a checkpoint (AdamW moments, step).
+//! - [`influence`]: local data influence, one AdamW step per example (METHODS §5 M5).
 
 pub mod advantages;
 pub mod dpo;
 pub mod grpo;
+pub mod influence;
 pub mod losses;
 mod optim;
 pub mod parts;
 pub mod schedule;
 pub mod sft;
+pub mod state;
 pub mod trainer;
 
 #[cfg(test)]
 mod loop_tests;
+#[cfg(test)]
+mod state_tests;
 
 pub use advantages::{group_advantages, zero_advantage_fraction, GRPO_EPS};
 pub use dpo::{train_dpo, DpoExample};
 pub use grpo::{train_grpo, GrpoConfig};
+pub use influence::Influence;
 pub use losses::{
     dpo_loss, grpo_loss, idft_forward, idft_gamma, idft_loss, idft_weights, k3_kl, sequence_logprobs, sft_loss,
     token_entropy, token_logprobs, weighted_nll, DpoOut, GrpoOut, IdftOut, IdftParams,
 };
 pub use parts::{train_parts, Part, PartSeq, PartsExample};
 pub use schedule::LrSchedule;
-pub use sft::{train_sft, train_sft_with, SftExample, SftLoss};
+pub use sft::{train_sft, train_sft_resumable, train_sft_with, SftExample, SftLoss};
+pub use state::OptimState;
 pub use trainer::{StepMetrics, TrainConfig};

@@ -24,21 +24,36 @@ pub(crate) struct Optim {
     pending: usize,
 }
 
+/// AdamW with `cfg`'s betas, epsilon and (decoupled) weight decay,
+/// applied to every parameter (norm weights and embeddings included).
+pub(crate) fn adamw(cfg: &TrainConfig) -> ModuleOptimizer {
+    AdamWConfig::new()
+        .with_beta_1(cfg.betas.0 as f32)
+        .with_beta_2(cfg.betas.1 as f32)
+        .with_epsilon(cfg.adam_eps as f32)
+        .with_weight_decay(cfg.weight_decay as f32)
+        .init()
+}
+
 impl Optim {
-    /// AdamW with `cfg`'s betas, epsilon and (decoupled) weight decay,
-    /// applied to every parameter (norm weights and embeddings included).
+    /// A fresh AdamW (see [`adamw`]).
     pub fn new(cfg: &TrainConfig) -> Self {
-        let adam = AdamWConfig::new()
-            .with_beta_1(cfg.betas.0 as f32)
-            .with_beta_2(cfg.betas.1 as f32)
-            .with_epsilon(cfg.adam_eps as f32)
-            .with_weight_decay(cfg.weight_decay as f32);
+        Self::with(adamw(cfg), cfg)
+    }
+
+    /// Continues from `inner`'s moments (a restored [`OptimState`](crate::train::state::OptimState)).
+    pub fn with(inner: ModuleOptimizer, cfg: &TrainConfig) -> Self {
         Optim {
-            inner: adam.init(),
+            inner,
             accum: GradientsAccumulator::new(),
             clip: cfg.grad_clip,
             pending: 0,
         }
+    }
+
+    /// The optimizer itself, with its moments (for saving).
+    pub fn inner(&self) -> &ModuleOptimizer {
+        &self.inner
     }
 
     /// Back-propagates `loss` (already weighted for its share of the

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::LmError;
 use crate::model::Llama;
 use crate::train::losses::{idft_forward, sft_loss, IdftParams};
+use crate::train::state::OptimState;
 use crate::train::trainer::{
     bad, check_ids, host, make_batch, micro_batches, plan_steps, truncate, Seq, StepMetrics,
     TrainConfig, Trainer,
@@ -117,6 +118,27 @@ pub fn train_sft_with(
     cfg: &TrainConfig,
     on_step: &mut dyn FnMut(&StepMetrics),
 ) -> Result<Llama, LmError> {
+    Ok(train_sft_resumable(model, examples, loss, cfg, None, on_step)?.0)
+}
+
+/// [`train_sft_with`], optionally continuing from `resume` (a saved
+/// [`OptimState`]: AdamW's moments, and the run's step, so the steps
+/// already taken are skipped and the schedule goes on where it was), and
+/// returning the optimizer state at the end too. With the same data and
+/// `cfg`, N steps, save, restore, and the rest give the same weights as
+/// the whole run at once (tested bit for bit).
+///
+/// # Errors
+/// As [`train_sft`]'s; a `resume` state from another architecture, or
+/// one that has already taken every step of this run.
+pub fn train_sft_resumable(
+    model: Llama,
+    examples: &[SftExample],
+    loss: SftLoss,
+    cfg: &TrainConfig,
+    resume: Option<&OptimState>,
+    on_step: &mut dyn FnMut(&StepMetrics),
+) -> Result<(Llama, OptimState), LmError> {
     cfg.validate(&model)?;
     let idft = loss.idft();
     if examples.is_empty() {
@@ -138,9 +160,20 @@ pub fn train_sft_with(
         .collect();
     let steps = plan_steps(seqs.len(), cfg);
     let n_steps = steps.len();
-    let mut tr = Trainer::new(model, cfg, n_steps);
+    let mut tr = match resume {
+        Some(state) if state.step >= n_steps => {
+            return Err(bad(format!(
+                "the checkpoint to resume has already taken {} optimizer steps and this run has {n_steps}: \
+                 ask for more `steps` (the total, counting those already taken)",
+                state.step
+            )))
+        }
+        Some(state) => Trainer::resume(model, cfg, n_steps, state)?,
+        None => Trainer::new(model, cfg, n_steps),
+    };
     let device = tr.device();
-    for (index, step) in steps.into_iter().enumerate() {
+    let first = tr.step;
+    for (index, step) in steps.into_iter().enumerate().skip(first) {
         let total: usize = step.iter().map(|&i| seqs[i].n_scored()).sum();
         let mut loss_sum = 0.0;
         let mut extra = BTreeMap::from([("tokens".to_string(), total as f64)]);
@@ -186,5 +219,6 @@ pub fn train_sft_with(
             secs: Default::default(),
         });
     }
-    Ok(tr.finish())
+    let state = tr.state();
+    Ok((tr.finish(), state))
 }

@@ -42,6 +42,7 @@ use crate::rng::Rng;
 use crate::train::losses::token_logprobs;
 use crate::train::optim::Optim;
 use crate::train::schedule::LrSchedule;
+use crate::train::state::{canonical_ids, param_shapes, OptimState};
 
 /// Id fed at padded positions (any valid id: they are masked).
 pub(crate) const PAD_ID: u32 = 0;
@@ -176,6 +177,7 @@ impl TrainConfig {
                 self.weight_decay
             )));
         }
+        self.schedule.validate().map_err(|e| bad(format!("schedule: {e}")))?;
         if !(self.adam_eps > 0.0 && self.adam_eps.is_finite()) {
             return Err(bad(format!(
                 "`adam_eps` is {}: set it to a small positive number (e.g. 1e-8)",
@@ -357,19 +359,45 @@ pub(crate) struct Trainer {
     base_lr: f64,
     /// Optimizer steps taken.
     pub step: usize,
+    /// The learning rate of the last step.
+    last_lr: f64,
 }
 
 impl Trainer {
     /// Puts `model` on its device's autodiff variant with every parameter
-    /// requiring gradients (burn's `Module::train`).
+    /// requiring gradients (burn's `Module::train`), its parameters under
+    /// canonical ids (so the optimizer state can be saved and restored).
     pub fn new(model: Llama, cfg: &TrainConfig, total_steps: usize) -> Self {
         Trainer {
-            model: Some(model.train()),
+            model: Some(canonical_ids(model.train())),
             optim: Optim::new(cfg),
             schedule: cfg.schedule.with_run_steps(total_steps),
             base_lr: cfg.lr,
             step: 0,
+            last_lr: 0.0,
         }
+    }
+
+    /// [`new`](Self::new), continuing from `state`: AdamW's moments and
+    /// step count, and the schedule at step `state.step` of `total_steps`.
+    ///
+    /// # Errors
+    /// A state from another architecture.
+    pub fn resume(model: Llama, cfg: &TrainConfig, total_steps: usize, state: &OptimState) -> Result<Self, LmError> {
+        state.check_model(&model).map_err(|e| bad(format!("the optimizer state does not belong to this model: {e}")))?;
+        Ok(Trainer {
+            model: Some(canonical_ids(model.train())),
+            optim: Optim::with(state.optim.clone(), cfg),
+            schedule: cfg.schedule.with_run_steps(total_steps),
+            base_lr: cfg.lr,
+            step: state.step,
+            last_lr: state.last_lr,
+        })
+    }
+
+    /// The optimizer's state now (cheap: the moments are shared handles).
+    pub fn state(&self) -> OptimState {
+        OptimState { step: self.step, last_lr: self.last_lr, shapes: param_shapes(self.model()), optim: self.optim.inner().clone() }
     }
 
     /// The model being trained.
@@ -395,6 +423,7 @@ impl Trainer {
         let (model, norm) = self.optim.step(model, lr);
         self.model = Some(model);
         self.step += 1;
+        self.last_lr = lr;
         (lr, norm)
     }
 

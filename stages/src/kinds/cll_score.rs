@@ -44,6 +44,12 @@ pub struct CllScoreStage {
     /// Rows per batch (scored side by side, stored in the item cache together).
     #[serde(default = "default_batch")]
     pub batch_size: usize,
+    /// Also the mean negative log-likelihood of each row's tokens (`avg_nll`,
+    /// the SFT loss of the row), and in the metrics its mean over rows with
+    /// a bootstrap 95% interval (`nll`, `nll_lo`, `nll_hi`): a model's loss
+    /// on a held-out set.
+    #[serde(default)]
+    pub nll: bool,
 }
 
 fn default_field() -> String {
@@ -58,6 +64,7 @@ fn default_batch() -> usize {
 
 /// The fields this kind adds.
 const AVG_PHI: &str = "avg_phi";
+const AVG_NLL: &str = "avg_nll";
 const PHI: &str = "phi";
 const BELOW: [(f32, &str); 3] = [(-1.0, "phi_below_1"), (-3.0, "phi_below_3"), (-5.0, "phi_below_5")];
 
@@ -67,8 +74,14 @@ impl StageImpl for CllScoreStage {
     const ABOUT: &'static str = "Score each row's response by its centred log-likelihood φ under a model (METHODS §4.1).";
 
     fn hashed(&self) -> Hashed {
-        let CllScoreStage { model: _, data: _, field, chat, per_token, batch_size: _ } = self;
-        Hashed::new().field("field", field).field("chat", chat).field("per_token", per_token)
+        let CllScoreStage { model: _, data: _, field, chat, per_token, batch_size: _, nll } = self;
+        let h = Hashed::new().field("field", field).field("chat", chat).field("per_token", per_token);
+        // Only when on, so stages without it keep their fingerprints.
+        if *nll {
+            h.field("nll", true)
+        } else {
+            h
+        }
     }
 }
 
@@ -79,6 +92,9 @@ struct ItemKey<'a> {
     prompt: &'a str,
     text: &'a str,
     eos: bool,
+    /// With `nll`, an item holds `[φ..., log p...]` (twice the tokens).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    nll: bool,
 }
 
 /// Bump when what a cached item means changes.
@@ -99,6 +115,9 @@ impl Stage for CllScoreStage {
         extra.extend(BELOW.iter().map(|b| b.1));
         if self.per_token {
             extra.push(PHI);
+        }
+        if self.nll {
+            extra.push(AVG_NLL);
         }
         plus(input("data"), &extra)
     }
@@ -128,7 +147,7 @@ impl Stage for CllScoreStage {
             texts.push((prompt, text));
         }
         let keys: Vec<Hash> =
-            texts.iter().map(|(prompt, text)| fingerprint(&ItemKey { model: input.hash, prompt, text, eos: eos.is_some() })).collect();
+            texts.iter().map(|(prompt, text)| fingerprint(&ItemKey { model: input.hash, prompt, text, eos: eos.is_some(), nll: self.nll })).collect();
         let log = ctx.store.items(&fingerprint(&("cll_score", input.hash, ITEM_CACHE_VERSION)))?;
         let mut phis: Vec<Option<Vec<f32>>> = keys.iter().map(|k| log.get(k).and_then(|b| serde_json::from_slice(&b).ok())).collect();
         let cached = phis.iter().filter(|p| p.is_some()).count();
@@ -154,18 +173,50 @@ impl Stage for CllScoreStage {
         for chunk in todo.chunks(self.batch_size) {
             let batch = chunk.iter().map(|&i| sequence(i)).collect::<anyhow::Result<Vec<_>>>()?;
             for (&i, stats) in chunk.iter().zip(token_stats_many(lm.model(), &batch)) {
-                let phi: Vec<f32> = stats.iter().map(|s| s.phi()).collect();
+                let mut phi: Vec<f32> = stats.iter().map(|s| s.phi()).collect();
+                if self.nll {
+                    phi.extend(stats.iter().map(|s| s.logprob));
+                }
                 log.put(&keys[i], &serde_json::to_vec(&phi)?)?;
                 phis[i] = Some(phi);
             }
             done += chunk.len() as u64;
             ctx.progress(done, Some(total), "rows");
         }
-        let phis: Vec<Vec<f32>> = phis.into_iter().map(|p| p.expect("every row scored")).collect();
-        let out: Vec<Row> = rows.into_iter().zip(&phis).map(|(row, phi)| self.annotate(row, phi)).collect();
+        let mut phis: Vec<Vec<f32>> = phis.into_iter().map(|p| p.expect("every row scored")).collect();
+        // With `nll`, each item is φ then log p: split them.
+        let nlls: Vec<f64> = if self.nll {
+            phis.iter_mut()
+                .map(|p| {
+                    let lp = p.split_off(p.len() / 2);
+                    -lp.iter().map(|&x| x as f64).sum::<f64>() / lp.len().max(1) as f64
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let out: Vec<Row> = rows
+            .into_iter()
+            .zip(&phis)
+            .enumerate()
+            .map(|(i, (row, phi))| {
+                let mut row = self.annotate(row, phi);
+                if self.nll {
+                    row.insert(AVG_NLL.into(), round4(nlls[i]).into());
+                }
+                row
+            })
+            .collect();
         ctx.write_rows("out", &out)?;
         ctx.log(format!("{cached} of {} rows came from the item cache", out.len()));
-        Ok(summary(&phis))
+        let mut m = summary(&phis);
+        if self.nll {
+            let ci = crate::stats::bootstrap_mean(&nlls, 2000, ctx.seed);
+            m.insert("nll".into(), round4(nlls.iter().sum::<f64>() / nlls.len().max(1) as f64).into());
+            m.insert("nll_lo".into(), round4(ci.lo).into());
+            m.insert("nll_hi".into(), round4(ci.hi).into());
+        }
+        Ok(m)
     }
 }
 

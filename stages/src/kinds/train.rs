@@ -307,6 +307,10 @@ pub enum Schedule {
     Constant,
     /// Linear warmup over `warmup` (a share of the steps), then cosine to `min_lr_ratio`.
     WarmupCosine,
+    /// Warmup-stable-decay (Montessori-Instruct's): linear warmup over
+    /// `warmup` (default 0.1), the full rate for `stable` (default 0.5),
+    /// cosine decay to `min_lr_ratio` (default 0.001) over the rest.
+    Wsd,
 }
 
 /// Train a model. The optimizer settings are shared by every objective;
@@ -323,13 +327,16 @@ pub struct TrainStage {
     /// Peak learning rate.
     #[serde(default = "default_lr")]
     pub lr: f64,
-    /// constant (default) or warmup_cosine.
+    /// constant (default), warmup_cosine or wsd.
     #[serde(default)]
     pub schedule: Schedule,
-    /// warmup_cosine: share of the steps spent warming up (default 0).
+    /// warmup_cosine, wsd: share of the steps spent warming up (default 0; wsd 0.1).
     #[serde(default)]
     pub warmup: Option<f64>,
-    /// warmup_cosine: final rate as a share of `lr` (default 0).
+    /// wsd: share of the steps at the full rate after the warmup (default 0.5).
+    #[serde(default)]
+    pub stable: Option<f64>,
+    /// warmup_cosine, wsd: final rate as a share of `lr` (default 0; wsd 0.001).
     #[serde(default)]
     pub min_lr_ratio: Option<f64>,
     /// Optimizer steps (SFT, DPO) or sampling rounds (GRPO).
@@ -353,6 +360,17 @@ pub struct TrainStage {
     /// Apply the tokenizer's chat template to prompts.
     #[serde(default)]
     pub chat: bool,
+    /// Save AdamW's moments and the step count with the checkpoint
+    /// (`optimizer.bpk`, `trainer_state.json`), for a later `resume` or
+    /// `influence` (sft, idft, dft).
+    #[serde(default)]
+    pub save_optimizer: bool,
+    /// Continue the run the starting checkpoint was saved from: restore its
+    /// optimizer state (it needs `save_optimizer: true`), skip the steps it
+    /// took and go on with the schedule from there; `steps` is the total,
+    /// counting those (sft, idft, dft).
+    #[serde(default)]
+    pub resume: bool,
 }
 
 fn default_lr() -> f64 {
@@ -403,6 +421,7 @@ impl StageImpl for TrainStage {
             lr,
             schedule,
             warmup,
+            stable: _, // hashed through `self.wsd()`
             min_lr_ratio,
             steps,
             batch_size,
@@ -411,10 +430,24 @@ impl StageImpl for TrainStage {
             weight_decay,
             max_len,
             chat,
+            save_optimizer,
+            resume,
         } = self;
         let mut h = Hashed::new().field("lr", lr).field("schedule", schedule);
-        if *schedule == Schedule::WarmupCosine {
-            h = h.field("warmup", warmup.unwrap_or(0.0)).field("min_lr_ratio", min_lr_ratio.unwrap_or(0.0));
+        match schedule {
+            Schedule::Constant => {}
+            Schedule::WarmupCosine => h = h.field("warmup", warmup.unwrap_or(0.0)).field("min_lr_ratio", min_lr_ratio.unwrap_or(0.0)),
+            Schedule::Wsd => {
+                let (w, s, m) = self.wsd();
+                h = h.field("warmup", w).field("stable", s).field("min_lr_ratio", m);
+            }
+        }
+        // Hashed only when on, so every existing stage keeps its fingerprint.
+        if *save_optimizer {
+            h = h.field("save_optimizer", true);
+        }
+        if *resume {
+            h = h.field("resume", true);
         }
         h.opt("steps", steps)
             .field("batch_size", batch_size)
@@ -491,8 +524,23 @@ impl Stage for TrainStage {
         if self.schedule == Schedule::Constant {
             for (name, v) in [("warmup", self.warmup), ("min_lr_ratio", self.min_lr_ratio)] {
                 if v.is_some() {
-                    return Err(FieldError::new(name, format!("`{name}` applies only to `schedule: warmup_cosine`")));
+                    return Err(FieldError::new(name, format!("`{name}` applies only to `schedule: warmup_cosine` or `wsd`")));
                 }
+            }
+        }
+        if self.stable.is_some() && self.schedule != Schedule::Wsd {
+            return Err(FieldError::new("stable", "`stable` applies only to `schedule: wsd`"));
+        }
+        if self.schedule == Schedule::Wsd {
+            let (warmup, stable, min_lr_ratio) = self.wsd();
+            LrSchedule::Wsd { warmup_ratio: warmup, stable_ratio: stable, total_steps: 0, min_lr_ratio }
+                .validate()
+                .map_err(|e| FieldError::new("schedule", e.replace("warmup_ratio", "warmup").replace("stable_ratio", "stable")))?;
+        }
+        let sft_family = matches!(self.objective, Objective::Sft(_) | Objective::Idft(_) | Objective::Dft(_));
+        for (name, on) in [("save_optimizer", self.save_optimizer), ("resume", self.resume)] {
+            if on && !sft_family {
+                return Err(FieldError::new(name, format!("`{name}` applies to objectives sft, idft and dft, not {}", self.objective.name())));
             }
         }
         Ok(())
@@ -511,6 +559,7 @@ impl Stage for TrainStage {
             ctx.progress(m.step as u64 + 1, total.map(|t| t as u64), "steps");
         };
         let eos = tokenizer.eos_id();
+        let mut optimizer = None;
         let model = match &self.objective {
             Objective::Sft(_) | Objective::Idft(_) | Objective::Dft(_) => {
                 let loss = match &self.objective {
@@ -523,7 +572,10 @@ impl Stage for TrainStage {
                     .enumerate()
                     .map(|(i, r)| self.sft_example(r, &tokenizer, eos).with_context(|| format!("data row {i}")))
                     .collect::<anyhow::Result<Vec<_>>>()?;
-                train::train_sft_with(model, &ex, loss, &cfg, &mut on_step)?
+                let resume = if self.resume { Some(self.restore(&input, &cfg)?) } else { None };
+                let (model, state) = train::train_sft_resumable(model, &ex, loss, &cfg, resume.as_ref(), &mut on_step)?;
+                optimizer = self.save_optimizer.then_some(state);
+                model
             }
             Objective::Dpo(dpo) => {
                 let ex = rows
@@ -543,6 +595,9 @@ impl Stage for TrainStage {
         let dir = ctx.output_path("model");
         retort_lm::weights::save_safetensors_dir(&model, &dir)?;
         tokenizer.save_dir(&dir)?;
+        if let Some(state) = optimizer {
+            state.save_dir(&dir)?;
+        }
         // Wall-clock timings are not in the step log (`StepMetrics::secs` is
         // not serialized): they go to the stage log.
         let mut secs: BTreeMap<&str, f64> = BTreeMap::new();
@@ -564,6 +619,22 @@ impl Stage for TrainStage {
 }
 
 impl TrainStage {
+    /// WSD's `(warmup, stable, min_lr_ratio)` with their defaults.
+    fn wsd(&self) -> (f64, f64, f64) {
+        (self.warmup.unwrap_or(0.1), self.stable.unwrap_or(0.5), self.min_lr_ratio.unwrap_or(1e-3))
+    }
+
+    /// The starting checkpoint's optimizer state, for `resume: true`.
+    fn restore(&self, input: &InputArtifact, cfg: &TrainConfig) -> anyhow::Result<train::OptimState> {
+        let dir = input.path.as_deref().filter(|p| p.is_dir()).filter(|p| train::OptimState::exists_in(p)).ok_or_else(|| {
+            anyhow!(
+                "`resume: true` needs an optimizer state with the starting model `{}`: train it with `save_optimizer: true`",
+                self.model
+            )
+        })?;
+        Ok(train::OptimState::load_dir(dir, cfg)?)
+    }
+
     /// The trainer's settings: spec numbers narrow to the runtime's types here.
     fn train_config(&self, seed: u64) -> TrainConfig {
         let grpo = matches!(self.objective, Objective::Grpo(_));
@@ -576,6 +647,10 @@ impl TrainStage {
                 let warmup = self.warmup.unwrap_or(0.0);
                 let warmup_steps = self.steps.map_or(0, |s| (warmup * s as f64).round() as usize);
                 LrSchedule::WarmupCosine { warmup_steps, total_steps: 0, min_lr_ratio: self.min_lr_ratio.unwrap_or(0.0) }
+            }
+            Schedule::Wsd => {
+                let (warmup_ratio, stable_ratio, min_lr_ratio) = self.wsd();
+                LrSchedule::Wsd { warmup_ratio, stable_ratio, total_steps: 0, min_lr_ratio }
             }
         };
         TrainConfig {
@@ -827,6 +902,33 @@ mod tests {
         }
         let e = serde_yaml::from_str::<TrainStage>("{model: m, data: d, objective: sft, alpha: 0.1}").unwrap_err();
         assert!(e.to_string().contains("unknown field `alpha`"), "{e}");
+    }
+
+    #[test]
+    fn wsd_hashes_its_defaults_and_checks_its_shares() {
+        let w = parse("{model: m, data: d, objective: sft, schedule: wsd}");
+        let v = w.hashed().into_value();
+        assert_eq!((v["warmup"].as_f64(), v["stable"].as_f64(), v["min_lr_ratio"].as_f64()), (Some(0.1), Some(0.5), Some(0.001)));
+        assert_eq!(
+            w.train_config(1).schedule,
+            LrSchedule::Wsd { warmup_ratio: 0.1, stable_ratio: 0.5, total_steps: 0, min_lr_ratio: 1e-3 }
+        );
+        let e = parse("{model: m, data: d, objective: sft, schedule: wsd, warmup: 0.6, stable: 0.6}").check().unwrap_err();
+        assert!(e.message.contains("`warmup` + `stable`"), "{}", e.message);
+        let e = parse("{model: m, data: d, objective: sft, stable: 0.5}").check().unwrap_err();
+        assert_eq!(e.field, "stable");
+    }
+
+    #[test]
+    fn optimizer_state_options_are_for_sft_objectives_and_hashed_only_when_on() {
+        let plain = parse("{model: m, data: d, objective: sft, steps: 5}");
+        assert!(!keys(&plain).contains(&"save_optimizer".to_string()));
+        let saved = parse("{model: m, data: d, objective: sft, steps: 5, save_optimizer: true}");
+        assert_ne!(plain.hashed(), saved.hashed());
+        assert!(parse("{model: m, data: d, objective: idft, resume: true}").check().is_ok());
+        let e = parse("{model: m, data: d, objective: dpo, save_optimizer: true}").check().unwrap_err();
+        assert_eq!(e.field, "save_optimizer");
+        assert!(e.message.contains("not dpo"), "{}", e.message);
     }
 
     #[test]

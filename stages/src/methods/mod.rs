@@ -10,6 +10,8 @@
 //! - [`cascade`]: CasCoD rationale/answer split (METHODS §3, C1–C2).
 //! - [`hinted`]: Hinted Decoding's λ schedules and stream mix (METHODS §4.3).
 //! - [`arithmetic`]: a tiny arithmetic task for smoke tests.
+//! - [`rouge`]: ROUGE-L F1 as `rouge_score` computes it (near-duplicate rejection).
+//! - [`instructions`]: Montessori-Instruct's few-shot prompts, tag extraction, dedupe (METHODS §5 M1).
 //! - [`metrics`]: accuracy by arity, pass@k, SkillFactory skill use (METHODS §1).
 
 pub mod arithmetic;
@@ -18,8 +20,10 @@ pub mod hinted;
 pub mod compose;
 pub mod countdown;
 mod error;
+pub mod instructions;
 pub mod metrics;
 mod ratio;
+pub mod rouge;
 pub mod verify;
 
 /// One JSONL record (the engine's: one alias for the whole workspace).

@@ -2,7 +2,7 @@
 """Fallback for hyperfine when it cannot be installed: the subset of its
 interface that scripts/bench-engine.sh uses.
 
-    timeit.py --runs N [--warmup W] [--prepare CMD] --export-json FILE CMD
+    wallclock.py --runs N [--warmup W] [--prepare CMD] --export-json FILE CMD
 
 Runs CMD (through `sh -c`, output discarded) W times untimed, then N times
 timed, each preceded by PREPARE (untimed); writes {"results": [{"times":
@@ -31,12 +31,12 @@ def main():
     times = []
     for i in range(a.warmup + a.runs):
         if a.prepare and sh(a.prepare) != 0:
-            sys.exit(f"timeit.py: prepare command failed: {a.prepare}")
+            sys.exit(f"wallclock.py: prepare command failed: {a.prepare}")
         t0 = time.perf_counter()
         rc = sh(a.command)
         dt = time.perf_counter() - t0
         if rc != 0:
-            sys.exit(f"timeit.py: command exited with {rc}: {a.command}")
+            sys.exit(f"wallclock.py: command exited with {rc}: {a.command}")
         if i >= a.warmup:
             times.append(dt)
     with open(a.export_json, "w") as f:

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""The centred log-likelihood of `cll_score` computed with transformers: the
+peer of `scripts/bench-hinted.sh`'s scoring half (issue 12).
+
+    .venv-peers/bin/python scripts/bench/cll_peer.py MODEL.gguf ROWS.jsonl [--field response] [--batch 32] [--threads 2] [--repeats 3]
+
+Each row's tokens are `encode(prompt) + encode(response) + [eos]`, no special
+tokens added, as `cll_score` builds them (chat: false). φ_t = log p_t(y_t) +
+H(p_t) for every response token (EOS included), from one padded forward pass
+per batch in f32 (the GGUF dequantized, as shared/golden/hf.py loads it).
+Prints one JSON object: rows/s of each repeat (model load excluded, the
+tokenization included) and each row's avg φ, for the agreement check.
+"""
+import argparse
+import json
+import os
+import time
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("rows")
+    ap.add_argument("--field", default="response")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(args.threads)
+    d, f = os.path.dirname(os.path.abspath(args.model)), os.path.basename(args.model)
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, torch_dtype=torch.float32).eval()
+    rows = [json.loads(line) for line in open(args.rows) if line.strip()]
+
+    def score():
+        seqs = []
+        for r in rows:
+            p = tok.encode(r["prompt"], add_special_tokens=False)
+            y = tok.encode(r[args.field], add_special_tokens=False) + [tok.eos_token_id]
+            seqs.append((p + y, len(p)))
+        avg = []
+        for b in range(0, len(seqs), args.batch):
+            chunk = seqs[b : b + args.batch]
+            width = max(len(s) for s, _ in chunk)
+            ids = torch.zeros(len(chunk), width, dtype=torch.long)
+            mask = torch.zeros(len(chunk), width, dtype=torch.long)
+            for i, (s, _) in enumerate(chunk):
+                ids[i, : len(s)] = torch.tensor(s)
+                mask[i, : len(s)] = 1
+            with torch.no_grad():
+                logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+            ent = -(logp.exp() * logp).sum(-1)
+            for i, (s, start) in enumerate(chunk):
+                t = torch.arange(start, len(s))
+                lp = logp[i, t - 1, ids[i, t]]
+                avg.append(float((lp + ent[i, t - 1]).mean()))
+        return avg
+
+    score()  # warm-up
+    rates, avg = [], None
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        avg = score()
+        rates.append(len(rows) / (time.perf_counter() - t0))
+    print(json.dumps({"rows_per_s": rates, "avg_phi": avg, "torch": torch.__version__}))
+
+
+if __name__ == "__main__":
+    main()
