@@ -32,6 +32,11 @@ Outputs (JSON Lines):
   (`reference` rows), disjoint from `test`;
 - `test`: {prompt, gold}: held-out sums (`test` rows).
 
+With `style: chat` (pipelines/montessori-smollm2.yaml) instructions are
+questions for an instruction-tuned model ("What is 23 + 45?"), the reference
+responses say "23 + 45 = 68. The answer is 68.", and the teacher's and
+student's pre-training sets are empty (the model is SmolLM2).
+
 Everything is seeded from RETORT_SEED: the same bytes on every run.
 """
 import json
@@ -41,6 +46,15 @@ import random
 P = {k[len("RETORT_PARAM_"):].lower(): v for k, v in os.environ.items() if k.startswith("RETORT_PARAM_")}
 SEED = int(os.environ["RETORT_SEED"])
 MIX = {"on_target": 0.35, "trivial": 0.2, "off_target": 0.25, "malformed": 0.2}
+CHAT = P.get("style", "tiny") == "chat"
+
+
+def question(a, b):
+    return f"What is {a} + {b}?" if CHAT else f"sum {a} {b}\n"
+
+
+def answer(a, b):
+    return f"{a} + {b} = {a + b}. The answer is {a + b}." if CHAT else f"{a}+{b}={a + b}"
 
 
 def instruction(rng, kind):
@@ -79,26 +93,26 @@ def main():
     while len(seeds) < int(P.get("seeds", 40)):
         a, b = rng.randint(10, 99), rng.randint(10, 99)
         if (a, b) not in held_out:
-            seeds.add(f"sum {a} {b}")
+            seeds.add(question(a, b).strip())
     seeds = sorted(seeds)
     write("seeds", [{"instruction": s} for s in seeds])
 
     kinds, weights = zip(*MIX.items())
     teacher = []
-    for _ in range(int(P.get("teacher_rows", 2000))):
+    for _ in range(0 if CHAT else int(P.get("teacher_rows", 2000))):
         kind = rng.choices(kinds, weights)[0]
         teacher.append({"prompt": few_shot(rng.sample(seeds, shots)), "response": f"<instruction>{instruction(rng, kind)}</instruction>"})
     write("teacher_pretrain", teacher)
 
     student = []
-    while len(student) < int(P.get("student_rows", 1500)):
+    while len(student) < (0 if CHAT else int(P.get("student_rows", 1500))):
         a, b = rng.randint(10, 99), rng.randint(10, 99)
         if (a, b) in held_out:
             continue
-        student.append({"prompt": f"sum {a} {b}\n", "response": f"{a}+{b}={a + b}"})
+        student.append({"prompt": question(a, b), "response": answer(a, b)})
     write("student_pretrain", student)
-    write("reference", [{"prompt": f"sum {a} {b}\n", "response": f"{a}+{b}={a + b}"} for a, b in sorted(ref_pairs)])
-    write("test", [{"prompt": f"sum {a} {b}\n", "gold": str(a + b)} for a, b in sorted(test_pairs)])
+    write("reference", [{"prompt": question(a, b), "response": answer(a, b)} for a, b in sorted(ref_pairs)])
+    write("test", [{"prompt": question(a, b), "gold": str(a + b)} for a, b in sorted(test_pairs)])
 
 
 if __name__ == "__main__":

@@ -13,8 +13,13 @@ Input `instructions`: rows of `synthesize` ({instruction, seed_prompt, ...}).
 Input `test`: the held-out set; an instruction that is one of its sums is
 dropped (the teacher would otherwise teach the test), and counted.
 
+With `responses: given` (pipelines/montessori-smollm2.yaml, where the
+teacher answers its own instructions) the rows' `response` is kept and
+the solver only classifies: an instruction that is a two-number sum
+question is `on_target`, any other is `free`.
+
 Outputs:
-- `rows`: {prompt, response, instruction, seed_prompt, kind, solvable};
+- `rows`: {prompt, response, instruction, seed_prompt, raw, kind, solvable};
 - `warmup`, `probe`: the first `warmup` rows and the next `probe` rows
   (Montessori-Instruct's `divide_dataset.py`: first N warm up, next M probe);
 - `stats`: one JSON object: counts and shares by kind, solvable, distinct
@@ -40,31 +45,44 @@ def solve(text):
     return "malformed", "no answer", None
 
 
+def classify_given(text):
+    m = re.search(r"(\d+) *\+ *(\d+)", text)
+    if m and len(re.findall(r"\d+", text)) == 2:
+        a, b = int(m.group(1)), int(m.group(2))
+        return "on_target" if a >= 10 and b >= 10 else "trivial", (a, b)
+    return "free", None
+
+
 def read(name):
     with open(os.environ[f"RETORT_IN_{name.upper()}"]) as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
 def main():
-    test = {tuple(int(x) for x in r["prompt"].split()[1:3]) for r in read("test")}
+    given = P.get("responses", "solver") == "given"
+    test = {tuple(int(x) for x in re.findall(r"\d+", r["prompt"])[:2]) for r in read("test")}
     rows, overlap, sizes = [], 0, []
     for r in read("instructions"):
-        kind, response, pair = solve(r["instruction"])
+        if given:
+            (kind, pair), response = classify_given(r["instruction"]), r["response"]
+        else:
+            kind, response, pair = solve(r["instruction"])
         if pair is not None and pair in test:
             overlap += 1
             continue
         if pair is not None:
             sizes.append((pair[0] + pair[1]) / 2)
         rows.append({
-            "prompt": r["instruction"] + "\n",
+            "prompt": r["instruction"] if given else r["instruction"] + "\n",
             "response": response,
             "instruction": r["instruction"],
             "seed_prompt": r["seed_prompt"],
+            "raw": r["raw"],
             "kind": kind,
             "solvable": kind != "malformed",
         })
     n = max(len(rows), 1)
-    kinds = ["on_target", "trivial", "off_target", "malformed"]
+    kinds = ["on_target", "trivial", "off_target", "malformed"] + (["free"] if given else [])
     stats = {
         "rows": len(rows),
         **{f"share_{k}": round(sum(r["kind"] == k for r in rows) / n, 4) for k in kinds},

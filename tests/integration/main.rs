@@ -14,6 +14,7 @@ mod execution;
 mod exports;
 mod fingerprints;
 mod inspect;
+mod montessori;
 mod onpolicy;
 mod openai;
 mod params;

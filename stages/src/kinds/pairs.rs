@@ -6,7 +6,7 @@
 //!   kind: pairs
 //!   data: influence        # rows with the group, text and label fields
 //!   group: seed_prompt     # the pair's prompt: rows are paired within a group
-//!   text: instruction      # what is compared (chosen / rejected)
+//!   text: raw              # what is compared: the teacher's raw output
 //!   label: helpful         # true: may be chosen; false: may be rejected
 //!   labels: as_is          # or `shuffled`: the random-label control
 //! ```
@@ -49,7 +49,10 @@ pub struct PairsStage {
     /// The field rows are grouped by; its value becomes the pair's `prompt`.
     #[serde(default = "default_group")]
     pub group: String,
-    /// The field holding the text compared.
+    /// The field holding the text compared: by default `raw`, the teacher's
+    /// whole output after the prompt (Montessori-Instruct's `raw_inst`), which
+    /// is what DPO must raise or lower; the extracted `instruction` alone is
+    /// not a text the teacher writes after its prompt.
     #[serde(default = "default_text")]
     pub text: String,
     /// The boolean field: true may be chosen, false may be rejected.
@@ -64,7 +67,7 @@ fn default_group() -> String {
     "seed_prompt".into()
 }
 fn default_text() -> String {
-    "instruction".into()
+    "raw".into()
 }
 fn default_label() -> String {
     "helpful".into()
@@ -155,9 +158,9 @@ impl Stage for PairsStage {
     fn inputs(&self) -> Vec<InputDecl> {
         let data = InputDecl::rows("data", &self.data, "data");
         // The defaults are checked where the field names are known: the
-        // usual case (seed_prompt, instruction, helpful) gets a load-time error.
+        // usual case (seed_prompt, raw, helpful) gets a load-time error.
         let data = if self.group == default_group() { data.needing(&["seed_prompt"], "pairs' `group`") } else { data };
-        let data = if self.text == default_text() { data.needing(&["instruction"], "pairs' `text`") } else { data };
+        let data = if self.text == default_text() { data.needing(&["raw"], "pairs' `text`") } else { data };
         let data = if self.label == default_label() { data.needing(&["helpful"], "pairs' `label`") } else { data };
         vec![data]
     }
