@@ -10,18 +10,26 @@ use std::path::Path;
 use crate::util::{Run, TestPipeline};
 
 const SETS: &[&str] = &[
-    "stages.data.params.teacher_rows=40",
+    "stages.data.params.teacher_rows=400",
     "stages.data.params.student_rows=40",
     "stages.data.params.test=20",
     "stages.data.params.reference=8",
-    "stages.teacher.steps=4",
+    // 60 steps over 400 rows teach the teacher its tags (loss 0.25; 0.21
+    // after the default 200 steps over 2,000).
+    "stages.teacher.steps=60",
     "stages.student.steps=4",
-    "stages.synth0.prompts=6",
-    "stages.synth0.prompts_per_round=3",
+    "stages.synth0.prompts=12",
+    "stages.synth0.prompts_per_round=6",
     "stages.synth0.dedupe=null",
     "stages.solved0.params.warmup=4",
-    "stages.solved0.params.probe=12",
+    "stages.solved0.params.probe=40",
     "stages.eval.sampling.max_tokens=6",
+    // A 4-step student's influence labels are all one way (every step
+    // helps it): pair by the solver's `solvable` instead, so that the
+    // teachers have pairs (the shape of the pipeline is what is tested;
+    // `no pairs` is a clear error, see below).
+    "stages.pairs.label=solvable",
+    "stages.pairs_random.label=solvable",
 ];
 
 const ARMS: &[&str] = &["untuned", "tuned", "random", "loss"];
@@ -49,13 +57,7 @@ fn run(t: &TestPipeline, extra: &[String]) -> Run {
 #[test]
 fn montessori_runs_end_to_end_at_reduced_counts() {
     let t = TestPipeline::new("stages: {}\n");
-    // A 4-step teacher writes anything; keep every sample it tags.
     let r = run(&t, &[]);
-    if r.code != 0 && r.stderr.contains("no pairs") {
-        // Too few probes for both labels in one group: the clear error is
-        // what the pipeline gives; the rest is tested when pairs exist.
-        panic!("reduced counts gave no pairs; raise the probe count:\n{}", r.stderr);
-    }
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(r.statuses().iter().all(|(_, s)| s == "ran"), "{:?}", r.statuses());
     let inf = r.stage("influence")["metrics"].clone();
@@ -73,9 +75,9 @@ fn montessori_runs_end_to_end_at_reduced_counts() {
     }
     assert!(m.as_object().unwrap().keys().any(|k| k.starts_with("student_tuned_vs_student_untuned/")), "{m}");
     // The warm-up checkpoint carries its optimizer state.
-    let warm = t.retort(&["show", &Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/montessori.yaml").display().to_string(), "--cache-dir", &t.path("cache").display().to_string(), "warm.model", "--path"]);
-    let dir = warm.stdout.lines().last().unwrap().trim().to_string();
-    assert!(Path::new(&dir).join("optimizer.bpk").is_file() && Path::new(&dir).join("trainer_state.json").is_file(), "{dir}");
+    let hash = r.stage("warm")["outputs"]["model"]["hash"].as_str().unwrap().to_string();
+    let dir = t.path("cache").join("objects").join(&hash[..2]).join(&hash[2..]);
+    assert!(dir.join("optimizer.bpk").is_file() && dir.join("trainer_state.json").is_file(), "{}", dir.display());
 }
 
 /// Two tiny students (different widths), each warmed up with its optimizer
@@ -131,7 +133,7 @@ fn influence_refuses_a_reference_set_that_shares_a_test_prompt() {
     }
     // Disjoint: it runs, and rows without `seed_prompt` cannot be paired.
     t.write("tests.jsonl", "{\"prompt\": \"sum 9 9\\n\", \"gold\": \"18\"}\n");
-    let r = t.retort(&["run", "p.yaml"]);
+    let r = t.retort(&["run", "p.yaml", "--format", "json"]);
     assert_ne!(r.code, 0);
     assert_eq!(r.status_of("inf"), "ran", "{}", r.stderr);
     for want in ["pairs", "data row 0 has no string field `seed_prompt`"] {
