@@ -317,7 +317,7 @@ impl Stage for InfluenceStage {
         ctx.write_rows("out", &out)?;
         let fresh = out.len() - cached;
         ctx.log(format!(
-            "{cached} of {} examples came from the item cache; {fresh} scored in {secs:.1} s ({:.1} per second, restoring {:.3} s in all)",
+            "{cached} of {} examples came from the item cache; {fresh} scored in {secs:.2} s ({:.3} per second, restoring {:.3} s in all)",
             out.len(),
             fresh as f64 / secs.max(1e-9),
             inf.restore_secs
