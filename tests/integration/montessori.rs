@@ -30,6 +30,17 @@ const SETS: &[&str] = &[
     // `no pairs` is a clear error, see below).
     "stages.pairs.label=solvable",
     "stages.pairs_random.label=solvable",
+    // Iteration 2, reduced the same way.
+    "stages.synth1.prompts=12",
+    "stages.synth1.prompts_per_round=6",
+    "stages.synth1.dedupe=null",
+    "stages.solved1.params.warmup=4",
+    "stages.solved1.params.probe=40",
+    "stages.pairs2.label=solvable",
+    "stages.teacher_tuned2.epochs=1",
+    "stages.synth_tuned2.prompts=4",
+    "stages.synth_tuned2.dedupe=null",
+    "stages.student_tuned2.steps=2",
 ];
 
 const ARMS: &[&str] = &["untuned", "tuned", "random", "loss"];
@@ -70,7 +81,7 @@ fn montessori_runs_end_to_end_at_reduced_counts() {
         assert!(r.stage(&format!("ref_{arm}"))["metrics"].get("nll_lo").is_some());
     }
     let m = r.stage("eval")["metrics"].clone();
-    for arm in ARMS {
+    for arm in ARMS.iter().chain(&["tuned2"]) {
         assert!(m.get(format!("student_{arm}/acc")).is_some(), "missing student_{arm}: {m}");
     }
     assert!(m.as_object().unwrap().keys().any(|k| k.starts_with("student_tuned_vs_student_untuned/")), "{m}");

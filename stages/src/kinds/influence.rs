@@ -14,7 +14,8 @@
 //!
 //! Each output row is its input row plus `score` (`L_after`), `l_before`
 //! (the warm student's reference loss) and `helpful` (`score < l_before`:
-//! the step on this example lowered the reference loss). With
+//! the step on this example lowered the reference loss; with `threshold:
+//! median`, the better half of the scores). With
 //! `score: loss` (the paper's training-loss ablation) `score` is the warm
 //! student's own loss on the example, no step is taken, and `helpful`
 //! marks the examples above the median loss (the ones the student has
@@ -50,6 +51,20 @@ pub enum Scoring {
     Loss,
 }
 
+/// Where `helpful` is drawn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Threshold {
+    /// Influence: below `L_before` (METHODS §5 M6); loss: above the median.
+    #[default]
+    Paper,
+    /// The better half of the scores (influence: below their median; loss:
+    /// above it): when every step lowers the reference loss (the restored
+    /// momentum can carry each one), `L_before` labels every row helpful
+    /// and no pair can be built.
+    Median,
+}
+
 /// Score probing examples by their local data influence on a student.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +81,10 @@ pub struct InfluenceStage {
     /// influence (default) or loss.
     #[serde(default)]
     pub score: Scoring,
+    /// paper (default: below `L_before` for influence, above the median for
+    /// loss) or median (the better half of the scores).
+    #[serde(default)]
+    pub threshold: Threshold,
     /// The step's learning rate (default: the warm-up's last one, as
     /// restoring the optimizer and scheduler does in the reference code).
     #[serde(default)]
@@ -111,11 +130,13 @@ impl StageImpl for InfluenceStage {
     const ABOUT: &'static str = "Score examples by local data influence: a student's reference loss after one AdamW step on each (METHODS §5).";
 
     fn hashed(&self) -> Hashed {
-        let InfluenceStage { model: _, data: _, reference: _, tests, score, lr, grad_clip, weight_decay, batch_size: _, max_len, chat } = self;
+        let InfluenceStage { model: _, data: _, reference: _, tests, score, threshold, lr, grad_clip, weight_decay, batch_size: _, max_len, chat } = self;
         // The test sets only guard the reference set; they change no score.
         let _ = tests;
-        Hashed::new()
-            .field("score", score)
+        let h = Hashed::new();
+        // Only when set, so stages without it keep their fingerprints.
+        let h = if *threshold == Threshold::Paper { h } else { h.field("threshold", threshold) };
+        h.field("score", score)
             .opt("lr", lr)
             .field("grad_clip", grad_clip)
             .field("weight_decay", weight_decay)
@@ -296,9 +317,9 @@ impl Stage for InfluenceStage {
         }
         let secs = t.elapsed().as_secs_f64();
         let scores: Vec<f64> = scores.into_iter().map(|s| s.expect("every example scored")).collect();
-        let threshold = match self.score {
-            Scoring::Influence => before,
-            Scoring::Loss => median(&scores),
+        let threshold = match (self.score, self.threshold) {
+            (Scoring::Influence, Threshold::Paper) => before,
+            _ => median(&scores),
         };
         let helpful = |s: f64| match self.score {
             Scoring::Influence => s < threshold,
