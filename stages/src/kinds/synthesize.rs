@@ -18,7 +18,10 @@
 //!
 //! Each sample's instruction is the text inside its first
 //! `<instruction>…</instruction>` (`tag`); samples without one, and
-//! near-duplicates, are dropped and counted in the metrics. Output rows:
+//! near-duplicates, are dropped and counted in the metrics. A template
+//! whose prompt ends with the opening tag prefills it (a small model that
+//! would otherwise answer the examples then writes just the instruction):
+//! the sample is read as if it began with that tag. Output rows:
 //! `instruction` (the `field`), `seed_prompt` (the exact few-shot prompt,
 //! which pairs group by and a DPO'd teacher is trained on), `raw` (the
 //! teacher's whole output), `round` and `sample_index`.
@@ -244,7 +247,7 @@ impl Stage for SynthesizeStage {
             sampled_all += sampled.len();
             for (k, group) in sampled.chunks(self.samples).enumerate() {
                 for (s, sample) in group.iter().enumerate() {
-                    let Some(inst) = extract(&sample.response, &self.tag) else {
+                    let Some(inst) = read_sample(&texts[k], &sample.response, &self.tag) else {
                         no_tag += 1;
                         continue;
                     };
@@ -280,9 +283,28 @@ impl Stage for SynthesizeStage {
     }
 }
 
+/// The instruction in `response` to `prompt`: inside the first tagged
+/// span, the opening tag taken from the prompt's end when it prefilled it.
+fn read_sample(prompt: &str, response: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    if prompt.ends_with(&open) {
+        extract(&format!("{open}{response}"), tag)
+    } else {
+        extract(response, tag)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prompt_ending_in_the_opening_tag_prefills_it() {
+        let t = "instruction";
+        assert_eq!(read_sample("...\n<instruction>", "What is 2 + 3?</instruction>\nmore", t).as_deref(), Some("What is 2 + 3?"));
+        assert_eq!(read_sample("...\n", "What is 2 + 3?</instruction>", t), None, "no tag, no prefill");
+        assert_eq!(read_sample("...\n", "ok <instruction>Add 1.</instruction>", t).as_deref(), Some("Add 1."));
+    }
 
     #[test]
     fn the_default_template_renders_the_examples_in_tags() {
