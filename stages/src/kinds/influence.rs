@@ -268,7 +268,7 @@ impl Stage for InfluenceStage {
         };
         let state = OptimState::load_dir(&dir, &cfg)?;
         let lr = self.lr.unwrap_or(state.last_lr);
-        if !(lr > 0.0) {
+        if lr.is_nan() || lr <= 0.0 {
             bail!("the warm-up of `{}` took no step at a positive learning rate; give influence an `lr`", self.model);
         }
         let reference = reference_rows
@@ -343,7 +343,7 @@ impl Stage for InfluenceStage {
             fresh as f64 / secs.max(1e-9),
             inf.restore_secs
         ));
-        Ok(summary(&scores, before, |s| helpful(s)))
+        Ok(summary(&scores, before, helpful))
     }
 }
 
