@@ -154,13 +154,8 @@ fn check_remote(p: &Pipeline, at: &str, m: &crate::spec::OpenAiModel) -> Result<
     }
     for (i, url) in m.urls().iter().enumerate() {
         let field = if m.base_url.is_some() { "base_url".to_string() } else { format!("base_urls[{i}]") };
-        if url.starts_with("https://") {
-            // The client is plain HTTP (see stages' openai/http.rs for why).
-            return Err(err(&field, format!("`{url}`: https is not supported yet"))
-                .help("use the server's plain http:// address (inside a cluster), or an SSH tunnel or TLS-terminating proxy on this machine"));
-        }
         if let Some(why) = bad_http_url(url) {
-            return Err(err(&field, format!("`{url}` is not an http://HOST[:PORT]/PATH URL: {why}")).help("e.g. `http://gpu-1:8000/v1`"));
+            return Err(err(&field, format!("`{url}` is not an http(s)://HOST[:PORT]/PATH URL: {why}")).help("e.g. `http://gpu-1:8000/v1`"));
         }
     }
     if m.model.trim().is_empty() {
@@ -206,7 +201,9 @@ const RESERVED_BODY_FIELDS: [(&str, &str); 9] = [
 
 /// Why `url` is not `http://HOST[:PORT][/PATH]`, if it is not.
 fn bad_http_url(url: &str) -> Option<&'static str> {
-    let Some(rest) = url.strip_prefix("http://") else { return Some("it must start with http://") };
+    let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) else {
+        return Some("it must start with http:// or https://");
+    };
     let authority = rest.split('/').next().unwrap_or("");
     if url.contains(|c: char| c.is_whitespace()) {
         return Some("it contains a space");

@@ -238,3 +238,70 @@ fn read_request(r: &mut impl BufRead) -> Option<(String, String, Option<String>,
     r.read_exact(&mut body).ok()?;
     Some((method, path, auth, body))
 }
+
+/// stunnel terminating TLS on a free port in front of `backend` (a real
+/// TLS server, as nginx or Caddy would be in front of vLLM), its
+/// certificate for `localhost` and 127.0.0.1 signed by a fresh private CA;
+/// stopped on drop. `None` (printing why) without `stunnel` or `openssl`
+/// (`.ci/run` installs stunnel4).
+pub struct Tls {
+    child: Child,
+    pub port: u16,
+    /// The CA's certificate (PEM), for `SSL_CERT_FILE`.
+    pub ca: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// `openssl ARGS...` in `dir`, quietly; whether it succeeded.
+fn openssl(dir: &Path, args: &[&str]) -> bool {
+    Command::new("openssl").current_dir(dir).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+pub fn tls_terminator(backend: u16) -> Option<Tls> {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("leaf.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let made = openssl(d, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=retort test CA", "-keyout", "ca.key", "-out", "ca.pem"])
+        && openssl(d, &["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "key.pem", "-out", "leaf.csr"])
+        && openssl(d, &["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "leaf.ext", "-out", "cert.pem"]);
+    if !made {
+        eprintln!("skipping: `openssl` cannot make the test certificates");
+        return None;
+    }
+    let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
+    let port = free_port();
+    let conf = dir.path().join("stunnel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "foreground = yes\npid =\n[openai]\naccept = 127.0.0.1:{port}\nconnect = 127.0.0.1:{backend}\ncert = {}\nkey = {}\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let child = match Command::new("stunnel").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("skipping: `stunnel` cannot start ({e}); apt-get install stunnel4");
+            return None;
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "stunnel did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(Tls { child, port, ca: d.join("ca.pem"), _dir: dir })
+}
+
+impl Drop for Tls {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -64,6 +64,30 @@ fn generate_and_evaluate_sample_a_real_server_and_split_n_at_its_slot_cap() {
 }
 
 #[test]
+fn https_reaches_a_real_server_behind_tls_and_refuses_a_certificate_it_cannot_trust() {
+    let Some(server) = llama::server(1, None) else { return };
+    let Some(tls) = llama::tls_terminator(server.port) else { return };
+    let stages = format!("{}{}", prompts(2), generate(2, 6));
+    // Over plain http first, for the rows https must give back.
+    let plain = TestPipeline::new(&pipeline(&server.base_url(), "", &stages));
+    plain.run_ok(&[]);
+    let want = plain.retort(&["show", "p.yaml", "gen"]).stdout;
+    let t = TestPipeline::new(&pipeline(&format!("https://localhost:{}/v1", tls.port), "", &stages));
+    // Its certificate is signed by a private CA: without being told to
+    // trust that CA, the handshake is refused, and the error says so.
+    let r = t.retort(&["run", "p.yaml"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("TLS") && r.stderr.contains("certificate"), "{}", r.stderr);
+    // With SSL_CERT_FILE naming the CA, the same samples come back (the seed
+    // is sent to the server: an https base URL is the same model).
+    let out = t.cmd().env("SSL_CERT_FILE", &tls.ca).args(["run", "p.yaml", "--format", "json", "-q"]).output().unwrap();
+    let r = crate::util::Run::from(out);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.status_of("gen"), "ran");
+    assert_eq!(t.retort(&["show", "p.yaml", "gen"]).stdout, want);
+}
+
+#[test]
 fn seeds_make_remote_samples_reproducible() {
     let Some(server) = llama::server(2, None) else { return };
     // One request at a time: how a server batches concurrent requests may

@@ -4,13 +4,18 @@
 //!
 //! Why not ureq or reqwest: each pulls `bytes`, `url` or `once_cell` with
 //! other features than burn's, and cargo's feature unification then rebuilds
-//! the whole model runtime (about an hour on two cores). Plain `http://`
-//! only; `https://` would need a TLS crate and is refused at load time.
+//! the whole model runtime (about an hour on two cores). `https://` goes
+//! through rustls (ring) with the Mozilla roots of `webpki-roots`, plus the
+//! certificates of the PEM file `SSL_CERT_FILE` names, when set (a cluster's
+//! own CA, as OpenSSL and Python read that variable).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 
 /// An answer: status, headers (names lowercased) and body text.
 #[derive(Debug)]
@@ -33,9 +38,12 @@ impl Response {
 /// Why no answer came.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    /// The URL is not `http://host[:port]/path`.
-    #[error("`{0}` is not an http:// URL")]
+    /// The URL is not `http[s]://host[:port]/path`.
+    #[error("`{0}` is not an http:// or https:// URL")]
     Url(String),
+    /// TLS could not be set up or the server's certificate was refused.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// Connecting, sending or reading failed (refused, reset, closed).
     #[error("{0}")]
     Io(String),
@@ -47,31 +55,103 @@ pub enum HttpError {
     Protocol(String),
 }
 
-/// `http://host:port/path` split into its address and path.
+/// `http[s]://host:port/path` split into its address and path.
 #[derive(Debug, PartialEq)]
 struct Target {
+    tls: bool,
     host: String,
     port: u16,
     path: String,
 }
 
 fn split_url(url: &str) -> Result<Target, HttpError> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| HttpError::Url(url.into()))?;
+    let (tls, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => return Err(HttpError::Url(url.into())),
+    };
     let (authority, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse().map_err(|_| HttpError::Url(url.into()))?),
-        None => (authority, 80),
+    let default_port = if tls { 443 } else { 80 };
+    // `[::1]:8000`: brackets around an IPv6 address, the port after them.
+    let (host, port) = match authority.strip_prefix('[').and_then(|a| a.split_once(']')) {
+        Some((h, "")) => (h, default_port),
+        Some((h, p)) => (h, p.strip_prefix(':').and_then(|p| p.parse().ok()).ok_or_else(|| HttpError::Url(url.into()))?),
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().map_err(|_| HttpError::Url(url.into()))?),
+            None => (authority, default_port),
+        },
     };
     if host.is_empty() {
         return Err(HttpError::Url(url.into()));
     }
-    Ok(Target { host: host.to_string(), port, path })
+    Ok(Target { tls, host: host.to_string(), port, path })
+}
+
+/// The TLS settings, built once: Mozilla's roots and `SSL_CERT_FILE`'s.
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, HttpError> {
+    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            if let Some(file) = std::env::var_os("SSL_CERT_FILE") {
+                let shown = std::path::Path::new(&file).display().to_string();
+                let certs = CertificateDer::pem_file_iter(&file)
+                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| format!("SSL_CERT_FILE `{shown}`: {e}"))?;
+                if certs.is_empty() {
+                    return Err(format!("SSL_CERT_FILE `{shown}` holds no PEM certificate"));
+                }
+                for c in certs {
+                    roots.add(c).map_err(|e| format!("SSL_CERT_FILE `{shown}`: {e}"))?;
+                }
+            }
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Ok(Arc::new(config))
+        })
+        .clone()
+        .map_err(HttpError::Tls)
+}
+
+/// A connection: plain TCP or TLS over it.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
 }
 
 /// Connections kept open between requests, by `host:port`.
 pub struct Http {
     timeout: Duration,
-    idle: Mutex<Vec<(String, TcpStream)>>,
+    idle: Mutex<Vec<(String, Conn)>>,
 }
 
 impl Http {
@@ -83,8 +163,9 @@ impl Http {
     /// Sends one request (`body` with a JSON content type when given).
     pub fn request(&self, method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Result<Response, HttpError> {
         let t = split_url(url)?;
-        let key = format!("{}:{}", t.host, t.port);
-        let mut head = format!("{method} {} HTTP/1.1\r\nHost: {key}\r\nAccept: application/json\r\n", t.path);
+        let authority = if t.host.contains(':') { format!("[{}]:{}", t.host, t.port) } else { format!("{}:{}", t.host, t.port) };
+        let key = format!("{}://{authority}", if t.tls { "https" } else { "http" });
+        let mut head = format!("{method} {} HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\n", t.path);
         for (k, v) in headers {
             head += &format!("{k}: {v}\r\n");
         }
@@ -94,8 +175,8 @@ impl Http {
         head += "\r\n";
         // A kept-alive connection the server has since closed fails at
         // once; then the request goes again on a fresh one.
-        if let Some(stream) = self.take_idle(&key) {
-            match self.exchange(&stream, &head, body) {
+        if let Some(mut stream) = self.take_idle(&key) {
+            match self.exchange(&mut stream, &head, body) {
                 Ok((resp, reusable)) => {
                     self.keep(key, stream, reusable);
                     return Ok(resp);
@@ -104,25 +185,43 @@ impl Http {
                 Err(_) => {}
             }
         }
-        let stream = self.connect(&t)?;
-        let (resp, reusable) = self.exchange(&stream, &head, body)?;
+        let mut stream = self.connect(&t)?;
+        let (resp, reusable) = self.exchange(&mut stream, &head, body)?;
         self.keep(key, stream, reusable);
         Ok(resp)
     }
 
-    fn take_idle(&self, key: &str) -> Option<TcpStream> {
+    fn take_idle(&self, key: &str) -> Option<Conn> {
         let mut idle = self.idle.lock().expect("pool lock");
         let i = idle.iter().position(|(k, _)| k == key)?;
         Some(idle.swap_remove(i).1)
     }
 
-    fn keep(&self, key: String, stream: TcpStream, reusable: bool) {
+    fn keep(&self, key: String, stream: Conn, reusable: bool) {
         if reusable {
             self.idle.lock().expect("pool lock").push((key, stream));
         }
     }
 
-    fn connect(&self, t: &Target) -> Result<TcpStream, HttpError> {
+    fn connect(&self, t: &Target) -> Result<Conn, HttpError> {
+        let tcp = self.connect_tcp(t)?;
+        if !t.tls {
+            return Ok(Conn::Plain(tcp));
+        }
+        let name = ServerName::try_from(t.host.clone()).map_err(|e| HttpError::Tls(format!("`{}` is not a server name: {e}", t.host)))?;
+        let conn = rustls::ClientConnection::new(tls_config()?, name).map_err(|e| HttpError::Tls(e.to_string()))?;
+        let mut stream = rustls::StreamOwned::new(conn, tcp);
+        // The handshake now, so that a refused certificate says so.
+        while stream.conn.is_handshaking() {
+            stream.conn.complete_io(&mut stream.sock).map_err(|e| match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => HttpError::Timeout,
+                _ => HttpError::Tls(format!("handshake with {}:{}: {e}", t.host, t.port)),
+            })?;
+        }
+        Ok(Conn::Tls(Box::new(stream)))
+    }
+
+    fn connect_tcp(&self, t: &Target) -> Result<TcpStream, HttpError> {
         let addrs = (t.host.as_str(), t.port).to_socket_addrs().map_err(|e| HttpError::Io(format!("cannot resolve {}: {e}", t.host)))?;
         let mut last = HttpError::Io(format!("no address for {}", t.host));
         for addr in addrs {
@@ -141,11 +240,12 @@ impl Http {
 
     /// Writes the request and reads the whole answer; also says whether
     /// the connection may carry another request.
-    fn exchange(&self, mut stream: &TcpStream, head: &str, body: Option<&[u8]>) -> Result<(Response, bool), HttpError> {
+    fn exchange(&self, stream: &mut Conn, head: &str, body: Option<&[u8]>) -> Result<(Response, bool), HttpError> {
         let mut out = Vec::with_capacity(head.len() + body.map_or(0, <[u8]>::len));
         out.extend_from_slice(head.as_bytes());
         out.extend_from_slice(body.unwrap_or_default());
         stream.write_all(&out).map_err(io)?;
+        stream.flush().map_err(io)?;
         let mut r = BufReader::new(stream);
         let status_line = read_line(&mut r)?;
         if status_line.is_empty() {
@@ -226,9 +326,15 @@ mod tests {
     #[test]
     fn urls_split_into_address_and_path() {
         let t = split_url("http://gpu-1:8000/v1/models").unwrap();
-        assert_eq!(t, Target { host: "gpu-1".into(), port: 8000, path: "/v1/models".into() });
+        assert_eq!(t, Target { tls: false, host: "gpu-1".into(), port: 8000, path: "/v1/models".into() });
+        let t = split_url("https://api.example.com/v1").unwrap();
+        assert_eq!(t, Target { tls: true, host: "api.example.com".into(), port: 443, path: "/v1".into() });
+        let t = split_url("http://[::1]:8080/v1").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 8080));
+        assert_eq!(split_url("https://[::1]/v1").unwrap().port, 443);
+        assert!(split_url("http://[::1]x/v1").is_err());
         assert_eq!(split_url("http://h").unwrap().port, 80);
-        assert!(split_url("https://h/v1").is_err());
+        assert!(split_url("ftp://h/v1").is_err());
         assert!(split_url("http://:80/").is_err());
     }
 
