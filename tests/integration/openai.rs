@@ -88,6 +88,23 @@ fn https_reaches_a_real_server_behind_tls_and_refuses_a_certificate_it_cannot_tr
 }
 
 #[test]
+fn teacher_synthesis_samples_a_remote_teacher() {
+    let Some(server) = llama::server(2, None) else { return };
+    let seeds = rows_stage(&[r#"{"instruction": "What is 23 + 45?"}"#.into(), r#"{"instruction": "What is 71 + 18?"}"#.into(), r#"{"instruction": "What is 12 + 60?"}"#.into()]);
+    let synth = "  synth:\n    kind: synthesize\n    model: remote\n    seeds: prompts\n    prompts: 4\n    shots: 2\n    from_generated: 1\n    prompts_per_round: 2\n    samples: 2\n    dedupe: null\n    template: \"{% for e in examples %}<instruction>{{ e }}</instruction>\\n{% endfor %}<instruction>\"\n    sampling: {max_tokens: 24, temperature: 1.0, stop: [\"</instruction>\"]}\n";
+    let t = TestPipeline::new(&pipeline(&server.base_url(), "", &format!("{seeds}{synth}")));
+    let r = t.run_ok(&[]);
+    let m = r.stage("synth")["metrics"].clone();
+    assert_eq!(m["samples"], 8, "{m}");
+    let kept = m["accepted"].as_u64().unwrap();
+    let rows = t.retort(&["show", "p.yaml", "synth"]).stdout;
+    assert_eq!(rows.lines().count() as u64, kept, "{rows}");
+    assert!(rows.lines().all(|l| l.contains("\"seed_prompt\"") && l.contains("\"raw\"")), "{rows}");
+    // Cached per item like any remote sample: a rerun asks the server nothing.
+    assert_eq!(t.run_ok(&[]).status_of("synth"), "cached");
+}
+
+#[test]
 fn seeds_make_remote_samples_reproducible() {
     let Some(server) = llama::server(2, None) else { return };
     // One request at a time: how a server batches concurrent requests may
