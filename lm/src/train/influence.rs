@@ -18,7 +18,10 @@
 //! says "mean masked CE over D_ref"), computed in micro-batches without
 //! gradients.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+use rayon::prelude::*;
 
 use burn::tensor::Device;
 
@@ -27,7 +30,7 @@ use crate::model::Llama;
 use crate::train::losses::sft_loss;
 use crate::train::schedule::LrSchedule;
 use crate::train::sft::SftExample;
-use crate::train::state::OptimState;
+use crate::train::state::{param_shapes, OptimState};
 use crate::train::trainer::{bad, check_ids, host, make_batch, micro_batches, truncate, Batch, Seq, TrainConfig, Trainer};
 
 /// A warmed-up model, its optimizer state and a reference set, ready to
@@ -39,10 +42,15 @@ pub struct Influence {
     reference: Vec<Batch>,
     before: f64,
     vocab: usize,
-    /// Seconds spent restoring (building the trainer from the warm
+    /// Nanoseconds spent restoring (building the trainer from the warm
     /// handles), summed over every probe scored.
-    pub restore_secs: f64,
+    restore_ns: AtomicU64,
 }
+
+/// Below this many parameters a model's products are too small for gemm
+/// to spread over the cores, so probes are scored side by side, one per
+/// thread, instead (each alone: the same bits as one after the other).
+const PARALLEL_BELOW: usize = 20_000_000;
 
 impl Influence {
     /// Prepares scoring: checks that `state` belongs to `warm`, batches the
@@ -76,7 +84,7 @@ impl Influence {
             .filter(|b| b.n_tokens > 0)
             .collect();
         let cfg = TrainConfig { lr, schedule: LrSchedule::Constant, ..cfg.clone() };
-        let mut me = Influence { warm, state, cfg, reference, before: 0.0, vocab, restore_secs: 0.0 };
+        let mut me = Influence { warm, state, cfg, reference, before: 0.0, vocab, restore_ns: AtomicU64::new(0) };
         me.before = me.reference_loss(&me.warm);
         Ok(me)
     }
@@ -113,11 +121,11 @@ impl Influence {
     ///
     /// # Errors
     /// An example without response tokens or with ids outside the vocabulary.
-    pub fn score(&mut self, index: usize, z: &SftExample) -> Result<f64, LmError> {
+    pub fn score(&self, index: usize, z: &SftExample) -> Result<f64, LmError> {
         let seq = self.seq(index, z)?;
         let t = Instant::now();
         let mut tr = Trainer::resume(self.warm.clone(), &self.cfg, self.state.step + 1, &self.state)?;
-        self.restore_secs += t.elapsed().as_secs_f64();
+        self.restore_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         let device: Device = tr.device();
         let batch = make_batch(&[&seq], &device);
         let model = tr.model();
@@ -126,6 +134,32 @@ impl Influence {
         tr.backward(loss);
         tr.step();
         Ok(self.reference_loss(&tr.snapshot()))
+    }
+
+    /// Seconds spent restoring, summed over every probe scored so far.
+    pub fn restore_secs(&self) -> f64 {
+        self.restore_ns.load(Ordering::Relaxed) as f64 * 1e-9
+    }
+
+    /// How many probes [`score_many`](Self::score_many) scores at once:
+    /// one per thread for a small model, else one.
+    pub fn parallelism(&self) -> usize {
+        let params: usize = param_shapes(&self.warm).iter().map(|s| s.iter().product::<usize>()).sum();
+        if params < PARALLEL_BELOW {
+            rayon::current_num_threads().max(1)
+        } else {
+            1
+        }
+    }
+
+    /// [`score`](Self::score) of each `(index, example)`, side by side on
+    /// rayon's threads when the model is small (see [`parallelism`](Self::parallelism)).
+    pub fn score_many(&self, probes: &[(usize, &SftExample)]) -> Vec<Result<f64, LmError>> {
+        if self.parallelism() > 1 {
+            probes.par_iter().map(|&(i, z)| self.score(i, z)).collect()
+        } else {
+            probes.iter().map(|&(i, z)| self.score(i, z)).collect()
+        }
     }
 
     /// The warm model's own loss on `z` (training-loss scoring, the paper's

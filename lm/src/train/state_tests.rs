@@ -184,7 +184,7 @@ fn an_influence_score_is_one_hand_computed_adamw_step_then_the_reference_loss() 
     // The probe: restore, one step on z at lr (t = 2), reference loss.
     let (z, reference) = (rows(1, 4).remove(0), rows(6, 5));
     let probe_cfg = TrainConfig { batch_size: 4, ..train.clone() };
-    let mut inf = Influence::new(warm.clone(), state, &reference, lr, &probe_cfg).unwrap();
+    let inf = Influence::new(warm.clone(), state, &reference, lr, &probe_cfg).unwrap();
     let g1 = grads(&warm, &z);
     let p1 = params(&warm);
     let p2: Vec<Vec<f64>> = (0..p1.len())
@@ -212,8 +212,17 @@ fn an_influence_score_is_one_hand_computed_adamw_step_then_the_reference_loss() 
     let got = inf.score(0, &z).unwrap();
     assert!((got - want).abs() < 1e-4, "L_after {got} vs hand-computed {want}");
     assert!((got - before).abs() > 1e-4, "the step moved the reference loss");
-    // Restoring is per probe: the same probe scores the same again.
+    // Restoring is per probe: the same probe scores the same again, and
+    // side by side with others (one per thread) it scores the same bits.
     assert_eq!(inf.score(0, &z).unwrap(), got);
+    let others = rows(5, 6);
+    let alone: Vec<f64> = others.iter().enumerate().map(|(i, o)| inf.score(i, o).unwrap()).collect();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+    let together: Vec<f64> = pool.install(|| {
+        assert_eq!(inf.parallelism(), 3, "a micro model is scored one probe per thread");
+        inf.score_many(&others.iter().enumerate().collect::<Vec<_>>()).into_iter().map(Result::unwrap).collect()
+    });
+    assert_eq!(together, alone);
     // Training-loss scoring: the warm model's own loss on z, no step.
     let own = inf.training_loss(0, &z).unwrap();
     let seq = truncate(&z.prompt, &z.response, 64);

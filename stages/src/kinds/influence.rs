@@ -278,7 +278,7 @@ impl Stage for InfluenceStage {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let probes =
             rows.iter().enumerate().map(|(i, r)| self.example(r, &tok, eos).with_context(|| format!("data row {i}"))).collect::<anyhow::Result<Vec<_>>>()?;
-        let mut inf = Influence::new(model, state, &reference, lr, &cfg)?;
+        let inf = Influence::new(model, state, &reference, lr, &cfg)?;
         let before = inf.before();
 
         let log = ctx.store.items(&fingerprint(&("influence", input.hash, reference_hash, ITEM_CACHE_VERSION)))?;
@@ -301,18 +301,20 @@ impl Stage for InfluenceStage {
         let mut done = cached as u64;
         ctx.progress(done, Some(total), "examples");
         let t = std::time::Instant::now();
-        for (i, p) in probes.iter().enumerate() {
-            if scores[i].is_some() {
-                continue;
+        let todo: Vec<usize> = (0..probes.len()).filter(|&i| scores[i].is_none()).collect();
+        // A few probes at a time (one per thread for a small student), each
+        // stored as soon as its group is done.
+        for group in todo.chunks(inf.parallelism()) {
+            let results = match self.score {
+                Scoring::Influence => inf.score_many(&group.iter().map(|&i| (i, &probes[i].2)).collect::<Vec<_>>()),
+                Scoring::Loss => group.iter().map(|&i| inf.training_loss(i, &probes[i].2)).collect(),
+            };
+            for (&i, s) in group.iter().zip(results) {
+                let s = s.with_context(|| format!("data row {i}"))?;
+                log.put(&key(&probes[i]), &serde_json::to_vec(&s)?)?;
+                scores[i] = Some(s);
+                done += 1;
             }
-            let s = match self.score {
-                Scoring::Influence => inf.score(i, &p.2),
-                Scoring::Loss => inf.training_loss(i, &p.2),
-            }
-            .with_context(|| format!("data row {i}"))?;
-            log.put(&key(p), &serde_json::to_vec(&s)?)?;
-            scores[i] = Some(s);
-            done += 1;
             ctx.progress(done, Some(total), "examples");
         }
         let secs = t.elapsed().as_secs_f64();
@@ -341,7 +343,7 @@ impl Stage for InfluenceStage {
             "{cached} of {} examples came from the item cache; {fresh} scored in {secs:.2} s ({:.3} per second, restoring {:.3} s in all)",
             out.len(),
             fresh as f64 / secs.max(1e-9),
-            inf.restore_secs
+            inf.restore_secs()
         ));
         Ok(summary(&scores, before, helpful))
     }
