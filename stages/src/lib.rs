@@ -29,7 +29,7 @@ pub mod verifiers;
 
 pub use kinds::{
     CascadeSplitStage, CllScoreStage, CommandStage, ComposeStage, EvaluateStage, ExportFormat, ExportStage, GenerateStage,
-    HintRewriteStage, InfluenceStage, PairsStage, SelectStage, SynthesizeStage, TaskStage, TrainStage, VerifyStage,
+    HintRewriteStage, InfluenceStage, PairsStage, PrmFilterStage, SelectStage, SynthesizeStage, TaskStage, TrainStage, VerifyStage,
 };
 #[doc(hidden)]
 pub mod fuzzing;
@@ -52,6 +52,7 @@ pub fn registry() -> Registry {
         .register::<SynthesizeStage>()
         .register::<InfluenceStage>()
         .register::<PairsStage>()
+        .register::<PrmFilterStage>()
         .register::<EvaluateStage>()
         .register::<TrainStage>()
         .check_models_with(openai::check);

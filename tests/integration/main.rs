@@ -21,3 +21,4 @@ mod params;
 mod quickstart;
 mod schema;
 mod skillfactory;
+mod sphere;

@@ -12,6 +12,7 @@
 //! - [`arithmetic`]: a tiny arithmetic task for smoke tests.
 //! - [`rouge`]: ROUGE-L F1 as `rouge_score` computes it (near-duplicate rejection).
 //! - [`instructions`]: Montessori-Instruct's few-shot prompts, tag extraction, dedupe (METHODS §5 M1).
+//! - [`steps`]: solutions as steps, the Countdown rule scorer, trajectory values (SPHERE, METHODS §2).
 //! - [`metrics`]: accuracy by arity, pass@k, SkillFactory skill use (METHODS §1).
 
 pub mod arithmetic;
@@ -24,6 +25,7 @@ pub mod instructions;
 pub mod metrics;
 mod ratio;
 pub mod rouge;
+pub mod steps;
 pub mod verify;
 
 /// One JSONL record (the engine's: one alias for the whole workspace).
