@@ -28,7 +28,7 @@ pub mod stats;
 pub mod verifiers;
 
 pub use kinds::{
-    CascadeSplitStage, CllScoreStage, CommandStage, ComposeStage, EvaluateStage, ExportFormat, ExportStage, GenerateStage,
+    CascadeSplitStage, CllScoreStage, CommandStage, ComposeStage, DiversifyStage, EvaluateStage, ExportFormat, ExportStage, GenerateStage,
     HintRewriteStage, InfluenceStage, PairsStage, PrmFilterStage, SelectStage, SynthesizeStage, TaskStage, TrainStage, VerifyStage,
 };
 #[doc(hidden)]
@@ -53,6 +53,7 @@ pub fn registry() -> Registry {
         .register::<InfluenceStage>()
         .register::<PairsStage>()
         .register::<PrmFilterStage>()
+        .register::<DiversifyStage>()
         .register::<EvaluateStage>()
         .register::<TrainStage>()
         .check_models_with(openai::check);

@@ -54,3 +54,49 @@ fn prm_filter_refuses_rows_without_the_countdown_fields() {
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("scored") && r.stderr.contains("input row 0") && r.stderr.contains("nums"), "{}", r.stderr);
 }
+
+const DIVERSIFY: &str = r#"name: diversify
+seed: 1
+models:
+  small: {tiny: {preset: micro}}
+stages:
+  rows:
+    kind: task
+    task: file
+    path: rows.jsonl
+  model:
+    kind: train
+    model: small
+    data: rows
+    objective: sft
+    steps: 1
+    batch_size: 2
+  more:
+    kind: diversify
+    model: model
+    prompts: rows
+    samples: 4
+    sampling: {temperature: 0, max_tokens: 12}
+"#;
+
+#[test]
+fn diversify_drops_near_duplicates_of_kept_and_existing_samples() {
+    let t = TestPipeline::new(DIVERSIFY);
+    t.write("rows.jsonl", "{\"prompt\": \"sum 1 2\\n\", \"response\": \"1+2=3\"}\n{\"prompt\": \"sum 3 4\\n\", \"response\": \"3+4=7\"}\n");
+    // Greedy: the four samples of a prompt are the same text, so one is kept.
+    let r = t.run_ok(&[]);
+    let m = r.stage("more")["metrics"].clone();
+    assert_eq!((m["samples"].as_u64(), m["kept"].as_u64(), m["near_duplicates"].as_u64()), (Some(8), Some(2), Some(6)), "{m}");
+    let kept: Vec<serde_json::Value> = t.retort(&["show", "p.yaml", "more"]).stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(kept.iter().all(|r| r["source"] == "diversify" && r["sample_index"] == 0), "{kept:?}");
+    // Those responses already there: nothing new is kept.
+    let existing: String = kept.iter().map(|r| format!("{}\n", serde_json::json!({"prompt": r["prompt"], "response": r["response"]}))).collect();
+    t.write("existing.jsonl", &existing);
+    t.write(
+        "p.yaml",
+        &(DIVERSIFY.replace("    prompts: rows\n", "    prompts: rows\n    existing: seen\n")
+            + "  seen:\n    kind: task\n    task: file\n    path: existing.jsonl\n"),
+    );
+    let m = t.run_ok(&[]).stage("more")["metrics"].clone();
+    assert_eq!((m["kept"].as_u64(), m["near_duplicates"].as_u64(), m["existing"].as_u64()), (Some(0), Some(8), Some(2)), "{m}");
+}

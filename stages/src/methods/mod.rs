@@ -10,6 +10,7 @@
 //! - [`cascade`]: CasCoD rationale/answer split (METHODS §3, C1–C2).
 //! - [`hinted`]: Hinted Decoding's λ schedules and stream mix (METHODS §4.3).
 //! - [`arithmetic`]: a tiny arithmetic task for smoke tests.
+//! - [`dedupe`]: near-duplicates by word n-gram Jaccard (`diversify`, SPHERE §2 P3).
 //! - [`rouge`]: ROUGE-L F1 as `rouge_score` computes it (near-duplicate rejection).
 //! - [`instructions`]: Montessori-Instruct's few-shot prompts, tag extraction, dedupe (METHODS §5 M1).
 //! - [`steps`]: solutions as steps, the Countdown rule scorer, trajectory values (SPHERE, METHODS §2).
@@ -20,6 +21,7 @@ pub mod cascade;
 pub mod hinted;
 pub mod compose;
 pub mod countdown;
+pub mod dedupe;
 mod error;
 pub mod instructions;
 pub mod metrics;
