@@ -41,6 +41,7 @@ pub struct Influence {
     cfg: TrainConfig,
     reference: Vec<Batch>,
     before: f64,
+    drift: Option<f64>,
     vocab: usize,
     /// Nanoseconds spent restoring (building the trainer from the warm
     /// handles), summed over every probe scored.
@@ -84,7 +85,7 @@ impl Influence {
             .filter(|b| b.n_tokens > 0)
             .collect();
         let cfg = TrainConfig { lr, schedule: LrSchedule::Constant, ..cfg.clone() };
-        let mut me = Influence { warm, state, cfg, reference, before: 0.0, vocab, restore_ns: AtomicU64::new(0) };
+        let mut me = Influence { warm, state, cfg, reference, before: 0.0, vocab, restore_ns: AtomicU64::new(0), drift: None };
         me.before = me.reference_loss(&me.warm);
         Ok(me)
     }
@@ -92,6 +93,27 @@ impl Influence {
     /// `L_before`: the warm model's reference loss.
     pub fn before(&self) -> f64 {
         self.before
+    }
+
+    /// The reference loss after one step with a zero gradient: where the
+    /// restored moments alone take the model (AdamW's `m` keeps 90% of the
+    /// warm-up's direction). An example beats this when its own gradient,
+    /// not the momentum, lowers the loss. Computed once, on first use.
+    pub fn drift(&mut self) -> Result<f64, LmError> {
+        if let Some(d) = self.drift {
+            return Ok(d);
+        }
+        let mut tr = Trainer::resume(self.warm.clone(), &self.cfg, self.state.step + 1, &self.state)?;
+        let device: Device = tr.device();
+        let b = self.reference.first().expect("a reference batch exists (checked in new)");
+        let model = tr.model();
+        let logits = model.forward(b.inputs.clone().to_device(&device), &model.causal_layout(b.inputs.dims()[0], b.width), None);
+        // 0 · (a function of every parameter): a zero gradient for each.
+        tr.backward(logits.sum().mul_scalar(0.0));
+        tr.step();
+        let d = self.reference_loss(&tr.snapshot());
+        self.drift = Some(d);
+        Ok(d)
     }
 
     /// The token-mean reference loss of `model` (plain device).

@@ -184,6 +184,7 @@ fn an_influence_score_is_one_hand_computed_adamw_step_then_the_reference_loss() 
     // The probe: restore, one step on z at lr (t = 2), reference loss.
     let (z, reference) = (rows(1, 4).remove(0), rows(6, 5));
     let probe_cfg = TrainConfig { batch_size: 4, ..train.clone() };
+    let inf_state = state.clone();
     let inf = Influence::new(warm.clone(), state, &reference, lr, &probe_cfg).unwrap();
     let g1 = grads(&warm, &z);
     let p1 = params(&warm);
@@ -223,6 +224,14 @@ fn an_influence_score_is_one_hand_computed_adamw_step_then_the_reference_loss() 
         inf.score_many(&others.iter().enumerate().collect::<Vec<_>>()).into_iter().map(Result::unwrap).collect()
     });
     assert_eq!(together, alone);
+    // The drift: a step on the moments alone (m2 = β1·m1, v2 = β2·v1).
+    let p_drift: Vec<Vec<f64>> = (0..p1.len())
+        .map(|k| (0..p1[k].len()).map(|i| adam(p1[k][i] as f64, b1 * m1[k][i], b2 * v1[k][i], 2, lr)).collect())
+        .collect();
+    let want_drift = ref_loss(&with_params(warm.clone(), &p_drift));
+    let mut inf2 = Influence::new(warm.clone(), inf_state.clone(), &reference, lr, &probe_cfg).unwrap();
+    let drift = inf2.drift().unwrap();
+    assert!((drift - want_drift).abs() < 1e-4, "drift {drift} vs hand-computed {want_drift}");
     // Training-loss scoring: the warm model's own loss on z, no step.
     let own = inf.training_loss(0, &z).unwrap();
     let seq = truncate(&z.prompt, &z.response, 64);

@@ -63,6 +63,11 @@ pub enum Threshold {
     /// momentum can carry each one), `L_before` labels every row helpful
     /// and no pair can be built.
     Median,
+    /// Influence only: below the reference loss after a step with a zero
+    /// gradient (`l_drift`, where the restored moments alone go), so an
+    /// example is helpful when its own gradient helps (our variant, not
+    /// the paper's).
+    Drift,
 }
 
 /// Score probing examples by their local data influence on a student.
@@ -82,7 +87,8 @@ pub struct InfluenceStage {
     #[serde(default)]
     pub score: Scoring,
     /// paper (default: below `L_before` for influence, above the median for
-    /// loss) or median (the better half of the scores).
+    /// loss), median (the better half of the scores) or drift (influence
+    /// below the loss a zero-gradient step reaches).
     #[serde(default)]
     pub threshold: Threshold,
     /// The step's learning rate (default: the warm-up's last one, as
@@ -120,6 +126,7 @@ fn default_max_len() -> usize {
 const SCORE: &str = "score";
 const BEFORE: &str = "l_before";
 const HELPFUL: &str = "helpful";
+const DRIFT: &str = "l_drift";
 
 /// Bump when what a cached score means changes.
 const ITEM_CACHE_VERSION: u32 = 1;
@@ -225,7 +232,11 @@ impl Stage for InfluenceStage {
     }
 
     fn output_fields(&self, _name: &str, input: &dyn Fn(&str) -> Fields) -> Fields {
-        plus(input("data"), &[SCORE, BEFORE, HELPFUL])
+        if self.threshold == Threshold::Drift {
+            plus(input("data"), &[SCORE, BEFORE, HELPFUL, DRIFT])
+        } else {
+            plus(input("data"), &[SCORE, BEFORE, HELPFUL])
+        }
     }
 
     fn check(&self) -> Result<(), FieldError> {
@@ -234,6 +245,9 @@ impl Stage for InfluenceStage {
         }
         if self.batch_size == 0 {
             return Err(FieldError::new("batch_size", "must be at least 1"));
+        }
+        if self.threshold == Threshold::Drift && self.score == Scoring::Loss {
+            return Err(FieldError::new("threshold", "`drift` compares influence scores; with `score: loss` use `paper` or `median`"));
         }
         if self.max_len < 2 {
             return Err(FieldError::new("max_len", "must be at least 2"));
@@ -278,8 +292,9 @@ impl Stage for InfluenceStage {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let probes =
             rows.iter().enumerate().map(|(i, r)| self.example(r, &tok, eos).with_context(|| format!("data row {i}"))).collect::<anyhow::Result<Vec<_>>>()?;
-        let inf = Influence::new(model, state, &reference, lr, &cfg)?;
+        let mut inf = Influence::new(model, state, &reference, lr, &cfg)?;
         let before = inf.before();
+        let drift = if self.threshold == Threshold::Drift { Some(inf.drift()?) } else { None };
 
         let log = ctx.store.items(&fingerprint(&("influence", input.hash, reference_hash, ITEM_CACHE_VERSION)))?;
         let key = |p: &(String, String, SftExample)| {
@@ -321,6 +336,7 @@ impl Stage for InfluenceStage {
         let scores: Vec<f64> = scores.into_iter().map(|s| s.expect("every example scored")).collect();
         let threshold = match (self.score, self.threshold) {
             (Scoring::Influence, Threshold::Paper) => before,
+            (Scoring::Influence, Threshold::Drift) => drift.expect("computed above"),
             _ => median(&scores),
         };
         let helpful = |s: f64| match self.score {
@@ -333,6 +349,9 @@ impl Stage for InfluenceStage {
             .map(|(mut row, &s)| {
                 row.insert(SCORE.into(), round6(s).into());
                 row.insert(BEFORE.into(), round6(before).into());
+                if let Some(d) = drift {
+                    row.insert(DRIFT.into(), round6(d).into());
+                }
                 row.insert(HELPFUL.into(), helpful(s).into());
                 row
             })
@@ -345,7 +364,11 @@ impl Stage for InfluenceStage {
             fresh as f64 / secs.max(1e-9),
             inf.restore_secs()
         ));
-        Ok(summary(&scores, before, helpful))
+        let mut m = summary(&scores, before, helpful);
+        if let Some(d) = drift {
+            m.insert(DRIFT.into(), round6(d).into());
+        }
+        Ok(m)
     }
 }
 
@@ -409,5 +432,9 @@ mod tests {
         assert_eq!(a.hashed(), b.hashed());
         let c: InfluenceStage = serde_yaml::from_str("{model: w, data: p, reference: r, score: loss}").unwrap();
         assert_ne!(a.hashed(), c.hashed());
+        let d: InfluenceStage = serde_yaml::from_str("{model: w, data: p, reference: r, score: loss, threshold: drift}").unwrap();
+        assert_eq!(d.check().unwrap_err().field, "threshold");
+        let e: InfluenceStage = serde_yaml::from_str("{model: w, data: p, reference: r, threshold: paper}").unwrap();
+        assert_eq!(a.hashed(), e.hashed(), "the default threshold is not hashed");
     }
 }
