@@ -393,11 +393,7 @@ pub fn token_logprobs(model: &Llama, tokens: &[u32], start: usize) -> Vec<f32> {
     scored_logits(model, tokens, start)
         .chunks(vocab)
         .zip(&tokens[start..])
-        .map(|(row, &tok)| {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let lse = row.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>().ln() + max as f64;
-            (row[tok as usize] as f64 - lse) as f32
-        })
+        .map(|(row, &tok)| (row[tok as usize] as f64 - crate::score::log_sum_exp(row)) as f32)
         .collect()
 }
 

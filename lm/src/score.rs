@@ -27,11 +27,16 @@ impl TokenStat {
     }
 }
 
-/// `log_softmax(logits)` into `out`; returns the distribution's entropy.
-pub fn log_softmax(logits: &[f32], out: &mut Vec<f32>) -> f32 {
+/// `log Σ exp(logits)`, in `f64` after subtracting the maximum.
+pub fn log_sum_exp(logits: &[f32]) -> f64 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
-    let lse = max as f64 + sum.ln();
+    max as f64 + sum.ln()
+}
+
+/// `log_softmax(logits)` into `out`; returns the distribution's entropy.
+pub fn log_softmax(logits: &[f32], out: &mut Vec<f32>) -> f32 {
+    let lse = log_sum_exp(logits);
     out.clear();
     out.extend(logits.iter().map(|&l| (l as f64 - lse) as f32));
     let h: f64 = out.iter().map(|&lp| if lp > -80.0 { -(lp as f64).exp() * lp as f64 } else { 0.0 }).sum();

@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use burn::tensor::Device;
+use burn::tensor::Tensor;
 
 use crate::error::LmError;
 use crate::model::Llama;
@@ -41,8 +41,9 @@ pub struct Influence {
     cfg: TrainConfig,
     reference: Vec<Batch>,
     before: f64,
-    drift: Option<f64>,
     vocab: usize,
+    /// Few enough parameters to score probes side by side (see [`PARALLEL_BELOW`]).
+    small: bool,
     /// Nanoseconds spent restoring (building the trainer from the warm
     /// handles), summed over every probe scored.
     restore_ns: AtomicU64,
@@ -67,7 +68,7 @@ impl Influence {
         if !(lr.is_finite() && lr > 0.0) {
             return Err(bad(format!("the influence step's `lr` is {lr}: set a positive learning rate (default: the warm-up's last)")));
         }
-        state.check_model(&warm).map_err(|e| bad(format!("the optimizer state does not belong to this model: {e}")))?;
+        state.check_model(&warm)?;
         let vocab = warm.config().vocab_size;
         let mut seqs = Vec::with_capacity(references.len());
         for (i, e) in references.iter().enumerate() {
@@ -85,7 +86,8 @@ impl Influence {
             .filter(|b| b.n_tokens > 0)
             .collect();
         let cfg = TrainConfig { lr, schedule: LrSchedule::Constant, ..cfg.clone() };
-        let mut me = Influence { warm, state, cfg, reference, before: 0.0, vocab, restore_ns: AtomicU64::new(0), drift: None };
+        let small = param_shapes(&warm).iter().map(|s| s.iter().product::<usize>()).sum::<usize>() < PARALLEL_BELOW;
+        let mut me = Influence { warm, state, cfg, reference, before: 0.0, vocab, small, restore_ns: AtomicU64::new(0) };
         me.before = me.reference_loss(&me.warm);
         Ok(me)
     }
@@ -98,30 +100,33 @@ impl Influence {
     /// The reference loss after one step with a zero gradient: where the
     /// restored moments alone take the model (AdamW's `m` keeps 90% of the
     /// warm-up's direction). An example beats this when its own gradient,
-    /// not the momentum, lowers the loss. Computed once, on first use.
-    pub fn drift(&mut self) -> Result<f64, LmError> {
-        if let Some(d) = self.drift {
-            return Ok(d);
-        }
-        let mut tr = Trainer::resume(self.warm.clone(), &self.cfg, self.state.step + 1, &self.state)?;
-        let device: Device = tr.device();
+    /// not the momentum, lowers the loss.
+    ///
+    /// # Errors
+    /// None in practice (the state was checked in [`new`](Self::new)).
+    pub fn drift(&self) -> Result<f64, LmError> {
         let b = self.reference.first().expect("a reference batch exists (checked in new)");
-        let model = tr.model();
-        let logits = model.forward(b.inputs.clone().to_device(&device), &model.causal_layout(b.inputs.dims()[0], b.width), None);
         // 0 · (a function of every parameter): a zero gradient for each.
-        tr.backward(logits.sum().mul_scalar(0.0));
+        self.after_one_step(|model| loss_of(model, b).0.mul_scalar(0.0))
+    }
+
+    /// Restores the warm model and optimizer, takes one step on the loss
+    /// `loss(model)` builds, and returns the reference loss after it.
+    fn after_one_step(&self, loss: impl FnOnce(&Llama) -> Tensor<1>) -> Result<f64, LmError> {
+        let t = Instant::now();
+        let mut tr = Trainer::resume(self.warm.clone(), &self.cfg, self.state.step + 1, &self.state)?;
+        self.restore_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        let l = loss(tr.model());
+        tr.backward(l);
         tr.step();
-        let d = self.reference_loss(&tr.snapshot());
-        self.drift = Some(d);
-        Ok(d)
+        Ok(self.reference_loss(&tr.snapshot()))
     }
 
     /// The token-mean reference loss of `model` (plain device).
     fn reference_loss(&self, model: &Llama) -> f64 {
         let (mut sum, mut n) = (0.0, 0usize);
         for b in &self.reference {
-            let logits = model.forward(b.inputs.clone(), &model.causal_layout(b.inputs.dims()[0], b.width), None);
-            let (loss, count) = sft_loss(logits, b.targets.clone(), b.mask.clone());
+            let (loss, count) = loss_of(model, b);
             sum += host(loss) * count as f64;
             n += count;
         }
@@ -145,17 +150,7 @@ impl Influence {
     /// An example without response tokens or with ids outside the vocabulary.
     pub fn score(&self, index: usize, z: &SftExample) -> Result<f64, LmError> {
         let seq = self.seq(index, z)?;
-        let t = Instant::now();
-        let mut tr = Trainer::resume(self.warm.clone(), &self.cfg, self.state.step + 1, &self.state)?;
-        self.restore_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        let device: Device = tr.device();
-        let batch = make_batch(&[&seq], &device);
-        let model = tr.model();
-        let logits = model.forward(batch.inputs, &model.causal_layout(1, batch.width), None);
-        let (loss, _) = sft_loss(logits, batch.targets, batch.mask);
-        tr.backward(loss);
-        tr.step();
-        Ok(self.reference_loss(&tr.snapshot()))
+        self.after_one_step(|model| loss_of(model, &make_batch(&[&seq], &model.device())).0)
     }
 
     /// Seconds spent restoring, summed over every probe scored so far.
@@ -166,8 +161,7 @@ impl Influence {
     /// How many probes [`score_many`](Self::score_many) scores at once:
     /// one per thread for a small model, else one.
     pub fn parallelism(&self) -> usize {
-        let params: usize = param_shapes(&self.warm).iter().map(|s| s.iter().product::<usize>()).sum();
-        if params < PARALLEL_BELOW {
+        if self.small {
             rayon::current_num_threads().max(1)
         } else {
             1
@@ -191,8 +185,15 @@ impl Influence {
     /// As [`score`](Self::score).
     pub fn training_loss(&self, index: usize, z: &SftExample) -> Result<f64, LmError> {
         let seq = self.seq(index, z)?;
-        let batch = make_batch(&[&seq], &self.warm.device());
-        let logits = self.warm.forward(batch.inputs, &self.warm.causal_layout(1, batch.width), None);
-        Ok(host(sft_loss(logits, batch.targets, batch.mask).0))
+        Ok(host(loss_of(&self.warm, &make_batch(&[&seq], &self.warm.device())).0))
     }
+}
+
+/// The token-mean SFT loss of `batch` under `model` (on the model's device,
+/// the batch moved there if need be) and its token count.
+fn loss_of(model: &Llama, batch: &Batch) -> (Tensor<1>, usize) {
+    let device = model.device();
+    let [b, t] = batch.inputs.dims();
+    let logits = model.forward(batch.inputs.clone().to_device(&device), &model.causal_layout(b, t), None);
+    sft_loss(logits, batch.targets.clone().to_device(&device), batch.mask.clone().to_device(&device))
 }

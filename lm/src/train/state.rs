@@ -108,13 +108,20 @@ impl OptimState {
 
     /// Checks that this state belongs to `model`'s architecture: the same
     /// parameters, in the same order, of the same shapes.
-    pub fn check_model(&self, model: &Llama) -> Result<(), String> {
+    ///
+    /// # Errors
+    /// [`LmError::Train`] naming the first difference.
+    pub fn check_model(&self, model: &Llama) -> Result<(), LmError> {
         let shapes = param_shapes(model);
-        if shapes.len() != self.shapes.len() {
-            return Err(format!("the optimizer state has {} parameters, the model {}", self.shapes.len(), shapes.len()));
-        }
-        match shapes.iter().zip(&self.shapes).position(|(a, b)| a != b) {
-            Some(k) => Err(format!("parameter {k} is {:?} in the model but {:?} in the optimizer state", shapes[k], self.shapes[k])),
+        let mismatch = if shapes.len() != self.shapes.len() {
+            Some(format!("the optimizer state has {} parameters, the model {}", self.shapes.len(), shapes.len()))
+        } else {
+            shapes.iter().zip(&self.shapes).position(|(a, b)| a != b).map(|k| {
+                format!("parameter {k} is {:?} in the model but {:?} in the optimizer state", shapes[k], self.shapes[k])
+            })
+        };
+        match mismatch {
+            Some(why) => Err(crate::train::trainer::bad(format!("the optimizer state does not belong to this model: {why}"))),
             None => Ok(()),
         }
     }

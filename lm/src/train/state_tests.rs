@@ -98,7 +98,7 @@ fn a_state_from_another_model_is_refused() {
     let mut wider = LlamaConfig::preset("micro", VOCAB).unwrap();
     wider.intermediate_size += 8;
     let other = wider.init_seeded(1, &device());
-    let e = state.check_model(&other).unwrap_err();
+    let e = state.check_model(&other).unwrap_err().to_string();
     assert!(e.contains("parameter") && e.contains("in the optimizer state"), "{e}");
     let e = train_sft_resumable(other, &rows(4, 2), SftLoss::Nll, &cfg(3), Some(&state), &mut |_| {}).unwrap_err();
     assert!(e.to_string().contains("does not belong to this model"), "{e}");
@@ -229,7 +229,7 @@ fn an_influence_score_is_one_hand_computed_adamw_step_then_the_reference_loss() 
         .map(|k| (0..p1[k].len()).map(|i| adam(p1[k][i] as f64, b1 * m1[k][i], b2 * v1[k][i], 2, lr)).collect())
         .collect();
     let want_drift = ref_loss(&with_params(warm.clone(), &p_drift));
-    let mut inf2 = Influence::new(warm.clone(), inf_state.clone(), &reference, lr, &probe_cfg).unwrap();
+    let inf2 = Influence::new(warm.clone(), inf_state.clone(), &reference, lr, &probe_cfg).unwrap();
     let drift = inf2.drift().unwrap();
     assert!((drift - want_drift).abs() < 1e-4, "drift {drift} vs hand-computed {want_drift}");
     // Training-loss scoring: the warm model's own loss on z, no step.

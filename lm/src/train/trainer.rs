@@ -368,14 +368,7 @@ impl Trainer {
     /// requiring gradients (burn's `Module::train`), its parameters under
     /// canonical ids (so the optimizer state can be saved and restored).
     pub fn new(model: Llama, cfg: &TrainConfig, total_steps: usize) -> Self {
-        Trainer {
-            model: Some(canonical_ids(model.train())),
-            optim: Optim::new(cfg),
-            schedule: cfg.schedule.with_run_steps(total_steps),
-            base_lr: cfg.lr,
-            step: 0,
-            last_lr: 0.0,
-        }
+        Self::start(model, cfg, total_steps, Optim::new(cfg), 0, 0.0)
     }
 
     /// [`new`](Self::new), continuing from `state`: AdamW's moments and
@@ -384,15 +377,19 @@ impl Trainer {
     /// # Errors
     /// A state from another architecture.
     pub fn resume(model: Llama, cfg: &TrainConfig, total_steps: usize, state: &OptimState) -> Result<Self, LmError> {
-        state.check_model(&model).map_err(|e| bad(format!("the optimizer state does not belong to this model: {e}")))?;
-        Ok(Trainer {
+        state.check_model(&model)?;
+        Ok(Self::start(model, cfg, total_steps, Optim::with(state.optim.clone(), cfg), state.step, state.last_lr))
+    }
+
+    fn start(model: Llama, cfg: &TrainConfig, total_steps: usize, optim: Optim, step: usize, last_lr: f64) -> Self {
+        Trainer {
             model: Some(canonical_ids(model.train())),
-            optim: Optim::with(state.optim.clone(), cfg),
+            optim,
             schedule: cfg.schedule.with_run_steps(total_steps),
             base_lr: cfg.lr,
-            step: state.step,
-            last_lr: state.last_lr,
-        })
+            step,
+            last_lr,
+        }
     }
 
     /// The optimizer's state now (cheap: the moments are shared handles).

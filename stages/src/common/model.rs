@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context};
 use retort_engine::{Device, Endpoint, InputArtifact, Row};
 use retort_lm::chat::ChatMessage;
 use retort_lm::tokenizer::Tokenizer;
+use retort_lm::train::{OptimState, TrainConfig};
 use retort_lm::DeviceKind;
 
 pub use retort_lm::LoadedModel;
@@ -82,6 +83,16 @@ pub fn load(input: &InputArtifact, what: &str, device: Device) -> anyhow::Result
     let lm = LoadedModel::load(path, device_kind(device)).with_context(|| format!("loading model `{what}` from {}", path.display()))?;
     lm.text_tokenizer()?;
     Ok(lm)
+}
+
+/// The AdamW state saved with model `what`'s checkpoint (`train` with
+/// `save_optimizer: true`), with `cfg`'s AdamW settings; `needed_by` says
+/// which setting asked for it, for the error when there is none.
+pub fn optimizer_state(input: &InputArtifact, what: &str, needed_by: &str, cfg: &TrainConfig) -> anyhow::Result<OptimState> {
+    let dir = input.path.as_deref().filter(|p| p.is_dir() && OptimState::exists_in(p)).ok_or_else(|| {
+        anyhow!("{needed_by} restores the AdamW moments saved with model `{what}`, but `{what}` has no optimizer state: train it with `save_optimizer: true`")
+    })?;
+    Ok(OptimState::load_dir(dir, cfg)?)
 }
 
 /// The text fed to the model for a row: its `prompt`, or with `chat`, the

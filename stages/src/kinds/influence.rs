@@ -28,11 +28,11 @@
 
 use std::collections::HashMap;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use retort_cache::{fingerprint, Hash};
 use retort_engine::{FieldError, Fields, Hashed, InputDecl, Metrics, Row, Stage, StageCtx, StageImpl};
 use retort_lm::tokenizer::Tokenizer;
-use retort_lm::train::{Influence, OptimState, SftExample, TrainConfig};
+use retort_lm::train::{Influence, SftExample, TrainConfig};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -261,17 +261,8 @@ impl Stage for InfluenceStage {
         let reference_rows = ctx.read_rows_nonempty("reference", "the reference set")?;
         self.check_disjoint(ctx, &reference_rows)?;
         let rows = ctx.read_rows_nonempty("data", "probing examples")?;
-        let dir = input.path.clone().filter(|p| p.is_dir() && OptimState::exists_in(p)).ok_or_else(|| {
-            anyhow!(
-                "model `{}` has no optimizer state: influence restores the warm-up's AdamW moments, so train it with \
-                 `save_optimizer: true`",
-                self.model
-            )
-        })?;
-        let lm = model::load(&input, &self.model, ctx.device)?;
-        lm.text_tokenizer()?;
-        let (model, tok) = lm.into_parts();
-        let tok = tok.expect("checked just above");
+        let (model, tok) = model::load(&input, &self.model, ctx.device)?.into_parts();
+        let tok = tok.expect("model::load checks for a tokenizer");
         let eos = tok.eos_id();
         let cfg = TrainConfig {
             batch_size: self.batch_size,
@@ -280,7 +271,7 @@ impl Stage for InfluenceStage {
             weight_decay: self.weight_decay,
             ..TrainConfig::default()
         };
-        let state = OptimState::load_dir(&dir, &cfg)?;
+        let state = model::optimizer_state(&input, &self.model, "influence", &cfg)?;
         let lr = self.lr.unwrap_or(state.last_lr);
         if lr.is_nan() || lr <= 0.0 {
             bail!("the warm-up of `{}` took no step at a positive learning rate; give influence an `lr`", self.model);
@@ -292,25 +283,28 @@ impl Stage for InfluenceStage {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let probes =
             rows.iter().enumerate().map(|(i, r)| self.example(r, &tok, eos).with_context(|| format!("data row {i}"))).collect::<anyhow::Result<Vec<_>>>()?;
-        let mut inf = Influence::new(model, state, &reference, lr, &cfg)?;
+        let inf = Influence::new(model, state, &reference, lr, &cfg)?;
         let before = inf.before();
         let drift = if self.threshold == Threshold::Drift { Some(inf.drift()?) } else { None };
 
         let log = ctx.store.items(&fingerprint(&("influence", input.hash, reference_hash, ITEM_CACHE_VERSION)))?;
-        let key = |p: &(String, String, SftExample)| {
-            fingerprint(&ItemKey {
-                model: input.hash,
-                reference: reference_hash,
-                scoring: self.score,
-                lr,
-                grad_clip: self.grad_clip,
-                weight_decay: self.weight_decay,
-                max_len: self.max_len,
-                prompt: &p.0,
-                response: &p.1,
+        let keys: Vec<Hash> = probes
+            .iter()
+            .map(|p| {
+                fingerprint(&ItemKey {
+                    model: input.hash,
+                    reference: reference_hash,
+                    scoring: self.score,
+                    lr,
+                    grad_clip: self.grad_clip,
+                    weight_decay: self.weight_decay,
+                    max_len: self.max_len,
+                    prompt: &p.0,
+                    response: &p.1,
+                })
             })
-        };
-        let mut scores: Vec<Option<f64>> = probes.iter().map(|p| log.get(&key(p)).and_then(|b| serde_json::from_slice(&b).ok())).collect();
+            .collect();
+        let mut scores: Vec<Option<f64>> = keys.iter().map(|k| log.get(k).and_then(|b| serde_json::from_slice(&b).ok())).collect();
         let cached = scores.iter().filter(|s| s.is_some()).count();
         let total = probes.len() as u64;
         let mut done = cached as u64;
@@ -326,7 +320,7 @@ impl Stage for InfluenceStage {
             };
             for (&i, s) in group.iter().zip(results) {
                 let s = s.with_context(|| format!("data row {i}"))?;
-                log.put(&key(&probes[i]), &serde_json::to_vec(&s)?)?;
+                log.put(&keys[i], &serde_json::to_vec(&s)?)?;
                 scores[i] = Some(s);
                 done += 1;
             }

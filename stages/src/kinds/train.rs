@@ -572,7 +572,7 @@ impl Stage for TrainStage {
                     .enumerate()
                     .map(|(i, r)| self.sft_example(r, &tokenizer, eos).with_context(|| format!("data row {i}")))
                     .collect::<anyhow::Result<Vec<_>>>()?;
-                let resume = if self.resume { Some(self.restore(&input, &cfg)?) } else { None };
+                let resume = if self.resume { Some(model::optimizer_state(&input, &self.model, "`resume: true`", &cfg)?) } else { None };
                 let (model, state) = train::train_sft_resumable(model, &ex, loss, &cfg, resume.as_ref(), &mut on_step)?;
                 optimizer = self.save_optimizer.then_some(state);
                 model
@@ -622,17 +622,6 @@ impl TrainStage {
     /// WSD's `(warmup, stable, min_lr_ratio)` with their defaults.
     fn wsd(&self) -> (f64, f64, f64) {
         (self.warmup.unwrap_or(0.1), self.stable.unwrap_or(0.5), self.min_lr_ratio.unwrap_or(1e-3))
-    }
-
-    /// The starting checkpoint's optimizer state, for `resume: true`.
-    fn restore(&self, input: &InputArtifact, cfg: &TrainConfig) -> anyhow::Result<train::OptimState> {
-        let dir = input.path.as_deref().filter(|p| p.is_dir()).filter(|p| train::OptimState::exists_in(p)).ok_or_else(|| {
-            anyhow!(
-                "`resume: true` needs an optimizer state with the starting model `{}`: train it with `save_optimizer: true`",
-                self.model
-            )
-        })?;
-        Ok(train::OptimState::load_dir(dir, cfg)?)
     }
 
     /// The trainer's settings: spec numbers narrow to the runtime's types here.
