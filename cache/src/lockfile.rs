@@ -65,6 +65,10 @@ pub struct LockEntry {
     /// Headline metrics.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metrics: BTreeMap<String, serde_json::Value>,
+    /// Where the outputs were produced, for stages that ran a model (see
+    /// [`RunRecord::device`](crate::RunRecord::device)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 impl Default for LockFile {
@@ -187,6 +191,7 @@ mod tests {
             inputs: BTreeMap::from([("prompts".into(), hash_bytes(b"in"))]),
             outputs: BTreeMap::from([("data".into(), out)]),
             metrics: BTreeMap::from([("pass_rate".into(), json!(0.25))]),
+            device: Some("wgpu (llvmpipe (LLVM 15.0.6, 256 bits), Vulkan, cpu adapter)".into()),
         }
     }
 
@@ -196,7 +201,7 @@ mod tests {
             serde_json::from_str(r#"{"temperature": 0.7, "n": 4, "stop": {"z": 1, "a": 2}}"#)
                 .unwrap();
         let mut bare = entry(json!(null));
-        (bare.seed, bare.metrics) = (None, BTreeMap::new());
+        (bare.seed, bare.metrics, bare.device) = (None, BTreeMap::new(), None);
         let stages = BTreeMap::from([("judge".into(), entry(params)), ("base".into(), bare)]);
         let mut lock = LockFile::new();
         lock.pipelines
@@ -257,6 +262,7 @@ pipelines:
             rows: 1
         metrics:
           pass_rate: 0.25
+        device: wgpu (llvmpipe (LLVM 15.0.6, 256 bits), Vulkan, cpu adapter)
 "
         );
         assert_eq!(sample().to_yaml(), expected);

@@ -57,6 +57,12 @@ pub struct RunRecord {
     pub duration_ms: u64,
     /// When the run finished, for `cache ls` ordering.
     pub created_unix_ms: u64,
+    /// The backend the stage ran its model on (`cpu (burn flex)`,
+    /// `wgpu (llvmpipe ..., Vulkan, cpu adapter)`), for stages that ran
+    /// one. Provenance only: the device is not part of a fingerprint, so a
+    /// model trained on wgpu is reused by a CPU run, and this says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// Counts for `cache du`.

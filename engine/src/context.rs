@@ -58,6 +58,8 @@ pub struct StageCtx<'a> {
     pub(crate) inputs: BTreeMap<String, InputArtifact>,
     pub(crate) out_dir: &'a Path,
     pub(crate) reporter: &'a dyn Reporter,
+    /// What [`note_backend`](Self::note_backend) recorded.
+    pub(crate) backend: std::sync::Mutex<Option<String>>,
 }
 
 impl<'a> StageCtx<'a> {
@@ -115,6 +117,15 @@ impl<'a> StageCtx<'a> {
             total,
             unit: unit.to_string(),
         });
+    }
+
+    /// Records the backend this stage runs its model on (`cpu (burn
+    /// flex)`, `wgpu (llvmpipe ..., Vulkan, cpu adapter)`): the run record,
+    /// the lock and `retort show` keep it as the outputs' provenance, since
+    /// the device is not part of the fingerprint. Stages that load weights
+    /// call it (through `stages::common::model`); the last call wins.
+    pub fn note_backend(&self, backend: impl Into<String>) {
+        *self.backend.lock().unwrap_or_else(|e| e.into_inner()) = Some(backend.into());
     }
 
     /// A line of log output, shown above the progress bars.

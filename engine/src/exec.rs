@@ -591,6 +591,7 @@ impl Executor<'_> {
             inputs: known.inputs,
             outputs: record.outputs,
             metrics: record.metrics,
+            device: record.device,
         }
     }
 }
@@ -631,6 +632,7 @@ impl Job<'_> {
             inputs: self.inputs,
             out_dir: tmp.path(),
             reporter: self.reporter,
+            backend: Default::default(),
         };
         let start = Instant::now();
         let metrics = match catch_unwind(AssertUnwindSafe(|| self.node.stage.run(&mut ctx))) {
@@ -650,7 +652,8 @@ impl Job<'_> {
             outputs.insert(name, OutputRecord { hash: art.hash, kind: art.kind, bytes: art.bytes, rows });
         }
         let created_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-        let record = RunRecord { outputs, metrics, duration_ms, created_unix_ms };
+        let device = ctx.backend.into_inner().unwrap_or_else(|e| e.into_inner());
+        let record = RunRecord { outputs, metrics, duration_ms, created_unix_ms, device };
         self.store.put_run(&self.fp, &record).map_err(chain)?;
         Ok(record)
     }

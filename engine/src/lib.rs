@@ -30,7 +30,7 @@ pub use exports::{Drift, Restore};
 pub use fingerprint::{first_difference, Hashable, CACHE_KEY_VERSION};
 pub use graph::{Graph, Input, Resolved};
 pub use matrix::Families;
-pub use preflight::{remote_models, ModelCheck};
+pub use preflight::{remote_models, DeviceCheck, ModelCheck};
 pub use schema::pipeline_schema;
 pub use source::{Pos, SourceMap};
 pub use spec::load_str;

@@ -1,4 +1,4 @@
-//! Checking remote models before a run that needs them.
+//! Checking remote models and the device before a run that needs them.
 //!
 //! A server that is down, a model name it does not serve, or an API key
 //! variable that is unset would otherwise fail the first stage that samples,
@@ -6,17 +6,25 @@
 //! model runtime), so the binary registers a [`ModelCheck`] and the engine
 //! calls it, before any stage runs, for each `openai:` model that a stage
 //! about to run reads. A failure is bad input: exit 2, nothing run.
+//!
+//! The same goes for `device: wgpu` on a machine with no Vulkan driver, or
+//! a binary built without the feature: the binary registers a
+//! [`DeviceCheck`], called once before a run that executes anything.
 
 use std::collections::BTreeMap;
 
 use crate::exec::{Decision, Plan};
 use crate::graph::{Graph, Resolved};
-use crate::spec::{OpenAiModel, Pipeline};
+use crate::spec::{Device, OpenAiModel, Pipeline};
 
 /// Asks the server behind a remote model whether it can serve: `Err` is
 /// one message saying what is wrong and how to fix it. It must never hold
 /// the API key.
 pub type ModelCheck = fn(&OpenAiModel) -> Result<(), String>;
+
+/// Brings up the pipeline's device: `Err` is one message saying what to
+/// install or rebuild.
+pub type DeviceCheck = fn(Device) -> Result<(), String>;
 
 /// The `openai:` models, by name, that stages the plan runs (or may run,
 /// once their upstream has) read.

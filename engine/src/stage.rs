@@ -421,6 +421,7 @@ fn collect_keys(schema: &serde_json::Value, spec: &serde_json::Value, keys: &mut
 pub struct Registry {
     kinds: BTreeMap<&'static str, Box<dyn StageKind>>,
     model_check: Option<crate::preflight::ModelCheck>,
+    device_check: Option<crate::preflight::DeviceCheck>,
 }
 
 impl Registry {
@@ -455,6 +456,18 @@ impl Registry {
     /// The remote-model check, if one is registered.
     pub fn model_check(&self) -> Option<crate::preflight::ModelCheck> {
         self.model_check
+    }
+
+    /// Sets how `run` checks the pipeline's `device:` before anything runs
+    /// (see [`crate::preflight`]).
+    pub fn check_device_with(&mut self, check: crate::preflight::DeviceCheck) -> &mut Self {
+        self.device_check = Some(check);
+        self
+    }
+
+    /// The device check, if one is registered.
+    pub fn device_check(&self) -> Option<crate::preflight::DeviceCheck> {
+        self.device_check
     }
 
     /// All kinds, sorted by name.

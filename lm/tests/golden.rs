@@ -113,3 +113,48 @@ fn smollm2_matches_transformers_and_llamacpp() {
         assert_eq!(alone[0].tokens, g.hf_greedy, "{:?} alone", g.prompt);
     }
 }
+
+/// The same goldens on burn's wgpu backend (`--features wgpu`; on these
+/// machines, Mesa's lavapipe: see `scripts/test-wgpu.sh`): the prompt
+/// tokens, transformers' greedy tokens, and the last position's logits
+/// within the CPU path's 1e-3. The model runs unpacked there (the packed
+/// Q4_1/Q8_0 kernels are host-side), which is the f32 path the CPU check
+/// above also covers. Skips without an adapter unless
+/// `RETORT_REQUIRE_WGPU` is set.
+#[cfg(feature = "wgpu")]
+#[test]
+fn smollm2_on_wgpu_matches_transformers() {
+    let model_path = workspace().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !model_path.exists() {
+        eprintln!("skipping: {} is absent (run scripts/fetch-smollm2.sh)", model_path.display());
+        return;
+    }
+    if let Err(e) = DeviceKind::Wgpu.device() {
+        assert!(std::env::var_os("RETORT_REQUIRE_WGPU").is_none(), "RETORT_REQUIRE_WGPU is set but wgpu is unusable: {e}");
+        eprintln!("skipping: {e}");
+        return;
+    }
+    eprintln!("wgpu: {}", DeviceKind::Wgpu.describe().unwrap());
+    let goldens = goldens();
+    let loaded = LoadedModel::load(&model_path, DeviceKind::Wgpu).unwrap();
+    assert!(!loaded.model().is_packed(), "packed kernels are for host memory only");
+    let model = loaded.model();
+    for g in &goldens {
+        assert_eq!(loaded.encode_prompt(&g.prompt, g.chat).unwrap(), g.prompt_tokens, "{:?}", g.prompt);
+        let logits = last_logits(model, &g.prompt_tokens);
+        for &(tok, want) in &g.hf_top5 {
+            let got = logits[tok as usize];
+            assert!((got - want).abs() <= 1e-3, "{:?}: logit of {tok} on wgpu: got {got}, want {want}", g.prompt);
+        }
+    }
+    let prompts: Vec<Vec<u32>> = goldens.iter().map(|g| g.prompt_tokens.clone()).collect();
+    let item_ids: Vec<u64> = (0..prompts.len() as u64).collect();
+    let params = SamplingParams {
+        eos_token_ids: Some(vec![EOS]),
+        ..SamplingParams::greedy(32)
+    };
+    let out = generate(model, &GenerateRequest { prompts: &prompts, item_ids: &item_ids, params: &params, decode: None }).unwrap();
+    for (g, o) in goldens.iter().zip(&out) {
+        assert_eq!(o.tokens, g.hf_greedy, "{:?} on wgpu", g.prompt);
+    }
+}

@@ -56,6 +56,7 @@ pub fn registry() -> Registry {
         .register::<DiversifyStage>()
         .register::<EvaluateStage>()
         .register::<TrainStage>()
-        .check_models_with(openai::check);
+        .check_models_with(openai::check)
+        .check_device_with(common::model::check_device);
     r
 }

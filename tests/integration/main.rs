@@ -7,6 +7,7 @@ mod llama;
 
 mod cache_semantics;
 mod cascod;
+mod devices;
 mod command_stage;
 mod empty_inputs;
 mod errors;

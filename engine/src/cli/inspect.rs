@@ -118,7 +118,7 @@ pub(super) fn show(a: ShowArgs, common: &Common, registry: &Registry) -> Result<
             Some(h) => s.into_iter().take(h).collect(),
             None => s,
         });
-        print!("{}", metrics_view(&entry.metrics, steps.as_deref(), a.format));
+        print!("{}", metrics_view(entry.device.as_deref(), &entry.metrics, steps.as_deref(), a.format));
         return Ok(());
     }
     let name = output.or_else(|| outputs.first().cloned()).unwrap_or_default();
@@ -133,6 +133,10 @@ pub(super) fn show(a: ShowArgs, common: &Common, registry: &Registry) -> Result<
         )));
     }
     let path = store.object_path(&rec.hash);
+    if let Some(device) = &entry.device {
+        // On stderr: stdout stays the artifact (rows, a listing, a path).
+        eprintln!("{stage}.{name}: produced on {device}");
+    }
     if a.path {
         println!("{}", path.display());
         return Ok(());
@@ -174,15 +178,21 @@ fn read_steps(path: &Path) -> std::io::Result<Vec<serde_json::Map<String, serde_
         .collect()
 }
 
-/// `show --metrics`: the stage's summary metrics, then its per-step table when it
-/// has one. JSON: `{"metrics": {...}, "steps": [...]}` (`steps` only when present).
+/// `show --metrics`: the backend the stage ran its model on (if it ran one),
+/// its summary metrics, then its per-step table when it has one. JSON:
+/// `{"device": "...", "metrics": {...}, "steps": [...]}` (`device` and
+/// `steps` only when present).
 fn metrics_view(
+    device: Option<&str>,
     summary: &std::collections::BTreeMap<String, serde_json::Value>,
     steps: Option<&[serde_json::Map<String, serde_json::Value>]>,
     format: Format,
 ) -> String {
     if format == Format::Json {
         let mut obj = serde_json::Map::new();
+        if let Some(device) = device {
+            obj.insert("device".into(), device.into());
+        }
         obj.insert("metrics".into(), serde_json::to_value(summary).expect("metrics serialize"));
         if let Some(steps) = steps {
             obj.insert("steps".into(), steps.iter().cloned().map(serde_json::Value::Object).collect());
@@ -190,7 +200,10 @@ fn metrics_view(
         return serde_json::to_string_pretty(&obj).expect("metrics serialize") + "\n";
     }
     let mut out = String::new();
-    let width = summary.keys().map(|k| k.len()).max().unwrap_or(0);
+    let width = summary.keys().map(|k| k.len()).chain(device.map(|_| "device".len())).max().unwrap_or(0);
+    if let Some(device) = device {
+        out += &format!("{:<width$}  {device}\n", "device");
+    }
     for (k, v) in summary {
         out += &format!("{k:<width$}  {}\n", cell(v));
     }

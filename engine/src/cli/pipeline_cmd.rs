@@ -50,6 +50,10 @@ pub(super) fn run(a: RunArgs, common: &Common, registry: &Registry) -> Result<()
     let opts = options(&a.select, a.jobs);
     // The same plan `retort plan` prints, then executed.
     let plan = exec.plan(&opts)?;
+    let runs_something = plan.steps.iter().any(|s| matches!(s.decision, Decision::Run { .. } | Decision::Waits { .. }));
+    if let (Some(check), true) = (registry.device_check(), runs_something) {
+        check(p.device).map_err(|msg| p.error_at("device", format!("device `{}`: {msg}", p.device.as_str())))?;
+    }
     if let Some(check) = registry.model_check() {
         for (name, remote) in remote_models(&p, &g, &plan) {
             check(remote).map_err(|msg| p.error_at(&format!("models.{name}.openai"), format!("model `{name}`: {msg}")))?;

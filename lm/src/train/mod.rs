@@ -28,6 +28,8 @@ pub mod trainer;
 mod loop_tests;
 #[cfg(test)]
 mod state_tests;
+#[cfg(all(test, feature = "wgpu"))]
+mod wgpu_tests;
 
 pub use advantages::{group_advantages, zero_advantage_fraction, GRPO_EPS};
 pub use dpo::{train_dpo, DpoExample};

@@ -8,7 +8,7 @@
 //! `openai:` (a remote server: it samples, see [`Sampler`]).
 
 use anyhow::{anyhow, bail, Context};
-use retort_engine::{Device, Endpoint, InputArtifact, Row};
+use retort_engine::{Device, Endpoint, InputArtifact, Row, StageCtx};
 use retort_lm::chat::ChatMessage;
 use retort_lm::tokenizer::Tokenizer;
 use retort_lm::train::{OptimState, TrainConfig};
@@ -29,11 +29,12 @@ pub enum Sampler {
     Remote(openai::Client),
 }
 
-/// The sampler behind `input` (named `what` in errors).
-pub fn sampler(input: &InputArtifact, what: &str, device: Device) -> anyhow::Result<Sampler> {
+/// The sampler behind `input` (named `what` in errors), on the stage's
+/// device.
+pub fn sampler(input: &InputArtifact, what: &str, ctx: &StageCtx<'_>) -> anyhow::Result<Sampler> {
     match input.model_spec.as_ref().and_then(|s| s.openai.as_ref()) {
         Some(remote) => Ok(Sampler::Remote(openai::Client::new(remote).map_err(|m| anyhow!("model `{what}`: {m}"))?)),
-        None => Ok(Sampler::Local(load(input, what, device)?)),
+        None => Ok(Sampler::Local(load(input, what, ctx)?)),
     }
 }
 
@@ -69,19 +70,37 @@ pub fn device_kind(device: Device) -> DeviceKind {
     }
 }
 
-/// The burn device for the pipeline's `device:`, or an error naming the
-/// cargo feature this binary lacks.
-pub fn burn_device(device: Device) -> anyhow::Result<burn::tensor::Device> {
-    Ok(device_kind(device).device()?)
+/// The burn device for the stage's `device:`, or an error naming the
+/// cargo feature this binary lacks (or the driver to install). Every stage
+/// that runs a model gets its device here or through [`load`], which
+/// records the backend with the run (see [`StageCtx::note_backend`]).
+pub fn burn_device(ctx: &StageCtx<'_>) -> anyhow::Result<burn::tensor::Device> {
+    let kind = device_kind(ctx.device);
+    let device = kind.device()?;
+    ctx.note_backend(kind.describe()?);
+    Ok(device)
 }
 
-/// Loads the model behind `input` (named `what` in errors) onto `device`.
-pub fn load(input: &InputArtifact, what: &str, device: Device) -> anyhow::Result<LoadedModel> {
+/// Brings up the pipeline's device before a run (the engine's preflight):
+/// a binary without the feature, or wgpu without a Vulkan driver, is one
+/// message saying what to rebuild or install.
+pub fn check_device(device: Device) -> Result<(), String> {
+    device_kind(device).device().map(|_| ()).map_err(|e| match e {
+        retort_lm::LmError::Device { why, .. } => why,
+        other => other.to_string(),
+    })
+}
+
+/// Loads the model behind `input` (named `what` in errors) onto the
+/// stage's device.
+pub fn load(input: &InputArtifact, what: &str, ctx: &StageCtx<'_>) -> anyhow::Result<LoadedModel> {
     let Some(path) = &input.path else {
         bail!("model `{what}` is a spec without weights (`tiny:`); train it first and point this stage at the train stage");
     };
-    let lm = LoadedModel::load(path, device_kind(device)).with_context(|| format!("loading model `{what}` from {}", path.display()))?;
+    let kind = device_kind(ctx.device);
+    let lm = LoadedModel::load(path, kind).with_context(|| format!("loading model `{what}` from {}", path.display()))?;
     lm.text_tokenizer()?;
+    ctx.note_backend(kind.describe()?);
     Ok(lm)
 }
 

@@ -134,7 +134,7 @@ impl Stage for CllScoreStage {
 
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
         let input = ctx.input("model")?.clone();
-        let lm = model::load(&input, &self.model, ctx.device)?;
+        let lm = model::load(&input, &self.model, ctx)?;
         let tok = lm.text_tokenizer()?;
         let rows = ctx.read_rows_nonempty("data", "rows to score")?;
         let eos = tok.eos_id();

@@ -129,7 +129,7 @@ impl Stage for DiversifyStage {
 
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
         let input = ctx.input("model")?.clone();
-        let sampler = model::sampler(&input, &self.model, ctx.device)?;
+        let sampler = model::sampler(&input, &self.model, ctx)?;
         let rows = ctx.read_rows_nonempty("prompts", "prompts")?;
         // What each prompt already has.
         let mut kept: HashMap<String, Kept> = HashMap::new();

@@ -258,7 +258,7 @@ impl Stage for EvaluateStage {
         let mut per_model: BTreeMap<String, Vec<Row>> = BTreeMap::new();
         for name in &self.models {
             let input = ctx.input(&format!("model:{name}"))?.clone();
-            let sampler = model::sampler(&input, name, ctx.device)?;
+            let sampler = model::sampler(&input, name, ctx)?;
             ctx.log(format!("evaluating `{name}` on {} tasks", tasks.len()));
             let sampled: Vec<CascadeSample> = match &self.cascade {
                 Some(c) => c.sample(

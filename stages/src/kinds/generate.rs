@@ -212,7 +212,7 @@ impl Stage for GenerateStage {
 
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
         let input = ctx.input("model")?.clone();
-        let sampler = model::sampler(&input, &self.model, ctx.device)?;
+        let sampler = model::sampler(&input, &self.model, ctx)?;
         let rows = ctx.read_rows_nonempty("prompts", "prompts")?;
         let templates = Templates::new(self.template_sources()).map_err(anyhow::Error::msg)?;
         let (_, variants) = self.templates();

@@ -215,11 +215,11 @@ impl Stage for HintRewriteStage {
 
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
         let input = ctx.input("model")?.clone();
-        let lm = model::load(&input, &self.model, ctx.device)?;
+        let lm = model::load(&input, &self.model, ctx)?;
         let plain_lm = match &self.plain_model {
             Some(name) => {
                 let plain_input = ctx.input("plain_model")?.clone();
-                Some((model::load(&plain_input, name, ctx.device)?, plain_input.hash))
+                Some((model::load(&plain_input, name, ctx)?, plain_input.hash))
             }
             None => None,
         };

@@ -261,7 +261,7 @@ impl Stage for InfluenceStage {
         let reference_rows = ctx.read_rows_nonempty("reference", "the reference set")?;
         self.check_disjoint(ctx, &reference_rows)?;
         let rows = ctx.read_rows_nonempty("data", "probing examples")?;
-        let (model, tok) = model::load(&input, &self.model, ctx.device)?.into_parts();
+        let (model, tok) = model::load(&input, &self.model, ctx)?.into_parts();
         let tok = tok.expect("model::load checks for a tokenizer");
         let eos = tok.eos_id();
         let cfg = TrainConfig {

@@ -213,7 +213,7 @@ impl Stage for SynthesizeStage {
 
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
         let input = ctx.input("model")?.clone();
-        let sampler = model::sampler(&input, &self.model, ctx.device)?;
+        let sampler = model::sampler(&input, &self.model, ctx)?;
         let seed_rows = ctx.read_rows_nonempty("seeds", "seed instructions")?;
         let seeds: Vec<String> = seed_rows
             .iter()

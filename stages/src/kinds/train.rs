@@ -547,10 +547,10 @@ impl Stage for TrainStage {
     }
 
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
-        let device = model::burn_device(ctx.device)?;
+        let device = model::burn_device(ctx)?;
         let rows = ctx.read_rows_nonempty("data", "training examples")?;
         let input = ctx.input("model")?.clone();
-        let (model, tokenizer) = start_model(&input, &self.model, &rows, ctx.seed, ctx.device, &device)?;
+        let (model, tokenizer) = start_model(&input, &self.model, &rows, ctx, &device)?;
         let cfg = self.train_config(ctx.seed);
         let mut log = Vec::new();
         let total = self.steps;
@@ -738,12 +738,12 @@ fn start_model(
     input: &InputArtifact,
     name: &str,
     rows: &[Row],
-    seed: u64,
-    device: retort_engine::Device,
+    ctx: &StageCtx<'_>,
     burn_device: &Device,
 ) -> anyhow::Result<(retort_lm::Llama, Tokenizer)> {
+    let seed = ctx.seed;
     if input.path.is_some() {
-        let lm: LoadedModel = model::load(input, name, device)?;
+        let lm: LoadedModel = model::load(input, name, ctx)?;
         let (model, tokenizer) = lm.into_parts();
         return Ok((model, tokenizer.expect("model::load checks for a tokenizer")));
     }
