@@ -21,4 +21,5 @@ mod params;
 mod quickstart;
 mod schema;
 mod skillfactory;
+mod slurm;
 mod sphere;
