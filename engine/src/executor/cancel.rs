@@ -28,13 +28,11 @@ static SUBMITTED: Mutex<Submitted> = Mutex::new(Submitted { ids: BTreeSet::new()
 static HANDLER: Once = Once::new();
 
 /// Why a submission did not happen.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub enum SubmitError<E> {
     /// The run is being interrupted.
-    #[error("interrupted before the job was submitted")]
     Interrupted,
     /// Submitting failed.
-    #[error(transparent)]
     Failed(E),
 }
 

@@ -197,7 +197,7 @@ mod tests {
     #[test]
     fn errors_keep_their_path() {
         let e = parse("slurm: {partiton: gpu}").unwrap_err();
-        assert!(e.starts_with("slurm: unknown field `partiton`"), "{e}");
+        assert!(e.starts_with("slurm.partiton: unknown field `partiton`"), "{e}");
         let e = parse("slurn: {}").unwrap_err();
         assert!(e.contains("unknown variant `slurn`"), "{e}");
         let e = parse("slurm: {gpus: many}").unwrap_err();

@@ -49,6 +49,7 @@ pub enum ToolError {
 }
 
 /// What a successful command printed.
+#[derive(Debug)]
 pub struct ToolOutput {
     /// Standard output.
     pub stdout: String,
