@@ -318,20 +318,26 @@ fn a_missing_sbatch_is_an_error_naming_the_stage_and_the_fix() {
 #[test]
 fn the_executor_is_not_part_of_the_fingerprint() {
     let stages = "stages:\n  a:\n    kind: command\n    outputs: [out]\n    run: echo a > $RETORT_OUT_OUT\n  b:\n    kind: command\n    inputs: {x: a}\n    outputs: [out]\n    run: cat $RETORT_IN_X > $RETORT_OUT_OUT\n";
-    let fingerprints = |yaml: &str| {
-        let t = TestPipeline::new(yaml);
+    // Run once here, then plan the same stages with each executor: every
+    // stage is cached, under the fingerprint it ran with.
+    let t = TestPipeline::new(&format!("executor: local\n{}", stages.replace("    run: echo a", "    executor: local\n    run: echo a")));
+    let ran = t.run_ok(&[]);
+    assert!(!t.read("retort.lock").contains("executor"), "{}", t.read("retort.lock"));
+    let local = ["a", "b"].map(|s| ran.stage(s)["fingerprint"].as_str().unwrap().to_string());
+    let slurm = stages.replace("    run: cat", "    executor: {slurm: {partition: gpu, gpus: 8, time: \"1-00:00:00\", extra_args: [\"--qos=high\"]}}\n    run: cat");
+    let variants = [
+        slurm.clone(),
+        format!("executor: slurm\n{stages}"),
+        format!("executor: {{slurm: {{cpus: 4}}}}\n{}", stages.replace("    run: echo a", "    executor: local\n    run: echo a")),
+    ];
+    for yaml in variants {
+        t.write("p.yaml", &yaml);
         let r = t.retort(&["plan", "p.yaml", "--format", "json"]);
         assert_eq!(r.code, 0, "{}", r.stderr);
-        ["a", "b"].map(|s| r.stage(s)["fingerprint"].as_str().unwrap().to_string())
-    };
-    let local = fingerprints(stages);
-    let slurm = stages.replace("    run: cat", "    executor: {slurm: {partition: gpu, gpus: 8, time: \"1-00:00:00\", extra_args: [\"--qos=high\"]}}\n    run: cat");
-    assert_eq!(fingerprints(&slurm), local);
-    assert_eq!(fingerprints(&format!("executor: slurm\n{stages}")), local);
-    assert_eq!(fingerprints(&format!("executor: {{slurm: {{cpus: 4}}}}\n{}", stages.replace("    run: echo a", "    executor: local\n    run: echo a"))), local);
-    let t = TestPipeline::new(&format!("executor: local\n{}", stages.replace("    run: echo a", "    executor: local\n    run: echo a")));
-    t.run_ok(&[]);
-    assert!(!t.read("retort.lock").contains("executor"), "{}", t.read("retort.lock"));
+        for (s, fp) in ["a", "b"].iter().zip(&local) {
+            assert_eq!((r.stage(s)["status"].as_str(), r.stage(s)["fingerprint"].as_str()), (Some("cached"), Some(fp.as_str())), "{yaml}");
+        }
+    }
 }
 
 /// A misspelt key under `slurm:` is an error at its line with the valid keys.

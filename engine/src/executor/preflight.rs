@@ -48,8 +48,11 @@ pub fn check(p: &Pipeline, plan: &Plan) -> Result<(), SpecError> {
 
 /// The key that set the stage's executor: its own, or the pipeline's.
 fn executor_key(p: &Pipeline, stage: &str) -> String {
-    let own = join(&join("stages", stage), "executor");
-    if p.source.key(&own).is_some() {
+    let at = join("stages", stage);
+    let own = join(&at, "executor");
+    // `key` falls back to the nearest ancestor: the stage's own key has a
+    // position of its own only if it is written.
+    if p.source.key(&own) != p.source.key(&at) {
         own
     } else {
         "executor".into()

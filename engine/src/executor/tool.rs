@@ -53,8 +53,6 @@ pub enum ToolError {
 pub struct ToolOutput {
     /// Standard output.
     pub stdout: String,
-    /// Standard error (sbatch `--test-only` answers there).
-    pub stderr: String,
 }
 
 /// Runs `program args...`, killing it after `limit`; non-zero exit is an error.
@@ -88,7 +86,7 @@ pub fn run(program: &str, args: &[String], limit: Duration) -> Result<ToolOutput
         let status = status.code().map_or_else(|| "killed by a signal".to_string(), |c| format!("exit code {c}"));
         return Err(ToolError::Failed { program: program.to_string(), status, stderr: stderr.trim().to_string() });
     }
-    Ok(ToolOutput { stdout, stderr })
+    Ok(ToolOutput { stdout })
 }
 
 fn read_all(r: &mut impl Read) -> String {
@@ -115,7 +113,7 @@ mod tests {
     #[test]
     fn exit_codes_timeouts_and_missing_programs_are_told_apart() {
         let ok = run("sh", &["-c".into(), "echo out; echo err >&2".into()], Duration::from_secs(10)).unwrap();
-        assert_eq!((ok.stdout.as_str(), ok.stderr.as_str()), ("out\n", "err\n"));
+        assert_eq!(ok.stdout, "out\n");
         let failed = run("sh", &["-c".into(), "echo why >&2; exit 3".into()], Duration::from_secs(10)).unwrap_err();
         assert_eq!(failed.to_string(), "`sh` failed (exit code 3): why");
         let slow = run("sleep", &["5".into()], Duration::from_millis(200)).unwrap_err();
