@@ -129,7 +129,7 @@ fn a_train_stage_runs_in_a_slurm_job_while_data_stages_run_here() {
     }
     // The job's own output, copied into the stage log.
     let sft_log = log_of(&ev, "sft");
-    assert!(sft_log.iter().any(|l| l.starts_with("time over all steps")), "train's log line is missing: {sft_log:?}");
+    assert!(sft_log.iter().any(|l| l.starts_with("3/3 steps")), "train's progress on the node is missing: {sft_log:?}");
     let where_id = &jobs_of(&jobs, "where")[0];
     assert!(log_of(&ev, "where").contains(&format!("where job={where_id}")), "{:?}", log_of(&ev, "where"));
     let shown = t.retort(&["show", "p.yaml", "where"]).stdout;
@@ -223,10 +223,18 @@ fn ctrl_c_cancels_the_submitted_jobs() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Read stderr to its end on a thread, as a terminal would: retort's
+    // stderr stays open while it handles the signal.
     let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
     let mut states: BTreeMap<String, (String, String)> = BTreeMap::new();
     let mut lines = Vec::new();
-    for line in stderr.lines().map_while(Result::ok) {
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
         lines.push(line.clone());
         if let Some((s, id, st)) = job_events(&events(&line)).pop() {
             states.insert(s, (id, st));
@@ -240,9 +248,12 @@ fn ctrl_c_cancels_the_submitted_jobs() {
     let ids: Vec<String> = states.values().map(|(id, _)| id.clone()).collect();
     assert!(ids.iter().all(|id| queued().contains(id)), "{ids:?} not in {:?}", queued());
     Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cancelling Slurm job(s)"), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert_eq!(status.code(), Some(130), "{rest:#?}");
+    let told = rest.iter().find(|l| l.starts_with("interrupted: cancelling Slurm job(s) ")).unwrap_or_else(|| panic!("{rest:#?}"));
+    assert!(ids.iter().all(|id| told.split([' ', ',']).any(|w| w == id)), "{told} does not name {ids:?}");
     let start = Instant::now();
     while ids.iter().any(|id| queued().contains(id)) {
         assert!(start.elapsed() < Duration::from_secs(30), "jobs {ids:?} still queued: {:?}", queued());

@@ -61,8 +61,15 @@ pub fn scancel(ids: &[String]) {
         return;
     }
     if let Err(e) = tool::run("scancel", ids, Duration::from_secs(30)) {
-        eprintln!("warning: could not cancel Slurm job(s) {}: {e}", ids.join(", "));
+        say(&format!("warning: could not cancel Slurm job(s) {}: {e}", ids.join(", ")));
     }
+}
+
+/// A line on stderr; never panics (`eprintln!` does when stderr is closed,
+/// and a closed stderr must not stop the cancelling).
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn lock() -> std::sync::MutexGuard<'static, Submitted> {
@@ -74,7 +81,7 @@ fn install() {
     let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("warning: cannot handle Ctrl-C ({e}): jobs of an interrupted run must be cancelled by hand");
+            say(&format!("warning: cannot handle Ctrl-C ({e}): jobs of an interrupted run must be cancelled by hand"));
             return;
         }
     };
@@ -86,7 +93,7 @@ fn install() {
                 std::mem::take(&mut s.ids).into_iter().collect()
             };
             if !ids.is_empty() {
-                eprintln!("interrupted: cancelling Slurm job(s) {}", ids.join(", "));
+                say(&format!("interrupted: cancelling Slurm job(s) {}", ids.join(", ")));
                 scancel(&ids);
             }
             std::process::exit(128 + sig);
