@@ -73,6 +73,20 @@ fn queued() -> Vec<String> {
     String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim().to_string()).collect()
 }
 
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 fn run_json(t: &TestPipeline, extra: &[&str]) -> crate::util::Run {
     let mut args = vec!["run", "p.yaml", "--format", "json", "--log-format", "json"];
     args.extend_from_slice(extra);
@@ -114,8 +128,22 @@ stages:
 fn a_train_stage_runs_in_a_slurm_job_while_data_stages_run_here() {
     let Some(_cluster) = cluster() else { return };
     let t = TestPipeline::new(TRAIN);
-    let r = run_json(&t, &[]);
+    // A secret in the environment reaches the job (as every variable does:
+    // Slurm's default `--export=ALL`) but nothing retort writes.
+    let secret = "retort-test-secret-5f1d9a";
+    let r: crate::util::Run = t
+        .cmd()
+        .args(["run", "p.yaml", "--format", "json", "--log-format", "json"])
+        .env("RETORT_TEST_API_KEY", secret)
+        .output()
+        .unwrap()
+        .into();
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(!r.stdout.contains(secret) && !r.stderr.contains(secret));
+    for file in walk(t.dir.path()) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&bytes).contains(secret), "the secret is in {}", file.display());
+    }
     assert_eq!(r.statuses().iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>(), ["ran", "ran", "ran"]);
     let ev = events(&r.stderr);
     let jobs = job_events(&ev);
