@@ -399,3 +399,25 @@ fn exec_stage_is_hidden_from_help() {
     let r = t.retort(&["exec-stage", "--help"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+/// The schema takes the `executor:` forms the loader takes, at both levels,
+/// and rejects a misspelt resource as the loader does.
+#[test]
+fn the_schema_takes_every_executor_form() {
+    let t = TestPipeline::new("stages: {}\n");
+    let schema: serde_json::Value = serde_json::from_str(&t.retort(&["schema"]).stdout).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let stage = "stages:\n  a:\n    kind: command\n    run: x\n";
+    for form in ["local", "slurm", "{slurm: {}}", "{slurm: {partition: gpu, gpus: 8, cpus: 4, mem: 16G, time: 90, account: lab, extra_args: [--qos=high]}}"] {
+        for yaml in [format!("executor: {form}\n{stage}"), format!("{stage}    executor: {form}\n")] {
+            let doc: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
+            assert!(validator.is_valid(&doc), "schema refuses:\n{yaml}");
+            t.write("p.yaml", &yaml);
+            assert_eq!(t.retort(&["validate", "p.yaml"]).code, 0, "loader refuses:\n{yaml}");
+        }
+    }
+    for bad in ["slurn", "{slurm: {partiton: gpu}}", "{slurm: {gpus: many}}"] {
+        let doc: serde_json::Value = serde_yaml::from_str(&format!("{stage}    executor: {bad}\n")).unwrap();
+        assert!(!validator.is_valid(&doc), "schema takes {bad}");
+    }
+}
