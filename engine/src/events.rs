@@ -40,6 +40,19 @@ pub enum Event {
         /// The message.
         message: String,
     },
+    /// A stage's job on a cluster changed state (`executor: slurm`).
+    Job {
+        /// Stage name.
+        stage: String,
+        /// The executor (`slurm`).
+        executor: String,
+        /// The scheduler's job id.
+        job_id: String,
+        /// Its state as the scheduler names it: PENDING, RUNNING, COMPLETED...
+        state: String,
+        /// Why it waits or ended, when the scheduler says (`Resources`).
+        reason: Option<String>,
+    },
     /// A stage finished: `ran`, `cached`, `failed` or `skipped`.
     Finished {
         /// Stage name.
@@ -137,6 +150,9 @@ impl Reporter for PlainReporter {
             Event::Log { stage, message } => {
                 let _ = writeln!(err, "[{stage}] {message}");
             }
+            Event::Job { stage, .. } => {
+                let _ = writeln!(err, "[{stage}] {}", job_line(event));
+            }
             Event::Finished { stage, status, duration_ms } => {
                 if status != "cached" {
                     let _ = writeln!(err, "[{stage}] {status} in {}", human_ms(*duration_ms));
@@ -191,6 +207,7 @@ impl Reporter for BarReporter {
             Event::Log { message, stage } => {
                 let _ = self.multi.println(format!("[{stage}] {message}"));
             }
+            Event::Job { stage, .. } => self.bar(stage).set_message(job_line(event)),
             Event::Finished { stage, status, duration_ms } => {
                 if let Some(bar) = self.bars.lock().unwrap().remove(stage) {
                     bar.finish_and_clear();
@@ -207,6 +224,15 @@ impl Reporter for BarReporter {
         for (_, bar) in self.bars.lock().unwrap().drain() {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// `slurm job 42: PENDING (Resources)`.
+fn job_line(event: &Event) -> String {
+    let Event::Job { executor, job_id, state, reason, .. } = event else { return String::new() };
+    match reason {
+        Some(r) => format!("{executor} job {job_id}: {state} ({r})"),
+        None => format!("{executor} job {job_id}: {state}"),
     }
 }
 

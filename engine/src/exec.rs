@@ -25,6 +25,7 @@ use retort_cache::{fingerprint, ArtifactKind, Hash, LockEntry, OutputRecord, Run
 use crate::context::{InputArtifact, Producer, StageCtx};
 use crate::error::{did_you_mean, SpecError};
 use crate::events::{Event, Reporter};
+use crate::executor::Submission;
 use crate::exports::{self, Restore};
 use crate::fingerprint::{Hashable, CACHE_KEY_VERSION};
 use crate::graph::{Graph, Resolved};
@@ -304,16 +305,7 @@ impl Executor<'_> {
                             };
                             let node = &p.stages[i];
                             self.reporter.event(&Event::Started { stage: node.name.clone(), reason: known.reason.clone() });
-                            let job = Job {
-                                node,
-                                inputs,
-                                fp: known.fp,
-                                seed: self.seed(i),
-                                device: p.device,
-                                dir: &p.dir,
-                                store: self.store,
-                                reporter: self.reporter,
-                            };
+                            let job = self.job(i, known.fp, inputs);
                             state[i] = State::Running { known };
                             running += 1;
                             progressed = true;
@@ -345,6 +337,28 @@ impl Executor<'_> {
         // Losing the stat cache only costs a re-hash next time.
         let _ = stat.save();
         self.outcome(state)
+    }
+
+    fn job(&self, i: usize, fp: Hash, inputs: BTreeMap<String, InputArtifact>) -> Job<'_> {
+        let p = self.pipeline;
+        Job {
+            pipeline: p,
+            node: &p.stages[i],
+            inputs,
+            fp,
+            seed: self.seed(i),
+            device: p.device,
+            dir: &p.dir,
+            store: self.store,
+            reporter: self.reporter,
+        }
+    }
+
+    /// Executes stage `i`, planned to run with fingerprint `fp` on `inputs`,
+    /// in this process whatever its executor: what `retort exec-stage` does
+    /// for a Slurm job on its node.
+    pub(crate) fn execute_here(&self, i: usize, fp: Hash, inputs: BTreeMap<String, InputArtifact>) -> Result<RunRecord, String> {
+        self.job(i, fp, inputs).run_here()
     }
 
     /// Turns a decision into the run's state for the stage; for a cached
@@ -607,6 +621,7 @@ fn describe(restores: &[Restore]) -> String {
 
 /// One stage execution, moved to a worker thread.
 struct Job<'a> {
+    pipeline: &'a Pipeline,
     node: &'a StageNode,
     inputs: BTreeMap<String, InputArtifact>,
     fp: Hash,
@@ -618,10 +633,26 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
+    /// Runs the stage where its executor says: here, or as a Slurm job whose
+    /// `retort exec-stage` calls [`Job::run_here`] on a node (executor/).
+    fn run(self) -> Result<RunRecord, String> {
+        match self.node.executor.slurm() {
+            None => self.run_here(),
+            Some(spec) => Submission {
+                pipeline: self.pipeline,
+                stage: &self.node.name,
+                fingerprint: self.fp,
+                store: self.store,
+                reporter: self.reporter,
+            }
+            .run(spec),
+        }
+    }
+
     /// Runs the stage in a fresh temp dir inside the store, then moves each
     /// output into the store and records the run. Nothing becomes visible
     /// unless the stage succeeded and every output was written.
-    fn run(self) -> Result<RunRecord, String> {
+    fn run_here(self) -> Result<RunRecord, String> {
         let tmp = self.store.temp_dir().map_err(chain)?;
         let mut ctx = StageCtx {
             stage: &self.node.name,

@@ -10,6 +10,7 @@ use crate::stage::Registry;
 pub fn pipeline_schema(registry: &Registry) -> Value {
     let mut gen = schemars::generate::SchemaSettings::draft2020_12().into_generator();
     let mut variants = Vec::new();
+    let executor = serde_json::to_value(gen.subschema_for::<crate::executor::ExecutorSpec>()).expect("schema serializes");
     for kind in registry.kinds() {
         let reference = kind.schema(&mut gen);
         let def_name = reference
@@ -26,6 +27,7 @@ pub fn pipeline_schema(registry: &Registry) -> Value {
         props.insert("kind".into(), json!({"const": kind.kind(), "description": kind.about()}));
         props.insert("seed".into(), json!({"type": "integer", "minimum": 0, "description": "Seed for this stage, overriding the pipeline's."}));
         props.insert("description".into(), json!({"type": "string", "description": "Free text; not hashed."}));
+        props.insert("executor".into(), executor.clone());
         close_variants(obj);
         let required = obj.entry("required").or_insert_with(|| json!([]));
         required.as_array_mut().expect("required is an array").insert(0, json!("kind"));

@@ -12,12 +12,13 @@ use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
 
 use crate::error::{did_you_mean, unknown_field_help, SpecError};
+use crate::executor::ExecutorSpec;
 use crate::matrix::{self, Families};
 use crate::source::{join, SourceMap};
 use crate::stage::{ParseError, Registry, Stage};
 
 /// Keys every stage may have, whatever its kind.
-const COMMON_KEYS: [&str; 3] = ["kind", "seed", "description"];
+const COMMON_KEYS: [&str; 4] = ["kind", "seed", "description", "executor"];
 
 /// Where models run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -285,6 +286,10 @@ pub struct PipelineHeader {
     /// Named model sources that stages refer to with `model: NAME`.
     #[serde(default)]
     pub models: BTreeMap<String, ModelSpec>,
+    /// Where stages execute unless they set their own: `local` (default) or
+    /// `slurm: {...}`. Not hashed.
+    #[serde(default)]
+    pub executor: ExecutorSpec,
     /// The stages, by name. Each has a `kind` and that kind's parameters.
     #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     pub stages: Mapping,
@@ -308,6 +313,8 @@ pub struct StageNode {
     pub written: serde_json::Value,
     /// Its own `seed:`, overriding the pipeline's.
     pub seed: Option<u64>,
+    /// Where it executes: its own `executor:`, else the pipeline's (never hashed).
+    pub executor: ExecutorSpec,
 }
 
 /// A pipeline file, parsed and typed (references not yet checked: see
@@ -332,6 +339,9 @@ pub struct Pipeline {
     pub families: Families,
     /// Positions of every key, for later errors.
     pub source: SourceMap,
+    /// The `--set` overrides it was loaded with (a Slurm job loads it with
+    /// the same ones).
+    pub overrides: Vec<String>,
 }
 
 impl Pipeline {
@@ -374,9 +384,9 @@ pub fn load_str(file: &Path, text: &str, overrides: &[String], registry: &Regist
         return Err(SpecError::new(file, None, "a pipeline file must be a mapping with `stages:`"));
     }
     let header: PipelineHeader = serde_path_to_error::deserialize(doc)
-        .map_err(|e| Typer { file, source: &source, families: &Families::new() }.parse_error("", e))?;
+        .map_err(|e| Typer { file, source: &source, families: &Families::new(), executor: &ExecutorSpec::Local }.parse_error("", e))?;
     let (expanded, families) = matrix::expand(header.stages, file, &mut source)?;
-    let typed = Typer { file, source: &source, families: &families };
+    let typed = Typer { file, source: &source, families: &families, executor: &header.executor };
     let mut stages = Vec::new();
     for (key, value) in expanded {
         stages.push(typed.stage(key, value, registry)?);
@@ -398,6 +408,7 @@ pub fn load_str(file: &Path, text: &str, overrides: &[String], registry: &Regist
         stages,
         families,
         source,
+        overrides: overrides.to_vec(),
     })
 }
 
@@ -459,6 +470,8 @@ struct Typer<'a> {
     file: &'a Path,
     source: &'a SourceMap,
     families: &'a Families,
+    /// The pipeline's `executor:`, for stages without their own.
+    executor: &'a ExecutorSpec,
 }
 
 impl Typer<'_> {
@@ -501,6 +514,12 @@ impl Typer<'_> {
             })?),
         };
         map.remove("description");
+        // Where it runs is not what it computes: kept out of `written` and
+        // the kind's parameters, so out of the lock and the fingerprint.
+        let executor = match map.remove("executor") {
+            None | Some(Value::Null) => self.executor.clone(),
+            Some(v) => serde_path_to_error::deserialize(v).map_err(|e| self.parse_error(&join(&at, "executor"), e))?,
+        };
         // YAML scalars map onto JSON ones (0.8 stays 0.8); a mapping with
         // non-string keys fails typing below anyway.
         let written = serde_json::to_value(&map).unwrap_or(serde_json::Value::Null);
@@ -525,7 +544,7 @@ impl Typer<'_> {
         if let Err(e) = parsed.stage.check() {
             return Err(SpecError::new(self.file, self.source.value(&join(&at, &e.field)), format!("stage `{name}`: {}", e.message)));
         }
-        Ok(StageNode { name, kind: kind.kind(), version: kind.version(), stage: parsed.stage, hashed: parsed.hashed, written, seed })
+        Ok(StageNode { name, kind: kind.kind(), version: kind.version(), stage: parsed.stage, hashed: parsed.hashed, written, seed, executor })
     }
 
     fn err_value(&self, path: &str, msg: impl Into<String>) -> SpecError {

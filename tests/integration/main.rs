@@ -22,4 +22,5 @@ mod params;
 mod quickstart;
 mod schema;
 mod skillfactory;
+mod slurm;
 mod sphere;

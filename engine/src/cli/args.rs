@@ -49,6 +49,10 @@ pub enum Command {
     /// Inspect and clean the cache.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Internal: execute one stage here, as the Slurm job that `retort run`
+    /// submitted for it (not for users, so hidden from `--help`).
+    #[command(hide = true)]
+    ExecStage(ExecStageArgs),
 }
 
 /// A pipeline file and `--set` overrides.
@@ -179,4 +183,18 @@ pub struct GcArgs {
     /// Only report what would be deleted.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `retort exec-stage` (internal: what a Slurm job runs).
+#[derive(Args, Debug)]
+pub struct ExecStageArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// The stage to execute.
+    #[arg(long)]
+    pub stage: String,
+    /// Its fingerprint as the submitting run planned it; another one (the
+    /// pipeline or an input changed meanwhile) is refused.
+    #[arg(long)]
+    pub fingerprint: String,
 }

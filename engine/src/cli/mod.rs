@@ -3,6 +3,7 @@
 
 mod args;
 mod cache_cmd;
+mod exec_stage;
 mod inspect;
 mod lock;
 mod pipeline_cmd;
@@ -76,5 +77,6 @@ fn dispatch(command: Command, common: &Common, registry: &Registry) -> Result<()
         Command::Show(a) => inspect::show(a, common, registry),
         Command::Schema => inspect::schema(registry),
         Command::Cache(c) => cache_cmd::cache(c, common, registry),
+        Command::ExecStage(a) => exec_stage::exec_stage(a, common, registry),
     }
 }

@@ -59,6 +59,7 @@ pub(super) fn run(a: RunArgs, common: &Common, registry: &Registry) -> Result<()
             check(remote).map_err(|msg| p.error_at(&format!("models.{name}.openai"), format!("model `{name}`: {msg}")))?;
         }
     }
+    crate::executor::preflight(&p, &plan)?;
     let outcome = exec.run(plan, opts.jobs);
     rep.finish();
     if a.pipeline.set.is_empty() {
