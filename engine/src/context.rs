@@ -109,11 +109,18 @@ impl<'a> StageCtx<'a> {
 
     /// Reports progress: `done` of `total` `unit`s.
     pub fn progress(&self, done: u64, total: Option<u64>, unit: &str) {
+        self.reporter.event(&Event::Progress { stage: self.stage.to_string(), done, total, unit: unit.to_string(), postfix: None });
+    }
+
+    /// Reports progress with a postfix shown after the bar (`loss=1.234`),
+    /// as tqdm and TRL show a trainer's latest numbers.
+    pub fn progress_with(&self, done: u64, total: Option<u64>, unit: &str, postfix: String) {
         self.reporter.event(&Event::Progress {
             stage: self.stage.to_string(),
             done,
             total,
             unit: unit.to_string(),
+            postfix: Some(postfix),
         });
     }
 
