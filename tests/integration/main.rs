@@ -19,6 +19,7 @@ mod onpolicy;
 mod openai;
 mod params;
 mod quickstart;
+mod report;
 mod schema;
 mod skillfactory;
 mod sphere;
