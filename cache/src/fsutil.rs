@@ -192,6 +192,7 @@ mod tests {
                 metrics: BTreeMap::new(),
                 duration_ms: 1,
                 created_unix_ms: u64::from(i),
+                timings: BTreeMap::new(),
             };
             s.put_run(&hash::hash_bytes(&i.to_le_bytes()), &rec)
                 .unwrap();

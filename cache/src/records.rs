@@ -57,6 +57,12 @@ pub struct RunRecord {
     pub duration_ms: u64,
     /// When the run finished, for `cache ls` ordering.
     pub created_unix_ms: u64,
+    /// Wall-clock seconds per step by phase (GRPO's `sample_secs` and
+    /// `update_secs`), for `retort report`. Kept here, beside
+    /// `duration_ms`, and not in an output or the lock: timings differ on
+    /// every run, and outputs and the lock must not.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub timings: BTreeMap<String, Vec<f64>>,
 }
 
 /// Counts for `cache du`.

@@ -236,6 +236,7 @@ mod tests {
             metrics,
             duration_ms: 1200,
             created_unix_ms: created,
+            timings: BTreeMap::new(),
         }
     }
 

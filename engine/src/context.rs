@@ -58,6 +58,7 @@ pub struct StageCtx<'a> {
     pub(crate) inputs: BTreeMap<String, InputArtifact>,
     pub(crate) out_dir: &'a Path,
     pub(crate) reporter: &'a dyn Reporter,
+    pub(crate) timings: BTreeMap<String, Vec<f64>>,
 }
 
 impl<'a> StageCtx<'a> {
@@ -122,6 +123,13 @@ impl<'a> StageCtx<'a> {
             unit: unit.to_string(),
             postfix: Some(postfix),
         });
+    }
+
+    /// Records wall-clock seconds per step for one phase (`sample_secs`):
+    /// they go to the run record, not to an output, so the outputs stay the
+    /// same bytes on every run; `retort report` plots them.
+    pub fn timings(&mut self, phase: &str, secs: Vec<f64>) {
+        self.timings.insert(phase.to_string(), secs);
     }
 
     /// A line of log output, shown above the progress bars.

@@ -631,6 +631,7 @@ impl Job<'_> {
             inputs: self.inputs,
             out_dir: tmp.path(),
             reporter: self.reporter,
+            timings: BTreeMap::new(),
         };
         let start = Instant::now();
         let metrics = match catch_unwind(AssertUnwindSafe(|| self.node.stage.run(&mut ctx))) {
@@ -650,7 +651,8 @@ impl Job<'_> {
             outputs.insert(name, OutputRecord { hash: art.hash, kind: art.kind, bytes: art.bytes, rows });
         }
         let created_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-        let record = RunRecord { outputs, metrics, duration_ms, created_unix_ms };
+        let timings = std::mem::take(&mut ctx.timings);
+        let record = RunRecord { outputs, metrics, duration_ms, created_unix_ms, timings };
         self.store.put_run(&self.fp, &record).map_err(chain)?;
         Ok(record)
     }

@@ -222,6 +222,17 @@ fn read_run(stage: &dyn retort_engine::Stage, rec: &RunRecord, store: &Store, in
             info.notes.push(format!("output `{name}`: cannot read {}: {e}", path.display()));
         }
     }
+    // Per-step timings (GRPO's sampling/update split) live in the run
+    // record, not the step log; they join the steps as more columns.
+    if let Some(steps) = info.steps.as_mut() {
+        for (phase, secs) in &rec.timings {
+            if secs.len() == steps.len() {
+                for (step, s) in steps.iter_mut().zip(secs) {
+                    step.insert(phase.clone(), serde_json::json!(s));
+                }
+            }
+        }
+    }
 }
 
 /// The first rows of a JSON Lines file, or `None` when a line is not a JSON object.

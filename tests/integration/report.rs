@@ -132,7 +132,10 @@ pub fn check_quickstart_report(t: &TestPipeline, pipeline: &Path, cache: &Path, 
         .collect();
     assert_eq!(trained.len(), 4, "base, sf_sft, sf_grpo and rl_only train");
     assert_curves(&html, &trained, "the report");
-    assert!(curve_points(training_section(&html, "sf_grpo")).iter().any(|c| c.0 == "reward_mean"), "GRPO plots its reward");
+    let grpo: Vec<String> = curve_points(training_section(&html, "sf_grpo")).into_iter().map(|c| c.0).collect();
+    for metric in ["reward_mean", "kl", "sample_secs", "update_secs"] {
+        assert!(grpo.iter().any(|c| c == metric), "GRPO does not plot {metric}: {grpo:?}");
+    }
     for (stage, _) in &trained {
         assert!(html.contains(&format!("data-stage=\"{stage}\"")));
     }

@@ -601,10 +601,12 @@ impl Stage for TrainStage {
         // Wall-clock timings are not in the step log (`StepMetrics::secs` is
         // not serialized): they go to the stage log.
         let mut secs: BTreeMap<&str, f64> = BTreeMap::new();
+        let mut per_step: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         let mut f = std::io::BufWriter::new(std::fs::File::create(ctx.output_path("metrics"))?);
         for m in &log {
             for (k, v) in &m.secs {
                 *secs.entry(k).or_default() += v;
+                per_step.entry(k).or_default().push(*v);
             }
             serde_json::to_writer(&mut f, m)?;
             f.write_all(b"\n")?;
@@ -613,6 +615,12 @@ impl Stage for TrainStage {
         if !secs.is_empty() {
             let parts: Vec<String> = secs.iter().map(|(k, v)| format!("{k} {v:.1}")).collect();
             ctx.log(format!("time over all steps: {}", parts.join(", ")));
+        }
+        // Per step, for `retort report` (a phase every step reports only).
+        for (phase, values) in per_step {
+            if values.len() == log.len() {
+                ctx.timings(phase, values);
+            }
         }
         Ok(headline(&log))
     }
