@@ -176,3 +176,54 @@ pub fn check_quickstart_report(t: &TestPipeline, pipeline: &Path, cache: &Path, 
         std::fs::copy(&shot, &keep).expect("copy the screenshot");
     }
 }
+
+/// Two `command` stages; the first writes a row of user text that would be
+/// markup if it were not escaped.
+fn rows_pipeline(t: &TestPipeline, k: u32) {
+    t.write("mk.sh", "printf '%s\\n' '{\"prompt\": \"</script><b>bold</b>\", \"n\": 1}'\n");
+    let mk = t.path("mk.sh");
+    t.write(
+        "p.yaml",
+        &format!(
+            "name: rep\nseed: 1\nstages:\n  rows:\n    kind: command\n    run: sh {} > $RETORT_OUT_OUT\n    outputs: [out]\n    params: {{k: {k}}}\n  \
+             copy:\n    kind: command\n    run: cat $RETORT_IN_SRC > $RETORT_OUT_OUT\n    inputs: {{src: rows.out}}\n    outputs: [out]\n",
+            mk.display()
+        ),
+    );
+}
+
+#[test]
+fn the_report_escapes_rows_and_marks_what_changed_since_the_run() {
+    let t = TestPipeline::new("stages: {}\n");
+    rows_pipeline(&t, 1);
+    t.run_ok(&[]);
+    let r = t.retort(&["report", "p.yaml", "-o", "r.html"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let html = t.read("r.html");
+    assert!(!html.contains("</script><b>"), "a dataset row became markup");
+    assert!(html.contains("&lt;/script&gt;&lt;b&gt;bold&lt;/b&gt;"), "the row is not shown");
+    assert_eq!(html.matches("<span class=\"state cached\">cached</span>").count(), 2);
+    assert_eq!(html.matches("<td class=\"mono\">same</td>").count(), 2, "the lock's fingerprints are today's");
+
+    // A changed parameter: `rows` would run again, and `copy` after it; the
+    // page shows their locked runs, marked stale, with the reason.
+    rows_pipeline(&t, 2);
+    let r = t.retort(&["report", "p.yaml", "-o", "r.html"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let html = t.read("r.html");
+    assert_eq!(html.matches("<span class=\"state stale\">stale</span>").count(), 2, "{html}");
+    assert!(html.contains("params.k"), "the reason names the parameter");
+    assert!(html.contains("&lt;/script&gt;"), "the stale run's rows are still shown");
+    assert_eq!(html.matches("<td class=\"mono\">same</td>").count(), 0);
+}
+
+#[test]
+fn a_bad_pipeline_is_exit_2_and_writes_no_report() {
+    let t = TestPipeline::new("stages:\n  a:\n    kind: nope\n");
+    let r = t.retort(&["report", "p.yaml", "-o", "r.html"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("p.yaml") && r.stderr.contains("nope"), "{}", r.stderr);
+    assert!(!t.path("r.html").exists());
+    let r = t.retort(&["report", "missing.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}
