@@ -227,3 +227,47 @@ fn a_bad_pipeline_is_exit_2_and_writes_no_report() {
     let r = t.retort(&["report", "missing.yaml"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
 }
+
+const TINY_SFT: &str = r#"seed: 3
+models:
+  scratch: {tiny: {preset: tiny, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 64}}
+stages:
+  data:
+    kind: command
+    outputs: [out]
+    run: |
+      for i in 1 2 3 4; do echo "{\"prompt\": \"1+$i=\", \"response\": \"$((1 + i))\"}"; done > "$RETORT_OUT_OUT"
+  sft:
+    kind: train
+    model: scratch
+    data: data
+    objective: sft
+    steps: 3
+    batch_size: 2
+    max_len: 32
+"#;
+
+/// A training stage's progress carries its latest loss (the bar's postfix),
+/// in JSON events and plain lines; the report plots its three steps.
+#[test]
+fn training_progress_shows_the_loss_and_the_report_plots_each_step() {
+    let t = TestPipeline::new(TINY_SFT);
+    let r = t.retort(&["run", "p.yaml", "--log-format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let postfixes: Vec<String> = r
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "progress" && e["stage"] == "sft")
+        .map(|e| e["postfix"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(postfixes.len(), 3, "{}", r.stderr);
+    assert!(postfixes.iter().all(|p| p.starts_with("loss=") && p[5..].parse::<f64>().is_ok()), "{postfixes:?}");
+    let plain = t.retort(&["run", "p.yaml", "--log-format", "plain", "--force", "sft"]);
+    assert_eq!(plain.code, 0, "{}", plain.stderr);
+    assert!(plain.stderr.lines().any(|l| l.starts_with("[sft] 3/3 steps") && l.contains(" loss=")), "{}", plain.stderr);
+
+    let r = t.retort(&["report", "p.yaml", "-o", "r.html"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_curves(&t.read("r.html"), &[("sft".to_string(), 3)], "the report");
+}
