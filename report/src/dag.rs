@@ -96,7 +96,7 @@ pub fn svg(data: &ReportData) -> Result<String, ReportError> {
             let (x, y) = at(i);
             root.draw(&Rectangle::new([(x, y), (x + BOX_W, y + BOX_H)], fill(&s.state).filled())).map_err(&err)?;
             root.draw(&Rectangle::new([(x, y), (x + BOX_W, y + BOX_H)], RGBColor(175, 184, 193).stroke_width(1))).map_err(&err)?;
-            root.draw(&Text::new(short(&s.name, 22), (x + 8, y + 7), name_font.clone())).map_err(&err)?;
+            root.draw(&Text::new(short(&s.name, 19), (x + 8, y + 7), name_font.clone())).map_err(&err)?;
             let time = s.duration_ms.map(|d| format!(" · {}", human_ms(d))).unwrap_or_default();
             let sub = format!("{} · {}{time}", s.kind, s.state.word());
             root.draw(&Text::new(short(&sub, 30), (x + 8, y + 26), sub_font.clone())).map_err(&err)?;

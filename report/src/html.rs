@@ -80,7 +80,7 @@ fn graph_section(h: &mut String, data: &ReportData) -> Result<(), ReportError> {
     for s in &data.stages {
         let _ = writeln!(
             h,
-            "<tr><td><a href=\"#stage-{0}\">{0}</a></td><td>{1}</td><td>{2}</td><td class=\"num\">{3}</td><td>{4}</td></tr>",
+            "<tr><td><a href=\"#out-{0}\">{0}</a></td><td>{1}</td><td>{2}</td><td class=\"num\">{3}</td><td>{4}</td></tr>",
             escape(&s.name),
             escape(&s.kind),
             state_badge(s),
