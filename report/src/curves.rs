@@ -69,14 +69,21 @@ pub(crate) fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     if !lo.is_finite() || !hi.is_finite() {
         return (0.0, 1.0);
     }
-    let pad = if hi > lo { (hi - lo) * 0.05 } else { lo.abs().max(1.0) * 0.05 };
+    let pad = if hi > lo {
+        (hi - lo) * 0.05
+    } else if lo != 0.0 {
+        lo.abs() * 0.1
+    } else {
+        1.0
+    };
     (lo - pad, hi + pad)
 }
 
 /// Tick labels short enough for a small chart: `0.0003` as `3.0e-4`.
 pub(crate) fn tick(v: f64) -> String {
     let a = v.abs();
-    if a == 0.0 {
+    // A tick computed as 0.1 - 0.1 is 1e-17, not a number to print.
+    if a < 1e-12 {
         "0".into()
     } else if !(1e-2..1e5).contains(&a) {
         format!("{v:.1e}")
@@ -112,7 +119,8 @@ fn chart(name: &str, pts: &[(f64, f64)]) -> Result<String, ReportError> {
             .x_desc("step")
             .x_labels(6)
             .y_labels(6)
-            .x_label_formatter(&|v| tick(*v))
+            // Steps are whole numbers: no tick at step 0.5.
+            .x_label_formatter(&|v| if v.fract() == 0.0 { tick(*v) } else { String::new() })
             .y_label_formatter(&|v| tick(*v))
             .light_line_style(RGBColor(240, 240, 240))
             .draw()

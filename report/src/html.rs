@@ -38,7 +38,7 @@ th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
 td.cell{white-space:pre-wrap;max-width:420px;overflow-wrap:anywhere;font-family:ui-monospace,monospace;font-size:12px}
 code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px}
 .plots{display:flex;flex-wrap:wrap;gap:8px}.plots figure{margin:0}
-figure svg{border:1px solid #eaeef2}
+figure svg{border:1px solid #eaeef2}figure.dag svg{max-width:100%;height:auto}
 .state{padding:1px 6px;border-radius:8px;font-size:12px}
 .cached{background:#dafbe1}.stale{background:#fff8c5}.not-run,.skipped{background:#eaeef2}.failed{background:#ffebe9}
 .note{color:#9a6700}pre{background:#f6f8fa;padding:8px;overflow:auto;font-size:12px}
