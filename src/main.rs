@@ -1,6 +1,7 @@
 //! The `retort` binary: the engine's CLI with this workspace's stage kinds,
 //! plus `sample`, which needs the model runtime.
 
+mod report;
 mod sample;
 
 use std::process::ExitCode;
@@ -24,6 +25,9 @@ enum Top {
     Engine(Command),
     /// Generate from a model (a .gguf file or a checkpoint directory).
     Sample(sample::SampleArgs),
+    /// Write one self-contained HTML file: the stage graph, training curves,
+    /// evaluations, the first rows of each dataset, the lock's fingerprints.
+    Report(report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,5 +35,6 @@ fn main() -> ExitCode {
     match cli.command {
         Top::Engine(command) => main_impl(command, &cli.common, &retort_stages::registry()),
         Top::Sample(args) => sample::run(args),
+        Top::Report(args) => report::run(args, &cli.common, &retort_stages::registry()),
     }
 }

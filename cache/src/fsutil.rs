@@ -193,6 +193,7 @@ mod tests {
                 duration_ms: 1,
                 created_unix_ms: u64::from(i),
                 device: None,
+                timings: BTreeMap::new(),
             };
             s.put_run(&hash::hash_bytes(&i.to_le_bytes()), &rec)
                 .unwrap();

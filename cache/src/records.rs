@@ -63,6 +63,12 @@ pub struct RunRecord {
     /// model trained on wgpu is reused by a CPU run, and this says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    /// Wall-clock seconds per step by phase (GRPO's `sample_secs` and
+    /// `update_secs`), for `retort report`. Kept here, beside
+    /// `duration_ms`, and not in an output or the lock: timings differ on
+    /// every run, and outputs and the lock must not.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub timings: BTreeMap<String, Vec<f64>>,
 }
 
 /// Counts for `cache du`.

@@ -237,6 +237,7 @@ mod tests {
             duration_ms: 1200,
             created_unix_ms: created,
             device: Some("cpu (burn flex)".into()),
+            timings: BTreeMap::new(),
         }
     }
 

@@ -60,6 +60,7 @@ pub struct StageCtx<'a> {
     pub(crate) reporter: &'a dyn Reporter,
     /// What [`note_backend`](Self::note_backend) recorded.
     pub(crate) backend: std::sync::Mutex<Option<String>>,
+    pub(crate) timings: BTreeMap<String, Vec<f64>>,
 }
 
 impl<'a> StageCtx<'a> {
@@ -111,11 +112,18 @@ impl<'a> StageCtx<'a> {
 
     /// Reports progress: `done` of `total` `unit`s.
     pub fn progress(&self, done: u64, total: Option<u64>, unit: &str) {
+        self.reporter.event(&Event::Progress { stage: self.stage.to_string(), done, total, unit: unit.to_string(), postfix: None });
+    }
+
+    /// Reports progress with a postfix shown after the bar (`loss=1.234`),
+    /// as tqdm and TRL show a trainer's latest numbers.
+    pub fn progress_with(&self, done: u64, total: Option<u64>, unit: &str, postfix: String) {
         self.reporter.event(&Event::Progress {
             stage: self.stage.to_string(),
             done,
             total,
             unit: unit.to_string(),
+            postfix: Some(postfix),
         });
     }
 
@@ -126,6 +134,11 @@ impl<'a> StageCtx<'a> {
     /// call it (through `stages::common::model`); the last call wins.
     pub fn note_backend(&self, backend: impl Into<String>) {
         *self.backend.lock().unwrap_or_else(|e| e.into_inner()) = Some(backend.into());
+    /// Records wall-clock seconds per step for one phase (`sample_secs`):
+    /// they go to the run record, not to an output, so the outputs stay the
+    /// same bytes on every run; `retort report` plots them.
+    pub fn timings(&mut self, phase: &str, secs: Vec<f64>) {
+        self.timings.insert(phase.to_string(), secs);
     }
 
     /// A line of log output, shown above the progress bars.

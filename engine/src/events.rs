@@ -32,6 +32,10 @@ pub enum Event {
         total: Option<u64>,
         /// What is counted (`rows`, `steps`, `samples`).
         unit: String,
+        /// The latest numbers worth watching, shown after the bar as tqdm's
+        /// postfix is (a trainer's `loss=1.234`, GRPO's `reward=0.42`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        postfix: Option<String>,
     },
     /// A free-form message from a stage.
     Log {
@@ -126,7 +130,7 @@ impl Reporter for PlainReporter {
                 self.last.lock().unwrap().insert(stage.clone(), (Instant::now(), Instant::now()));
                 let _ = writeln!(err, "[{stage}] running: {reason}");
             }
-            Event::Progress { stage, done, total, unit } => {
+            Event::Progress { stage, done, total, unit, postfix } => {
                 let mut last = self.last.lock().unwrap();
                 let now = Instant::now();
                 let (start, shown) = last.entry(stage.clone()).or_insert((now, now));
@@ -137,7 +141,7 @@ impl Reporter for PlainReporter {
                 *shown = now;
                 let secs = now.duration_since(*start).as_secs_f64().max(1e-9);
                 let rate = *done as f64 / secs;
-                let line = match total {
+                let mut line = match total {
                     Some(t) if rate > 0.0 => {
                         let eta = (*t as f64 - *done as f64).max(0.0) / rate;
                         format!("{done}/{t} {unit} ({rate:.1}/s, eta {eta:.0}s)")
@@ -145,6 +149,9 @@ impl Reporter for PlainReporter {
                     Some(t) => format!("{done}/{t} {unit}"),
                     None => format!("{done} {unit} ({rate:.1}/s)"),
                 };
+                if let Some(p) = postfix {
+                    line += &format!(" {p}");
+                }
                 let _ = writeln!(err, "[{stage}] {line}");
             }
             Event::Log { stage, message } => {
@@ -191,16 +198,21 @@ impl Reporter for BarReporter {
                 bar.set_style(ProgressStyle::with_template("{spinner} {prefix:.bold} {msg}").unwrap());
                 bar.set_message(reason.clone());
             }
-            Event::Progress { stage, done, total, unit } => {
+            Event::Progress { stage, done, total, unit, postfix } => {
                 let bar = self.bar(stage);
                 if let Some(t) = total {
                     if bar.length() != Some(*t) {
                         bar.set_length(*t);
                         let tpl = format!(
-                            "{{spinner}} {{prefix:.bold}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}})"
+                            "{{spinner}} {{prefix:.bold}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}}) {{msg}}"
                         );
                         bar.set_style(ProgressStyle::with_template(&tpl).unwrap().progress_chars("=> "));
+                        // The start reason was the message until now.
+                        bar.set_message("");
                     }
+                }
+                if let Some(p) = postfix {
+                    bar.set_message(p.clone());
                 }
                 bar.set_position(*done);
             }

@@ -664,6 +664,7 @@ impl Job<'_> {
             out_dir: tmp.path(),
             reporter: self.reporter,
             backend: Default::default(),
+            timings: BTreeMap::new(),
         };
         let start = Instant::now();
         let metrics = match catch_unwind(AssertUnwindSafe(|| self.node.stage.run(&mut ctx))) {
@@ -683,8 +684,9 @@ impl Job<'_> {
             outputs.insert(name, OutputRecord { hash: art.hash, kind: art.kind, bytes: art.bytes, rows });
         }
         let created_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let timings = std::mem::take(&mut ctx.timings);
         let device = ctx.backend.into_inner().unwrap_or_else(|e| e.into_inner());
-        let record = RunRecord { outputs, metrics, duration_ms, created_unix_ms, device };
+        let record = RunRecord { outputs, metrics, duration_ms, created_unix_ms, timings, device };
         self.store.put_run(&self.fp, &record).map_err(chain)?;
         Ok(record)
     }

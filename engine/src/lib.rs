@@ -22,6 +22,7 @@ mod schema;
 mod source;
 mod spec;
 mod stage;
+mod steplog;
 mod summary;
 
 pub use context::{read_jsonl, write_jsonl, InputArtifact, Producer, Row, StageCtx};
@@ -38,4 +39,5 @@ pub use source::{Pos, SourceMap};
 pub use spec::load_str;
 pub use spec::{apply_override, load, Device, Endpoint, ModelSpec, OpenAiModel, Pipeline, PipelineHeader, StageNode, TinyModel, TinyPreset};
 pub use stage::{Artifact, Ask, FieldError, Fields, Hashed, InputDecl, Need, KindOf, Metrics, ParseError, Parsed, Registry, Source, Stage, StageImpl, StageKind};
+pub use steplog::{read_step_log, StepRow};
 pub use summary::{OutputSummary, RunSummary, StageSummary, Status};

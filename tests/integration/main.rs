@@ -20,6 +20,7 @@ mod onpolicy;
 mod openai;
 mod params;
 mod quickstart;
+mod report;
 mod schema;
 mod skillfactory;
 mod slurm;

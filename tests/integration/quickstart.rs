@@ -50,6 +50,8 @@ fn quickstart_runs_end_to_end_at_reduced_counts() {
         }
     }
     assert!(r.stage("base")["metrics"]["steps"] == 10);
+    // The report of this run, also in a real browser (tests/integration/report.rs).
+    crate::report::check_quickstart_report(&t, &pipeline, &cache, &sets, &r);
     // The same run again is all cache hits.
     let again = t.retort(&args);
     assert!(again.statuses().iter().all(|(_, s)| s == "cached"), "{:?}", again.statuses());

@@ -104,7 +104,7 @@ pub(super) fn show(a: ShowArgs, common: &Common, registry: &Registry) -> Result<
         let log = p.stages[idx].stage.step_log();
         let steps = match log.and_then(|name| entry.outputs.get(name).map(|rec| (name, rec))) {
             Some((_, rec)) if rec.kind == ArtifactKind::File && store.state(&rec.hash) == ObjectState::Valid => {
-                Some(read_steps(&store.object_path(&rec.hash)).map_err(|e| CliError::Other(e.into()))?)
+                Some(crate::steplog::read_step_log(&store.object_path(&rec.hash)).map_err(|e| CliError::Other(e.into()))?)
             }
             Some((name, _)) => {
                 return Err(CliError::Failed(format!(
@@ -151,31 +151,6 @@ pub(super) fn show(a: ShowArgs, common: &Common, registry: &Registry) -> Result<
             Ok(())
         }
     }
-}
-
-/// Reads a per-step log; a nested object (a trainer's objective-specific
-/// `extra` numbers) is flattened into the step, so every number is a column.
-fn read_steps(path: &Path) -> std::io::Result<Vec<serde_json::Map<String, serde_json::Value>>> {
-    let text = std::fs::read_to_string(path)?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, l)| {
-            let step: serde_json::Map<String, serde_json::Value> = serde_json::from_str(l).map_err(|e| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: line {}: {e}", path.display(), i + 1))
-            })?;
-            let mut flat = serde_json::Map::new();
-            for (k, v) in step {
-                match v {
-                    serde_json::Value::Object(inner) => flat.extend(inner),
-                    v => {
-                        flat.insert(k, v);
-                    }
-                }
-            }
-            Ok(flat)
-        })
-        .collect()
 }
 
 /// `show --metrics`: the backend the stage ran its model on (if it ran one),

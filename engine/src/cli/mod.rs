@@ -9,7 +9,7 @@ mod lock;
 mod pipeline_cmd;
 
 pub use args::{CacheCommand, Command, Common, Format};
-pub use lock::{lock_path, read_lock, write_lock};
+pub use lock::{cache_dir, lock_path, read_lock, write_lock};
 
 use std::process::ExitCode;
 

@@ -556,7 +556,7 @@ impl Stage for TrainStage {
         let total = self.steps;
         let mut on_step = |m: &StepMetrics| {
             log.push(m.clone());
-            ctx.progress(m.step as u64 + 1, total.map(|t| t as u64), "steps");
+            ctx.progress_with(m.step as u64 + 1, total.map(|t| t as u64), "steps", postfix(m));
         };
         let eos = tokenizer.eos_id();
         let mut optimizer = None;
@@ -601,10 +601,12 @@ impl Stage for TrainStage {
         // Wall-clock timings are not in the step log (`StepMetrics::secs` is
         // not serialized): they go to the stage log.
         let mut secs: BTreeMap<&str, f64> = BTreeMap::new();
+        let mut per_step: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         let mut f = std::io::BufWriter::new(std::fs::File::create(ctx.output_path("metrics"))?);
         for m in &log {
             for (k, v) in &m.secs {
                 *secs.entry(k).or_default() += v;
+                per_step.entry(k).or_default().push(*v);
             }
             serde_json::to_writer(&mut f, m)?;
             f.write_all(b"\n")?;
@@ -613,6 +615,12 @@ impl Stage for TrainStage {
         if !secs.is_empty() {
             let parts: Vec<String> = secs.iter().map(|(k, v)| format!("{k} {v:.1}")).collect();
             ctx.log(format!("time over all steps: {}", parts.join(", ")));
+        }
+        // Per step, for `retort report` (a phase every step reports only).
+        for (phase, values) in per_step {
+            if values.len() == log.len() {
+                ctx.timings(phase, values);
+            }
         }
         Ok(headline(&log))
     }
@@ -815,6 +823,17 @@ fn tiny_config(t: &TinyModel, vocab: usize) -> anyhow::Result<LlamaConfig> {
 }
 
 /// Loss of the first and last steps, and the last step's extras.
+/// The progress bar's postfix after a step, as TRL and tqdm show it: GRPO's
+/// mean reward and KL, DPO's loss and margin, everyone else's loss.
+fn postfix(m: &StepMetrics) -> String {
+    if let Some(r) = m.extra.get("reward_mean") {
+        let kl = m.extra.get("kl").map_or(String::new(), |k| format!(" kl={k:.4}"));
+        return format!("reward={r:.3}{kl}");
+    }
+    let margin = m.extra.get("margin").map_or(String::new(), |x| format!(" margin={x:.3}"));
+    format!("loss={:.4}{margin}", m.loss)
+}
+
 fn headline(log: &[StepMetrics]) -> Metrics {
     let mut m = Metrics::new();
     m.insert("steps".into(), log.len().into());
@@ -835,6 +854,17 @@ fn headline(log: &[StepMetrics]) -> Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_postfix_shows_reward_for_grpo_and_loss_otherwise() {
+        let mut m = StepMetrics { step: 0, loss: 1.23456, lr: 1e-3, grad_norm: 1.0, extra: BTreeMap::new(), secs: BTreeMap::new() };
+        assert_eq!(postfix(&m), "loss=1.2346");
+        m.extra.insert("margin".into(), 0.5);
+        assert_eq!(postfix(&m), "loss=1.2346 margin=0.500");
+        m.extra.insert("reward_mean".into(), 0.25);
+        m.extra.insert("kl".into(), 0.00123);
+        assert_eq!(postfix(&m), "reward=0.250 kl=0.0012");
+    }
 
     fn parse(yaml: &str) -> TrainStage {
         serde_yaml::from_str(yaml).unwrap()
