@@ -228,6 +228,9 @@ pub struct Executor<'a> {
     pub previous: &'a BTreeMap<String, LockEntry>,
     /// Where events go (`run` only; planning reports nothing).
     pub reporter: &'a dyn Reporter,
+    /// The remote cache (`run` only): a local miss is looked up there
+    /// before the stage is run, and what a stage makes is pushed there.
+    pub remote: Option<&'a retort_remote::Session>,
 }
 
 impl Executor<'_> {
@@ -313,6 +316,7 @@ impl Executor<'_> {
                                 dir: &p.dir,
                                 store: self.store,
                                 reporter: self.reporter,
+                                remote: self.remote,
                             };
                             state[i] = State::Running { known };
                             running += 1;
@@ -454,7 +458,8 @@ impl Executor<'_> {
         let hashes: BTreeMap<String, Hash> = inputs.iter().map(|(k, v)| (k.clone(), v.hash)).collect();
         let fp = self.hashable(i, &hashes, |h| h.fingerprint());
         if !forced.contains(&i) {
-            if let Ok(Some(record)) = self.store.get_run(&fp) {
+            let local = self.store.get_run(&fp).ok().flatten();
+            if let Some(record) = local.or_else(|| self.remote.and_then(|r| r.fetch_run(self.store, &fp))) {
                 let restores = exports::drifted(&p.stages[i], &record, &p.dir, stat);
                 return Decision::Cached { fingerprint: fp, inputs: hashes, record, restores };
             }
@@ -614,13 +619,28 @@ struct Job<'a> {
     dir: &'a Path,
     store: &'a Store,
     reporter: &'a dyn Reporter,
+    remote: Option<&'a retort_remote::Session>,
 }
 
 impl Job<'_> {
+    /// [`Job::execute`], then what it made (and, failed or not, the items it
+    /// cached) goes to the remote cache, if there is one.
+    fn run(self) -> Result<RunRecord, String> {
+        let (store, fp, remote) = (self.store, self.fp, self.remote);
+        let result = self.execute();
+        if let Some(remote) = remote {
+            if let Ok(record) = &result {
+                remote.push_run(store, &fp, record);
+            }
+            remote.push_open_items(store);
+        }
+        result
+    }
+
     /// Runs the stage in a fresh temp dir inside the store, then moves each
     /// output into the store and records the run. Nothing becomes visible
     /// unless the stage succeeded and every output was written.
-    fn run(self) -> Result<RunRecord, String> {
+    fn execute(self) -> Result<RunRecord, String> {
         let tmp = self.store.temp_dir().map_err(chain)?;
         let mut ctx = StageCtx {
             stage: &self.node.name,
@@ -780,7 +800,7 @@ mod tests {
         let go = |overrides: &[String]| {
             let p = crate::spec::load(&file, overrides, &registry).unwrap();
             let g = Graph::build(&p).unwrap();
-            let exec = Executor { pipeline: &p, graph: &g, store: &store, previous: &previous, reporter: &QuietReporter };
+            let exec = Executor { pipeline: &p, graph: &g, store: &store, previous: &previous, reporter: &QuietReporter, remote: None };
             let opts = Options { jobs: 2, ..Options::default() };
             let before = listing(dir.path());
             let plan = exec.plan(&opts).unwrap();

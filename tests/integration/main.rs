@@ -19,6 +19,7 @@ mod onpolicy;
 mod openai;
 mod params;
 mod quickstart;
+mod remote_cache;
 mod schema;
 mod skillfactory;
 mod sphere;

@@ -6,6 +6,7 @@ mod cache_cmd;
 mod inspect;
 mod lock;
 mod pipeline_cmd;
+mod remote_cmd;
 
 pub use args::{CacheCommand, Command, Common, Format};
 pub use lock::{lock_path, read_lock, write_lock};
@@ -76,5 +77,7 @@ fn dispatch(command: Command, common: &Common, registry: &Registry) -> Result<()
         Command::Show(a) => inspect::show(a, common, registry),
         Command::Schema => inspect::schema(registry),
         Command::Cache(c) => cache_cmd::cache(c, common, registry),
+        Command::Push(a) => remote_cmd::push(a, common, registry),
+        Command::Pull(a) => remote_cmd::pull(a, common, registry),
     }
 }
