@@ -403,6 +403,12 @@ pub fn load_str(file: &Path, text: &str, overrides: &[String], registry: &Regist
     }
     let header: PipelineHeader = serde_path_to_error::deserialize(doc)
         .map_err(|e| Typer { file, source: &source, families: &Families::new() }.parse_error("", e))?;
+    if let Some(url) = &header.cache.remote {
+        let remote = retort_remote::RemoteConfig { url: url.clone(), endpoint: None, region: None };
+        if let Err(e) = remote.bucket_and_prefix() {
+            return Err(SpecError::new(file, source.value("cache.remote"), e.to_string()));
+        }
+    }
     let (expanded, families) = matrix::expand(header.stages, file, &mut source)?;
     let typed = Typer { file, source: &source, families: &families };
     let mut stages = Vec::new();

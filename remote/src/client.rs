@@ -33,6 +33,9 @@ impl Remote {
     /// A remote over any object store, with keys under `prefix`; `url`
     /// names it in messages (it must hold no credentials).
     pub fn new(url: String, store: Arc<dyn ObjectStore>, prefix: &str) -> Result<Remote, RemoteError> {
+        // reqwest is built without a TLS crypto provider (see Cargo.toml);
+        // ring is it. Installing twice is harmless (the first one stays).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         // Two workers: transfers are I/O-bound, and this machine's cores
         // belong to the stages.
         let rt = tokio::runtime::Builder::new_multi_thread()

@@ -368,3 +368,13 @@ fn credentials_never_reach_output_lock_or_cache() {
         }
     }
 }
+
+/// A `cache:` block is checked like every other key: an unknown key or a
+/// URL that is not `s3://bucket/...` is exit 2 naming the file and line,
+/// before anything runs (no server needed).
+#[test]
+fn a_bad_cache_block_is_refused_with_its_line() {
+    let stages = "stages:\n  a:\n    kind: command\n    run: echo x > $RETORT_OUT_OUT\n    outputs: [out]\n";
+    crate::util::rejects(&format!("cache:\n  remote: s3://b/p\n  endpiont: http://x\n{stages}"), &["p.yaml:3", "unknown field `endpiont`"]);
+    crate::util::rejects(&format!("name: x\ncache:\n  remote: http://b/p\n{stages}"), &["p.yaml:3", "invalid remote `http://b/p`", "s3://bucket/prefix"]);
+}
