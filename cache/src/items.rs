@@ -382,6 +382,30 @@ mod tests {
         assert_eq!(log.get(&key(2)).as_deref(), Some(&b"value 2"[..]), "read past the damage");
     }
 
+    /// Merging another copy's snapshot adds only the keys this log lacks,
+    /// skips damaged records, and persists what it adds.
+    #[test]
+    fn merge_adds_missing_keys_only_and_skips_damage() {
+        let (_d1, here) = store();
+        let (d2, there) = store();
+        let ns = hash_bytes(b"ns");
+        let mine = here.items(&ns).unwrap();
+        mine.put(&key(0), b"mine").unwrap();
+        let theirs = there.items(&ns).unwrap();
+        for (i, v) in [(0, "theirs"), (1, "one"), (2, "two")] {
+            theirs.put(&key(i), v.as_bytes()).unwrap();
+        }
+        let mut snap = theirs.snapshot();
+        let second = snap.len() / 3 + HEAD;
+        snap[second] ^= 1; // damages key(1)'s record
+        assert_eq!(mine.merge(&snap).unwrap(), 1, "key(2) only");
+        assert_eq!(mine.get(&key(0)).as_deref(), Some(&b"mine"[..]), "a local item is kept");
+        assert_eq!(mine.get(&key(1)), None, "a damaged record is not merged");
+        assert_eq!(mine.get(&key(2)).as_deref(), Some(&b"two"[..]));
+        assert_eq!(mine.merge(&snap).unwrap(), 0, "merging twice adds nothing");
+        drop((theirs, there, d2));
+    }
+
     #[test]
     fn a_writer_indexes_what_another_appended_since_it_read() {
         let (dir, first) = store();

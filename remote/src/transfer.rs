@@ -496,8 +496,9 @@ mod memory_tests {
         r.block_on(mem.put(&r.keys.object(&blob), PutPayload::from_static(b"[1,3]"))).unwrap();
         let model = rec.outputs["model"].hash;
         assert_eq!(r.verify_object(&model, ArtifactKind::Dir).unwrap(), RemoteState::Corrupt);
-        assert_eq!(r.fetch_objects(&there, &[(model, ArtifactKind::Dir)]).unwrap(), vec![Fetched::Corrupt]);
-        assert_eq!(there.state(&model), ObjectState::Missing);
+        let (_c, elsewhere) = store();
+        assert_eq!(r.fetch_objects(&elsewhere, &[(model, ArtifactKind::Dir)]).unwrap(), vec![Fetched::Corrupt]);
+        assert_eq!(elsewhere.state(&model), ObjectState::Missing);
     }
 
     #[test]
