@@ -35,7 +35,8 @@ until python3 -c "import socket; socket.create_connection(('127.0.0.1',$PORT))" 
 
 # The peer: awscli, else rclone.
 PEER=""
-if python3 -m venv "$WORK/venv" >/dev/null 2>&1 && "$WORK/venv/bin/pip" install -q --disable-pip-version-check awscli >/dev/null 2>&1; then
+VENV="${RETORT_AWSCLI_VENV:-${TMPDIR:-/tmp}/retort-bench-awscli}"  # kept between runs
+if [ -x "$VENV/bin/aws" ] || { python3 -m venv "$VENV" >/dev/null 2>&1 && "$VENV/bin/pip" install -q --disable-pip-version-check awscli >/dev/null 2>&1; }; then
     PEER=aws
 elif command -v rclone >/dev/null || { apt-get install -y -qq rclone >/dev/null 2>&1; command -v rclone >/dev/null; }; then
     PEER=rclone
@@ -73,14 +74,14 @@ fresh_clone() { rm -rf "$1"; mkdir -p "$1"; cp "$SRC/p.yaml" "$SRC/retort.lock" 
 
 peer_up() {  # $1: destination prefix
     case $PEER in
-        aws) "$WORK/venv/bin/aws" --endpoint-url "$ENDPOINT" s3 sync --only-show-errors "$SRC/.retort/" "s3://bench/$1/" --exclude 'tmp/*' --exclude lock ;;
+        aws) "$VENV/bin/aws" --endpoint-url "$ENDPOINT" s3 sync --only-show-errors "$SRC/.retort/" "s3://bench/$1/" --exclude 'tmp/*' --exclude lock ;;
         rclone) rclone --config /dev/null --s3-provider Other --s3-endpoint "$ENDPOINT" --s3-access-key-id "$AWS_ACCESS_KEY_ID" \
                     --s3-secret-access-key "$AWS_SECRET_ACCESS_KEY" copy "$SRC/.retort/" ":s3:bench/$1/" --exclude 'tmp/**' --exclude lock ;;
     esac
 }
 peer_down() {  # $1: source prefix, $2: local directory
     case $PEER in
-        aws) "$WORK/venv/bin/aws" --endpoint-url "$ENDPOINT" s3 sync --only-show-errors "s3://bench/$1/" "$2" ;;
+        aws) "$VENV/bin/aws" --endpoint-url "$ENDPOINT" s3 sync --only-show-errors "s3://bench/$1/" "$2" ;;
         rclone) rclone --config /dev/null --s3-provider Other --s3-endpoint "$ENDPOINT" --s3-access-key-id "$AWS_ACCESS_KEY_ID" \
                     --s3-secret-access-key "$AWS_SECRET_ACCESS_KEY" copy ":s3:bench/$1/" "$2" ;;
     esac
