@@ -83,6 +83,14 @@ pub enum CacheError {
     },
 }
 
+impl CacheError {
+    /// A failed filesystem operation on `path`, for code outside this crate
+    /// that writes into the store's temp directories (the remote cache).
+    pub fn from_io(action: &'static str, path: &Path, source: io::Error) -> CacheError {
+        io_err(action, path)(source)
+    }
+}
+
 /// Adapter for `map_err`: wraps an `io::Error` with the action and path.
 pub(crate) fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CacheError {
     let path = path.to_path_buf();

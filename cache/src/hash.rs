@@ -138,12 +138,16 @@ pub fn hash_file(path: &Path) -> io::Result<Hash> {
 }
 
 /// One regular file of a directory artifact.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct ManifestEntry {
+/// Public so the remote cache can ship a directory as its manifest plus
+/// one blob per file, and check both against the directory's name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
     /// Relative path, `/`-separated.
-    pub(crate) path: String,
-    pub(crate) hash: Hash,
-    pub(crate) bytes: u64,
+    pub path: String,
+    /// The file's hash.
+    pub hash: Hash,
+    /// The file's size.
+    pub bytes: u64,
 }
 
 /// Lists the regular files under `root`, sorted by relative path, each hashed
@@ -212,9 +216,15 @@ fn invalid(msg: String) -> io::Error {
 
 /// The name of a directory artifact, given its manifest: blake3 of
 /// `{"files":[{"bytes":..,"hash":..,"path":..},..]}` as canonical JSON.
-pub(crate) fn manifest_hash(entries: &[ManifestEntry]) -> Hash {
+pub fn manifest_hash(entries: &[ManifestEntry]) -> Hash {
     let value = serde_json::json!({ "files": entries });
     hash_bytes(canonical_json(&value).as_bytes())
+}
+
+/// The manifest of the directory at `path`, every file hashed; its
+/// [`manifest_hash`] is the directory's name.
+pub fn manifest_of(path: &Path) -> io::Result<Vec<ManifestEntry>> {
+    dir_manifest(path, &mut |p| hash_file(p))
 }
 
 /// The hash of a directory artifact: a canonical manifest of every regular

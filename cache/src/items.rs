@@ -43,6 +43,17 @@ const MAGIC: [u8; 4] = *b"rtI1";
 const HEAD: usize = 4 + 32 + 4;
 const SUM: usize = 32;
 
+/// Where item records come from besides the local logs: given a
+/// namespace, copies of its log (each a [`ItemLog::snapshot`]) to merge.
+#[derive(Clone)]
+pub struct ItemSource(pub Arc<dyn Fn(&Hash) -> Vec<Vec<u8>> + Send + Sync>);
+
+impl std::fmt::Debug for ItemSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ItemSource")
+    }
+}
+
 /// One namespace's items, indexed. A process holds one per namespace (see
 /// [`Store::items`]); its first put takes the log's lock until it is dropped
 /// with its store.
@@ -71,15 +82,45 @@ impl Store {
     }
 
     /// The item log of namespace `ns`, read and indexed on first use; the
-    /// same handle for every stage of this process that shares it.
+    /// same handle for every stage of this process that shares it. On first
+    /// use the records an [`ItemSource`] holds for `ns` are merged in.
     pub fn items(&self, ns: &Hash) -> Result<Arc<ItemLog>, CacheError> {
-        let mut open = self.item_logs.lock().expect("item logs lock");
-        if let Some(log) = open.get(ns) {
+        if let Some(log) = self.item_logs.lock().expect("item logs lock").get(ns) {
             return Ok(log.clone());
         }
         let log = Arc::new(ItemLog::open(self.log_path(ns))?);
-        open.insert(*ns, log.clone());
-        Ok(log)
+        // Outside the lock: a remote source is a network round trip.
+        let source = self.item_source.lock().expect("item source lock").clone();
+        if let Some(source) = source {
+            for copy in (source.0)(ns) {
+                log.merge(&copy)?;
+            }
+        }
+        let mut open = self.item_logs.lock().expect("item logs lock");
+        Ok(open.entry(*ns).or_insert(log).clone())
+    }
+
+    /// Where [`Store::items`] also looks for a namespace's records (the
+    /// remote cache), from the next namespace opened on.
+    pub fn set_item_source(&self, source: ItemSource) {
+        *self.item_source.lock().expect("item source lock") = Some(source);
+    }
+
+    /// The namespaces of every item log in the store.
+    pub fn item_namespaces(&self) -> Result<Vec<Hash>, CacheError> {
+        if !self.root().join("items").is_dir() {
+            return Ok(Vec::new());
+        }
+        Ok(self.entries("items", ".log")?.into_iter().map(|(ns, _)| ns).collect())
+    }
+
+    /// The item logs this process has opened, by namespace: what the stages
+    /// run so far may have added to.
+    pub fn open_item_logs(&self) -> Vec<(Hash, Arc<ItemLog>)> {
+        let open = self.item_logs.lock().expect("item logs lock");
+        let mut logs: Vec<_> = open.iter().map(|(ns, log)| (*ns, log.clone())).collect();
+        logs.sort_by_key(|(ns, _)| *ns);
+        logs
     }
 
     /// An item of the earlier one-file-per-item layout
@@ -122,6 +163,30 @@ impl ItemLog {
         }
         let (bytes, index, good_len) = scan(raw);
         Ok(ItemLog { path, state: Mutex::new(State { bytes, index, good_len, writer: None }) })
+    }
+
+    /// The log's good records, in its on-disk format: what another copy of
+    /// the cache [`merge`](ItemLog::merge)s.
+    pub fn snapshot(&self) -> Vec<u8> {
+        self.state.lock().expect("item log lock").bytes.clone()
+    }
+
+    /// Appends the good records of `raw` (another copy's
+    /// [`snapshot`](ItemLog::snapshot)) whose keys this log lacks; damaged
+    /// records in `raw` are skipped, as reading a log skips them. Returns
+    /// how many were added.
+    pub fn merge(&self, raw: &[u8]) -> Result<usize, CacheError> {
+        let (bytes, index, _) = scan(raw.to_vec());
+        let mut added = 0;
+        let mut theirs: Vec<_> = index.into_iter().collect();
+        theirs.sort_by_key(|(_, (at, _))| *at);
+        for (key, (at, len)) in theirs {
+            if self.get(&key).is_none() {
+                self.put(&key, &bytes[at..at + len])?;
+                added += 1;
+            }
+        }
+        Ok(added)
     }
 
     /// The bytes stored for `key`, or `None`.
@@ -315,6 +380,30 @@ mod tests {
         assert_eq!(log.get(&key(1)), None);
         assert_eq!(log.get(&key(0)).as_deref(), Some(&b"value 0"[..]));
         assert_eq!(log.get(&key(2)).as_deref(), Some(&b"value 2"[..]), "read past the damage");
+    }
+
+    /// Merging another copy's snapshot adds only the keys this log lacks,
+    /// skips damaged records, and persists what it adds.
+    #[test]
+    fn merge_adds_missing_keys_only_and_skips_damage() {
+        let (_d1, here) = store();
+        let (d2, there) = store();
+        let ns = hash_bytes(b"ns");
+        let mine = here.items(&ns).unwrap();
+        mine.put(&key(0), b"mine").unwrap();
+        let theirs = there.items(&ns).unwrap();
+        for (i, v) in [(0, "theirs"), (1, "one"), (2, "two")] {
+            theirs.put(&key(i), v.as_bytes()).unwrap();
+        }
+        let mut snap = theirs.snapshot();
+        let second = snap.len() / 3 + HEAD;
+        snap[second] ^= 1; // damages key(1)'s record
+        assert_eq!(mine.merge(&snap).unwrap(), 1, "key(2) only");
+        assert_eq!(mine.get(&key(0)).as_deref(), Some(&b"mine"[..]), "a local item is kept");
+        assert_eq!(mine.get(&key(1)), None, "a damaged record is not merged");
+        assert_eq!(mine.get(&key(2)).as_deref(), Some(&b"two"[..]));
+        assert_eq!(mine.merge(&snap).unwrap(), 0, "merging twice adds nothing");
+        drop((theirs, there, d2));
     }
 
     #[test]

@@ -29,8 +29,10 @@ mod store;
 
 pub use canonical::{canonical_json, fingerprint, try_fingerprint};
 pub use error::CacheError;
-pub use items::ItemLog;
-pub use hash::{hash_bytes, hash_dir, hash_file, hash_path, Hash, ParseHashError};
+pub use items::{ItemLog, ItemSource};
+pub use hash::{
+    hash_bytes, hash_dir, hash_file, hash_path, manifest_hash, manifest_of, Hash, ManifestEntry, ParseHashError,
+};
 pub use lockfile::{LockEntry, LockFile, PipelineLock, LOCK_FORMAT_VERSION};
 pub use stat::StatCache;
 pub use store::{

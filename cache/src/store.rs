@@ -46,6 +46,8 @@ pub struct Store {
     pub(crate) stat: Mutex<StatCache>,
     /// Item logs opened by this process, by namespace (items.rs).
     pub(crate) item_logs: Mutex<HashMap<Hash, Arc<ItemLog>>>,
+    /// Where item logs opened for the first time also get records from.
+    pub(crate) item_source: Mutex<Option<crate::items::ItemSource>>,
 }
 
 impl Drop for Store {
@@ -65,7 +67,7 @@ impl Store {
         }
         check_version(&root)?;
         let stat = Mutex::new(StatCache::load(&root.join(STAT_FILE)));
-        Ok(Store { root, stat, item_logs: Mutex::default() })
+        Ok(Store { root, stat, item_logs: Mutex::default(), item_source: Mutex::default() })
     }
 
     /// The store's root directory (absolute).

@@ -229,6 +229,9 @@ pub struct Executor<'a> {
     pub previous: &'a BTreeMap<String, LockEntry>,
     /// Where events go (`run` only; planning reports nothing).
     pub reporter: &'a dyn Reporter,
+    /// The remote cache (`run` only): a local miss is looked up there
+    /// before the stage is run, and what a stage makes is pushed there.
+    pub remote: Option<&'a retort_remote::Session>,
 }
 
 impl Executor<'_> {
@@ -351,6 +354,7 @@ impl Executor<'_> {
             dir: &p.dir,
             store: self.store,
             reporter: self.reporter,
+            remote: self.remote,
         }
     }
 
@@ -468,7 +472,8 @@ impl Executor<'_> {
         let hashes: BTreeMap<String, Hash> = inputs.iter().map(|(k, v)| (k.clone(), v.hash)).collect();
         let fp = self.hashable(i, &hashes, |h| h.fingerprint());
         if !forced.contains(&i) {
-            if let Ok(Some(record)) = self.store.get_run(&fp) {
+            let local = self.store.get_run(&fp).ok().flatten();
+            if let Some(record) = local.or_else(|| self.remote.and_then(|r| r.fetch_run(self.store, &fp))) {
                 let restores = exports::drifted(&p.stages[i], &record, &p.dir, stat);
                 return Decision::Cached { fingerprint: fp, inputs: hashes, record, restores };
             }
@@ -630,13 +635,17 @@ struct Job<'a> {
     dir: &'a Path,
     store: &'a Store,
     reporter: &'a dyn Reporter,
+    remote: Option<&'a retort_remote::Session>,
 }
 
 impl Job<'_> {
     /// Runs the stage where its executor says: here, or as a Slurm job whose
-    /// `retort exec-stage` calls [`Job::run_here`] on a node (executor/).
+    /// `retort exec-stage` calls [`Job::run_here`] on a node (executor/);
+    /// then what it made (and, failed or not, the items it cached) goes to
+    /// the remote cache, if there is one.
     fn run(self) -> Result<RunRecord, String> {
-        match self.node.executor.slurm() {
+        let (store, fp, remote) = (self.store, self.fp, self.remote);
+        let result = match self.node.executor.slurm() {
             None => self.run_here(),
             Some(spec) => Submission {
                 pipeline: self.pipeline,
@@ -646,7 +655,14 @@ impl Job<'_> {
                 reporter: self.reporter,
             }
             .run(spec),
+        };
+        if let Some(remote) = remote {
+            if let Ok(record) = &result {
+                remote.push_run(store, &fp, record);
+            }
+            remote.push_open_items(store);
         }
+        result
     }
 
     /// Runs the stage in a fresh temp dir inside the store, then moves each
@@ -816,7 +832,7 @@ mod tests {
         let go = |overrides: &[String]| {
             let p = crate::spec::load(&file, overrides, &registry).unwrap();
             let g = Graph::build(&p).unwrap();
-            let exec = Executor { pipeline: &p, graph: &g, store: &store, previous: &previous, reporter: &QuietReporter };
+            let exec = Executor { pipeline: &p, graph: &g, store: &store, previous: &previous, reporter: &QuietReporter, remote: None };
             let opts = Options { jobs: 2, ..Options::default() };
             let before = listing(dir.path());
             let plan = exec.plan(&opts).unwrap();

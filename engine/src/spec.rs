@@ -270,6 +270,29 @@ fn tiny_schema(gen: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({"anyOf": [preset, config]})
 }
 
+/// `cache:` — the shared remote cache (README, "Remote cache"). Where
+/// results are kept does not change them, so none of this enters a
+/// fingerprint; credentials never appear here (they come from the AWS
+/// environment variables).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSpec {
+    /// `s3://bucket/prefix`; `RETORT_REMOTE` or `--remote` override it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    /// The server of S3-compatible storage, e.g. `http://127.0.0.1:9000`
+    /// (default: `AWS_ENDPOINT_URL`, else AWS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The bucket's region (default: `AWS_REGION`, else `us-east-1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Fail (exit 2) when the remote cannot be reached, instead of warning
+    /// and working from the local cache alone.
+    #[serde(default)]
+    pub remote_required: bool,
+}
+
 /// The top level of a pipeline file, before stages are typed.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -290,6 +313,9 @@ pub struct PipelineHeader {
     /// `slurm: {...}`. Not hashed.
     #[serde(default)]
     pub executor: ExecutorSpec,
+    /// The shared remote cache.
+    #[serde(default)]
+    pub cache: CacheSpec,
     /// The stages, by name. Each has a `kind` and that kind's parameters.
     #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     pub stages: Mapping,
@@ -333,6 +359,8 @@ pub struct Pipeline {
     pub device: Device,
     /// Named models.
     pub models: BTreeMap<String, ModelSpec>,
+    /// `cache:` (the remote cache).
+    pub cache: CacheSpec,
     /// Stages in file order (a `matrix:` stage's variants in its place).
     pub stages: Vec<StageNode>,
     /// `matrix:` stages: family name -> its variants' names.
@@ -385,6 +413,12 @@ pub fn load_str(file: &Path, text: &str, overrides: &[String], registry: &Regist
     }
     let header: PipelineHeader = serde_path_to_error::deserialize(doc)
         .map_err(|e| Typer { file, source: &source, families: &Families::new(), executor: &ExecutorSpec::Local }.parse_error("", e))?;
+    if let Some(url) = &header.cache.remote {
+        let remote = retort_remote::RemoteConfig { url: url.clone(), endpoint: None, region: None };
+        if let Err(e) = remote.bucket_and_prefix() {
+            return Err(SpecError::new(file, source.value("cache.remote"), e.to_string()));
+        }
+    }
     let (expanded, families) = matrix::expand(header.stages, file, &mut source)?;
     let typed = Typer { file, source: &source, families: &families, executor: &header.executor };
     let mut stages = Vec::new();
@@ -405,6 +439,7 @@ pub fn load_str(file: &Path, text: &str, overrides: &[String], registry: &Regist
         seed: header.seed,
         device: header.device,
         models: header.models,
+        cache: header.cache,
         stages,
         families,
         source,

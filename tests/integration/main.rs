@@ -21,6 +21,7 @@ mod openai;
 mod params;
 mod quickstart;
 mod report;
+mod remote_cache;
 mod schema;
 mod skillfactory;
 mod slurm;

@@ -53,6 +53,38 @@ pub enum Command {
     /// submitted for it (not for users, so hidden from `--help`).
     #[command(hide = true)]
     ExecStage(ExecStageArgs),
+    /// Upload what the lock file references (runs, objects) and the item logs to the remote cache.
+    Push(RemoteArgs),
+    /// Download what the lock file references from the remote cache.
+    Pull(RemoteArgs),
+}
+
+/// `retort push|pull`: a pipeline and the remote.
+#[derive(Args, Debug)]
+pub struct RemoteArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    #[command(flatten)]
+    pub remote: RemoteFlag,
+}
+
+/// The remote cache to use instead of the pipeline's `cache.remote`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RemoteFlag {
+    /// Remote cache, `s3://bucket/prefix` [default: `cache.remote` of the pipeline].
+    #[arg(long, env = "RETORT_REMOTE", value_name = "URL")]
+    pub remote: Option<String>,
+}
+
+/// `retort cache verify`.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Check the remote cache instead of the local one (given a URL, that
+    /// remote; alone, `RETORT_REMOTE` or the pipeline's `cache.remote`).
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    pub remote: Option<String>,
 }
 
 /// A pipeline file and `--set` overrides.
@@ -93,6 +125,8 @@ pub struct RunArgs {
     /// Summary format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
+    #[command(flatten)]
+    pub remote: RemoteFlag,
 }
 
 /// `retort plan`.
@@ -161,7 +195,7 @@ pub enum CacheCommand {
     /// Delete what the pipelines' lock files do not reference.
     Gc(GcArgs),
     /// Re-hash every object the pipeline's lock file references.
-    Verify(PipelineArgs),
+    Verify(VerifyArgs),
 }
 
 /// A cache, named directly or through a pipeline.

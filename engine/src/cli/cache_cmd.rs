@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use retort_cache::{ObjectState, Store};
 
-use super::args::{CacheArgs, CacheCommand, GcArgs, PipelineArgs};
+use super::args::{CacheArgs, CacheCommand, GcArgs, VerifyArgs};
 use super::lock::{cache_dir, read_lock};
 use super::pipeline_cmd::load_checked;
 use super::{CliError, Common};
@@ -97,7 +97,11 @@ fn gc(a: GcArgs, common: &Common, registry: &Registry) -> Result<(), CliError> {
     Ok(())
 }
 
-fn verify(a: PipelineArgs, common: &Common, registry: &Registry) -> Result<(), CliError> {
+fn verify(v: VerifyArgs, common: &Common, registry: &Registry) -> Result<(), CliError> {
+    if let Some(url) = &v.remote {
+        return super::remote_cmd::verify(&v.pipeline, url, registry);
+    }
+    let a = v.pipeline;
     let (p, _) = load_checked(&a, registry)?;
     let store = Store::open(&cache_dir(common, Some(&p.dir)))?;
     let mut bad = 0;

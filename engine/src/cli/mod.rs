@@ -7,6 +7,7 @@ mod exec_stage;
 mod inspect;
 mod lock;
 mod pipeline_cmd;
+mod remote_cmd;
 
 pub use args::{CacheCommand, Command, Common, Format};
 pub use lock::{cache_dir, lock_path, read_lock, write_lock};
@@ -78,5 +79,7 @@ fn dispatch(command: Command, common: &Common, registry: &Registry) -> Result<()
         Command::Schema => inspect::schema(registry),
         Command::Cache(c) => cache_cmd::cache(c, common, registry),
         Command::ExecStage(a) => exec_stage::exec_stage(a, common, registry),
+        Command::Push(a) => remote_cmd::push(a, common, registry),
+        Command::Pull(a) => remote_cmd::pull(a, common, registry),
     }
 }

@@ -45,8 +45,9 @@ pub(super) fn run(a: RunArgs, common: &Common, registry: &Registry) -> Result<()
     let store = open_store(common, &p)?;
     let _lock = store.lock()?;
     let previous = read_lock(&p)?;
+    let remote = super::remote_cmd::for_run(a.remote.remote.as_deref(), &p, &store)?;
     let rep = reporter(common.log_format, common.quiet);
-    let exec = Executor { pipeline: &p, graph: &g, store: &store, previous: &previous, reporter: rep.as_ref() };
+    let exec = Executor { pipeline: &p, graph: &g, store: &store, previous: &previous, reporter: rep.as_ref(), remote: remote.as_deref() };
     let opts = options(&a.select, a.jobs);
     // The same plan `retort plan` prints, then executed.
     let plan = exec.plan(&opts)?;
@@ -71,6 +72,9 @@ pub(super) fn run(a: RunArgs, common: &Common, registry: &Registry) -> Result<()
     }
     let failed = outcome.failed();
     print_summary(&p, outcome.stages.clone(), a.format);
+    if let Some(s) = remote.as_deref().filter(|s| p.cache.remote_required && s.failure().is_some()) {
+        return Err(super::remote_cmd::required_but_down(s));
+    }
     if failed {
         let failed: Vec<&str> =
             outcome.stages.iter().filter(|s| s.status == Status::Failed).map(|s| s.name.as_str()).collect();
@@ -93,7 +97,7 @@ pub(super) fn plan(a: PlanArgs, common: &Common, registry: &Registry) -> Result<
 fn plan_of(p: &Pipeline, g: &Graph, common: &Common, select: &Selection) -> Result<Plan, CliError> {
     let store = open_store(common, p)?;
     let previous = read_lock(p)?;
-    let exec = Executor { pipeline: p, graph: g, store: &store, previous: &previous, reporter: &QuietReporter as &dyn Reporter };
+    let exec = Executor { pipeline: p, graph: g, store: &store, previous: &previous, reporter: &QuietReporter as &dyn Reporter, remote: None };
     Ok(exec.plan(&options(select, None))?)
 }
 
