@@ -13,6 +13,6 @@ if command -v chromium >/dev/null && chromium --version >/dev/null 2>&1; then
 fi
 echo "setup-chromium: installing chromium"
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 ||
-    { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+apt-get install -y -qq chromium >/dev/null 2>&1 ||
+    { apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; }
 chromium --version && echo "setup-chromium: ok"
