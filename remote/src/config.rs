@@ -51,6 +51,10 @@ impl RemoteConfig {
         // `from_env` reads AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
         // AWS_SESSION_TOKEN, AWS_REGION / AWS_DEFAULT_REGION and
         // AWS_ENDPOINT_URL.
+        // reqwest is built without a TLS crypto provider (see Cargo.toml),
+        // and `build` below makes its client: ring is the provider.
+        // Installing twice is harmless (the first one stays).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
         if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
             if let Some(c) = profile_credentials() {
