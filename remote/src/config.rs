@@ -51,6 +51,10 @@ impl RemoteConfig {
         // `from_env` reads AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
         // AWS_SESSION_TOKEN, AWS_REGION / AWS_DEFAULT_REGION and
         // AWS_ENDPOINT_URL.
+        // reqwest is built without a TLS crypto provider (see Cargo.toml),
+        // and `build` below makes its client: ring is the provider.
+        // Installing twice is harmless (the first one stays).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
         if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
             if let Some(c) = profile_credentials() {
@@ -70,8 +74,10 @@ impl RemoteConfig {
         }
         let endpoint = self.endpoint.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
         if let Some(e) = &endpoint {
-            b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
+            b = b.with_endpoint(e);
         }
+        // On the client options: `with_client_options` below replaces them.
+        let allow_http = endpoint.as_deref().is_some_and(|e| e.starts_with("http://"));
         // A remote that is down must cost seconds, not the client's default
         // of minutes of retries: the run goes on locally without it.
         let retry = RetryConfig {
@@ -79,7 +85,10 @@ impl RemoteConfig {
             retry_timeout: Duration::from_secs(10),
             backoff: BackoffConfig { init_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(1), base: 2.0 },
         };
-        let client = ClientOptions::new().with_connect_timeout(Duration::from_secs(3)).with_timeout(Duration::from_secs(300));
+        let client = ClientOptions::new()
+            .with_allow_http(allow_http)
+            .with_connect_timeout(Duration::from_secs(3))
+            .with_timeout(Duration::from_secs(300));
         let s3 = b
             .with_retry(retry)
             .with_client_options(client)
