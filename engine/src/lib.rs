@@ -24,7 +24,7 @@ mod stage;
 mod summary;
 
 pub use context::{read_jsonl, write_jsonl, InputArtifact, Producer, Row, StageCtx};
-pub use error::{did_you_mean, SpecError};
+pub use error::{did_you_mean, BadInput, SpecError};
 pub use exec::{Decision, Executor, Options, Outcome, Plan, Step};
 pub use exports::{Drift, Restore};
 pub use fingerprint::{first_difference, Hashable, CACHE_KEY_VERSION};
