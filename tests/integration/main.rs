@@ -24,3 +24,4 @@ mod quickstart;
 mod schema;
 mod skillfactory;
 mod sphere;
+mod transformers_interop;
