@@ -152,6 +152,9 @@ mod tests {
                 let mut cfg_back = back.config().clone();
                 cfg_back.bos_token_id = None;
                 cfg_back.eos_token_id = None;
+                // GGUF stores epsilon as f32.
+                assert!((cfg_back.rms_norm_eps - model.config().rms_norm_eps).abs() < 1e-9);
+                cfg_back.rms_norm_eps = model.config().rms_norm_eps;
                 assert_eq!(cfg_back, *model.config(), "{ty}");
                 let got = hf_tensors(&back);
                 assert_eq!(got.len(), want.len());
