@@ -24,6 +24,11 @@ import sys
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
+CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
 
 def main():
     cmd = sys.argv[1]
@@ -72,6 +77,10 @@ def main():
 
         messages, pc, pref = (datasets.load_dataset("parquet", data_files=p, split="train") for p in sys.argv[2:5])
         tok = AutoTokenizer.from_pretrained(sys.argv[5]) if len(sys.argv) > 5 else None
+        if tok is not None and tok.chat_template is None:
+            # A from-scratch checkpoint (character vocabulary) has no chat
+            # template of its own: use ChatML, as retort's `chat: true` does.
+            tok.chat_template = CHATML
         out = {
             "messages_conversational": is_conversational(messages[0]),
             "prompt_completion_conversational": is_conversational(pc[0]),
