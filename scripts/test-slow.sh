@@ -1,10 +1,7 @@
 #!/usr/bin/env bash
 # The tests too slow for CI (`#[ignore]`d): today the paper-scale SkillFactory
 # recipe at small counts on SmolLM2-135M (~2 minutes on 2 cores, after a
-# release build of the tests), and the transformers/TRL interop checks
-# (tests/integration/transformers_interop.rs; they need .venv-peers with
-# torch, transformers and trl: `PEERS_SKIP=llama scripts/setup-peers.sh`,
-# and skip, saying so, without it). Only the integration tests' ignored ones run:
+# release build of the tests). Only the integration tests' ignored ones run:
 # other `#[ignore]`d tests are child processes of other tests or by-hand
 # benchmarks.
 set -euo pipefail
