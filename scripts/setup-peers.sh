@@ -3,6 +3,7 @@
 # ("peer") implementations we compare against:
 #   llama-cpp-python  built from source with the machine's gcc (slow: ~10-20 min on 2 cores)
 #   torch, transformers, accelerate, gguf, numpy   for the f32 transformers reference
+#   trl, datasets                                   TRL's dataset-format helpers (interop slow tests)
 # Versions follow shared/golden (llama-cpp-python 0.3.36, transformers 5.23).
 #
 # Idempotent: a package already importable at the pinned version is not reinstalled.
@@ -12,7 +13,7 @@
 # Environment:
 #   PYTHON       interpreter to create the venv with (default python3)
 #   CMAKE_ARGS   passed to llama.cpp's CMake build (default: -DGGML_NATIVE=ON)
-#   PEERS_SKIP   space-separated subset of "llama torch transformers accelerate gguf numpy" to skip
+#   PEERS_SKIP   space-separated subset of "llama torch transformers accelerate gguf numpy trl" to skip
 #
 # Note: only PyPI is reachable, so torch is the default PyPI wheel (which on
 # Linux x86_64 pulls the CUDA runtime wheels, a few GB); it runs fine on CPU.
@@ -32,6 +33,7 @@ TORCH_SPEC="torch"
 GGUF_SPEC="gguf"
 NUMPY_SPEC="numpy"
 ACCELERATE_SPEC="accelerate"
+TRL_SPEC="trl==1.16.0"
 
 if [[ ! -x "$VENV/bin/python" ]]; then
     echo "setup-peers: creating $VENV"
@@ -80,6 +82,7 @@ want gguf gguf "$GGUF_SPEC"
 want torch torch "$TORCH_SPEC"
 want transformers transformers "$TRANSFORMERS_SPEC"
 want accelerate accelerate "$ACCELERATE_SPEC"
+want trl trl "$TRL_SPEC"
 # llama.cpp from source: scikit-build-core fetches cmake/ninja wheels from PyPI
 # into the isolated build env. No prebuilt binaries are downloaded.
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON}"
@@ -89,7 +92,7 @@ want llama llama_cpp_python "$LLAMA_SPEC" --no-cache-dir --verbose
 echo
 echo "setup-peers: summary ($VENV)"
 rc=0
-for n in numpy gguf torch transformers accelerate llama; do
+for n in numpy gguf torch transformers accelerate trl llama; do
     printf '  %-13s %s\n' "$n" "${STATUS[$n]:-?}"
     [[ "${STATUS[$n]:-}" == FAILED ]] && rc=1
 done
@@ -97,7 +100,7 @@ echo "setup-peers: import check"
 "$PY" - <<'PY'
 from importlib.metadata import version
 mods = [("numpy", "numpy"), ("gguf", "gguf"), ("torch", "torch"),
-        ("transformers", "transformers"), ("accelerate", "accelerate"), ("llama_cpp", "llama_cpp_python")]
+        ("transformers", "transformers"), ("accelerate", "accelerate"), ("trl", "trl"), ("llama_cpp", "llama_cpp_python")]
 for mod, dist in mods:
     try:
         __import__(mod)

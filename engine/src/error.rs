@@ -89,3 +89,19 @@ mod tests {
         assert_eq!(e.to_string(), "p.yaml:7:5: unknown field `colour`\n  help: did you mean `color`?");
     }
 }
+
+/// Marks a stage's error as bad input data (a dataset file with the wrong
+/// columns, say) rather than a failure of the run: the CLI exits 2 for a
+/// run whose failed stages all failed on bad input, as for a bad pipeline
+/// file. Stages wrap their error in it (`anyhow::Error::new(BadInput(e))`);
+/// it displays as the error it wraps.
+#[derive(Debug)]
+pub struct BadInput(pub Box<dyn std::error::Error + Send + Sync>);
+
+impl fmt::Display for BadInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for BadInput {}

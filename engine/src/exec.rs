@@ -194,7 +194,7 @@ enum State {
     Ready { known: Known, inputs: BTreeMap<String, InputArtifact> },
     Running { known: Known },
     Done { known: Known, record: RunRecord, ran: bool, duration_ms: u64 },
-    Failed { fp: Option<Hash>, reason: String, error: String, duration_ms: u64 },
+    Failed { fp: Option<Hash>, reason: String, error: String, duration_ms: u64, bad_input: bool },
     Skipped { reason: String },
 }
 
@@ -215,6 +215,8 @@ struct Finished {
     index: usize,
     result: Result<RunRecord, String>,
     duration_ms: u64,
+    /// The stage failed on bad input data ([`crate::BadInput`]).
+    bad_input: bool,
 }
 
 /// Everything planning and running need, borrowed.
@@ -315,9 +317,10 @@ impl Executor<'_> {
                             let tx = tx.clone();
                             scope.spawn(move || {
                                 let start = Instant::now();
-                                let result = job.run();
+                                let bad_input = std::cell::Cell::new(false);
+                                let result = job.run(&bad_input);
                                 let duration_ms = start.elapsed().as_millis() as u64;
-                                let _ = tx.send(Finished { index: i, result, duration_ms });
+                                let _ = tx.send(Finished { index: i, result, duration_ms, bad_input: bad_input.get() });
                             });
                         }
                     }
@@ -332,7 +335,10 @@ impl Executor<'_> {
                 };
                 state[done.index] = match done.result {
                     Ok(record) => State::Done { known, record, ran: true, duration_ms: done.duration_ms },
-                    Err(error) => State::Failed { fp: Some(known.fp), reason: known.reason, error, duration_ms: done.duration_ms },
+                    Err(error) => {
+                        let bad_input = done.bad_input;
+                        State::Failed { fp: Some(known.fp), reason: known.reason, error, duration_ms: done.duration_ms, bad_input }
+                    }
                 };
                 self.report_final(done.index, &state[done.index]);
             }
@@ -362,7 +368,7 @@ impl Executor<'_> {
     /// in this process whatever its executor: what `retort exec-stage` does
     /// for a Slurm job on its node.
     pub(crate) fn execute_here(&self, i: usize, fp: Hash, inputs: BTreeMap<String, InputArtifact>) -> Result<RunRecord, String> {
-        self.job(i, fp, inputs).run_here()
+        self.job(i, fp, inputs).run_here(&std::cell::Cell::new(false))
     }
 
     /// Turns a decision into the run's state for the stage; for a cached
@@ -374,7 +380,7 @@ impl Executor<'_> {
                 if !restores.is_empty() {
                     for r in &restores {
                         if let Err(error) = exports::restore(r, &record, &self.pipeline.dir, self.store) {
-                            return State::Failed { fp: Some(fingerprint), reason: "export drifted".into(), error, duration_ms: 0 };
+                            return State::Failed { fp: Some(fingerprint), reason: "export drifted".into(), error, duration_ms: 0, bad_input: false };
                         }
                     }
                     reason = format!("restored {}", describe(&restores));
@@ -389,7 +395,7 @@ impl Executor<'_> {
             }
             Decision::Waits { .. } => State::Pending,
             Decision::Unreadable { error } => {
-                State::Failed { fp: None, reason: "inputs unreadable".into(), error, duration_ms: 0 }
+                State::Failed { fp: None, reason: "inputs unreadable".into(), error, duration_ms: 0, bad_input: false }
             }
             Decision::Skipped { reason } => State::Skipped { reason },
         }
@@ -582,8 +588,9 @@ impl Executor<'_> {
                     s.metrics = record.metrics.clone();
                     entries.insert(node.name.clone(), self.lock_entry(i, known, record));
                 }
-                State::Failed { fp, reason, error, duration_ms } => {
+                State::Failed { fp, reason, error, duration_ms, bad_input } => {
                     s.status = Status::Failed;
+                    s.bad_input = bad_input;
                     s.fingerprint = fp.map(|f| f.to_string());
                     s.reason = reason;
                     s.error = Some(error);
@@ -643,10 +650,10 @@ impl Job<'_> {
     /// `retort exec-stage` calls [`Job::run_here`] on a node (executor/);
     /// then what it made (and, failed or not, the items it cached) goes to
     /// the remote cache, if there is one.
-    fn run(self) -> Result<RunRecord, String> {
+    fn run(self, bad_input: &std::cell::Cell<bool>) -> Result<RunRecord, String> {
         let (store, fp, remote) = (self.store, self.fp, self.remote);
         let result = match self.node.executor.slurm() {
-            None => self.run_here(),
+            None => self.run_here(bad_input),
             Some(spec) => Submission {
                 pipeline: self.pipeline,
                 stage: &self.node.name,
@@ -668,7 +675,8 @@ impl Job<'_> {
     /// Runs the stage in a fresh temp dir inside the store, then moves each
     /// output into the store and records the run. Nothing becomes visible
     /// unless the stage succeeded and every output was written.
-    fn run_here(self) -> Result<RunRecord, String> {
+    /// `bad_input` is set when the stage's error is a [`crate::BadInput`].
+    fn run_here(self, bad_input: &std::cell::Cell<bool>) -> Result<RunRecord, String> {
         let tmp = self.store.temp_dir().map_err(chain)?;
         let mut ctx = StageCtx {
             stage: &self.node.name,
@@ -685,7 +693,10 @@ impl Job<'_> {
         let start = Instant::now();
         let metrics = match catch_unwind(AssertUnwindSafe(|| self.node.stage.run(&mut ctx))) {
             Ok(Ok(m)) => m,
-            Ok(Err(e)) => return Err(format!("{e:#}")),
+            Ok(Err(e)) => {
+                bad_input.set(e.chain().any(|c| c.is::<crate::BadInput>()));
+                return Err(format!("{e:#}"));
+            }
             Err(panic) => return Err(format!("stage panicked: {}", panic_message(&panic))),
         };
         let duration_ms = start.elapsed().as_millis() as u64;

@@ -26,7 +26,7 @@ mod steplog;
 mod summary;
 
 pub use context::{read_jsonl, write_jsonl, InputArtifact, Producer, Row, StageCtx};
-pub use error::{did_you_mean, SpecError};
+pub use error::{did_you_mean, BadInput, SpecError};
 pub use exec::{Decision, Executor, Options, Outcome, Plan, Step};
 pub use executor::{ExecutorSpec, SlurmSpec};
 pub use exports::{Drift, Restore};

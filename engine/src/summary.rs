@@ -68,6 +68,9 @@ pub struct StageSummary {
     /// The error, for failed stages.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The stage failed on bad input data (exit 2 when all failures are).
+    #[serde(skip)]
+    pub bad_input: bool,
 }
 
 impl StageSummary {
@@ -83,6 +86,7 @@ impl StageSummary {
             metrics: Metrics::new(),
             reason: String::new(),
             error: None,
+            bad_input: false,
         }
     }
 }

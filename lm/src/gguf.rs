@@ -547,8 +547,10 @@ impl<'a> Reader<'a> {
     }
 }
 
+mod export;
 mod write;
 #[cfg(test)]
 mod tests;
 
+pub use export::export_gguf;
 pub use write::{write_gguf, RawTensor};

@@ -217,6 +217,46 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], n: usize) -> Option<Vec<f32>> {
     Some(out)
 }
 
+/// Encodes `data` as `ty` (the inverse of [`dequantize`], as ggml's
+/// reference quantizers do it): F32, F16, Q8_0 and Q4_0; `None` for other
+/// types. Block types need `data.len()` to be a multiple of 32.
+pub fn quantize(ty: GgmlType, data: &[f32]) -> Option<Vec<u8>> {
+    let block: fn(&[f32], &mut Vec<u8>) = match ty {
+        GgmlType::F32 => return Some(data.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        GgmlType::F16 => return Some(data.iter().flat_map(|x| f16::from_f32(*x).to_le_bytes()).collect()),
+        GgmlType::Q8_0 => quantize_q8_0,
+        GgmlType::Q4_0 => quantize_q4_0,
+        _ => return None,
+    };
+    assert_eq!(data.len() % ty.block_size(), 0, "{} elements is not a whole number of {ty} blocks", data.len());
+    let mut out = Vec::with_capacity(ty.byte_size(data.len() as u64)? as usize);
+    for x in data.chunks_exact(ty.block_size()) {
+        block(x, &mut out);
+    }
+    Some(out)
+}
+
+/// ggml's `quantize_row_q8_0_ref`: `d = amax / 127`, `q = round(x / d)`.
+fn quantize_q8_0(x: &[f32], out: &mut Vec<u8>) {
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+    out.extend(x.iter().map(|v| ((v * id).round() as i8) as u8));
+}
+
+/// ggml's `quantize_row_q4_0_ref`: the value of largest magnitude maps to
+/// -8, `d = max / -8`, `q = min(15, trunc(x / d + 8.5))`, low nibbles hold
+/// the first 16 values and high nibbles the last 16.
+fn quantize_q4_0(x: &[f32], out: &mut Vec<u8>) {
+    let max = x.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+    let d = max / -8.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+    let q = |v: f32| ((v * id + 8.5) as i32).clamp(0, 15) as u8;
+    out.extend((0..16).map(|j| q(x[j]) | (q(x[j + 16]) << 4)));
+}
+
 fn half_at(b: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
@@ -330,6 +370,22 @@ fn block_q6_k(b: &[u8], y: &mut [f32]) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn quantize_round_trips_within_a_step() {
+        let x: Vec<f32> = (0..64).map(|i| ((i * 37 % 64) as f32 - 31.5) / 10.0).collect();
+        for (ty, step) in [(GgmlType::F32, 0.0), (GgmlType::F16, 3.2e-3), (GgmlType::Q8_0, 3.2 / 127.0), (GgmlType::Q4_0, 3.2 / 8.0)] {
+            let bytes = quantize(ty, &x).unwrap();
+            assert_eq!(bytes.len() as u64, ty.byte_size(64).unwrap(), "{ty}");
+            let back = dequantize(ty, &bytes, 64).unwrap();
+            for (a, b) in x.iter().zip(&back) {
+                // Half a step, except Q4_0's clamped top code (a whole step).
+                assert!((a - b).abs() <= step + 1e-6, "{ty}: {a} -> {b}");
+            }
+        }
+        assert!(quantize(GgmlType::Q4_1, &x).is_none());
+        assert_eq!(quantize(GgmlType::Q8_0, &[0.0; 32]).unwrap()[2..], [0u8; 32]);
+    }
     use super::*;
 
     fn h(x: f32) -> [u8; 2] {

@@ -21,6 +21,7 @@ use crate::gguf::GgufFile;
 use crate::model::{linear_from, Llama, RotaryEmbedding};
 
 pub use gguf_source::{load_gguf, pack_gguf};
+pub(crate) use gguf_source::{gguf_name, permute_rows};
 pub(crate) use safetensors_source::SafetensorsSource;
 
 /// A tensor's row-major shape and f32 values.

@@ -21,6 +21,7 @@
 //! `verifiers/`.
 
 pub mod common;
+pub mod io;
 pub mod kinds;
 pub mod methods;
 pub mod openai;

@@ -47,6 +47,8 @@ pub fn free_port() -> u16 {
 /// A running llama-server; stopped on drop.
 pub struct Server {
     child: Option<Child>,
+    /// The GGUF it serves.
+    model: PathBuf,
     pub port: u16,
     slots: usize,
     key: Option<String>,
@@ -59,7 +61,20 @@ pub fn server(slots: usize, key: Option<&str>) -> Option<Server> {
         eprintln!("skipping: {why}");
         return None;
     }
-    let mut s = Server { child: None, port: free_port(), slots, key: key.map(str::to_string) };
+    let model = repo().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let mut s = Server { child: None, model, port: free_port(), slots, key: key.map(str::to_string) };
+    s.start();
+    Some(s)
+}
+
+/// A server of another GGUF file (one slot, no key), or `None` (printing
+/// why) when the wheel cannot be installed here.
+pub fn server_of(model: &Path) -> Option<Server> {
+    if let Err(why) = python() {
+        eprintln!("skipping: {why}");
+        return None;
+    }
+    let mut s = Server { child: None, model: model.to_path_buf(), port: free_port(), slots: 1, key: None };
     s.start();
     Some(s)
 }
@@ -73,7 +88,7 @@ impl Server {
     pub fn start(&mut self) {
         let mut cmd = Command::new(python().unwrap());
         cmd.arg(repo().join("scripts/llama-server.py"))
-            .arg(repo().join("models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+            .arg(&self.model)
             .arg(self.port.to_string())
             .arg(self.slots.to_string())
             .stdout(Stdio::null())

@@ -76,9 +76,13 @@ pub(super) fn run(a: RunArgs, common: &Common, registry: &Registry) -> Result<()
         return Err(super::remote_cmd::required_but_down(s));
     }
     if failed {
-        let failed: Vec<&str> =
-            outcome.stages.iter().filter(|s| s.status == Status::Failed).map(|s| s.name.as_str()).collect();
-        return Err(CliError::Failed(format!("stage(s) failed: {}", failed.join(", "))));
+        let failed: Vec<&crate::StageSummary> = outcome.stages.iter().filter(|s| s.status == Status::Failed).collect();
+        let message = format!("stage(s) failed: {}", failed.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "));
+        // Bad input data, like a bad pipeline file, is the user's to fix: exit 2.
+        if failed.iter().all(|s| s.bad_input) {
+            return Err(CliError::Usage(message));
+        }
+        return Err(CliError::Failed(message));
     }
     Ok(())
 }

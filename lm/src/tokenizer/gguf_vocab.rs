@@ -275,3 +275,91 @@ pub(super) fn build(vocab: &GgufVocab) -> Result<Tokenizer, TokenizerError> {
     };
     Tokenizer::from_parts(inner, ids, vocab.chat_template.clone())
 }
+
+/// The GGUF metadata of a byte-level BPE tokenizer: the inverse of [`build`],
+/// for writing a model as GGUF. Reads the tokenizer's own JSON (the BPE
+/// vocabulary and merges, the added tokens, the pre-tokenizer's regexes),
+/// and names the pre-tokenizer by the `tokenizer.ggml.pre` whose regexes
+/// llama.cpp applies ([`pre_tokenizer_regexes`]); a tokenizer llama.cpp
+/// cannot reproduce (a character vocabulary, other regexes) is an error.
+pub(super) fn to_vocab(tok: &Tokenizer) -> Result<GgufVocab, TokenizerError> {
+    let err = |m: String| TokenizerError::Vocab { origin: "tokenizer".into(), message: m };
+    let json: serde_json::Value = serde_json::from_str(&tok.to_json()?).map_err(|e| err(format!("tokenizer JSON: {e}")))?;
+    let model = &json["model"];
+    if model["type"] != "BPE" {
+        return Err(err(format!(
+            "a {} tokenizer has no llama.cpp equivalent: GGUF export needs a byte-level BPE vocabulary (e.g. a model fine-tuned from SmolLM2)",
+            model["type"].as_str().unwrap_or("non-BPE")
+        )));
+    }
+    let vocab = model["vocab"].as_object().ok_or_else(|| err("BPE model without a vocabulary".into()))?;
+    let n = tok.vocab_size();
+    let mut tokens = vec![String::new(); n];
+    let mut types = vec![token_type::NORMAL; n];
+    let mut place = |id: u64, text: &str, ty: i32| -> Result<(), TokenizerError> {
+        let slot = tokens.get_mut(id as usize).ok_or_else(|| err(format!("token id {id} is outside the vocabulary of {n}")))?;
+        *slot = text.to_string();
+        types[id as usize] = ty;
+        Ok(())
+    };
+    for (text, id) in vocab {
+        place(id.as_u64().ok_or_else(|| err(format!("token {text:?} has no id")))?, text, token_type::NORMAL)?;
+    }
+    for t in json["added_tokens"].as_array().into_iter().flatten() {
+        let (Some(id), Some(text)) = (t["id"].as_u64(), t["content"].as_str()) else { continue };
+        let ty = if t["special"].as_bool() == Some(true) { token_type::CONTROL } else { token_type::USER_DEFINED };
+        place(id, text, ty)?;
+    }
+    if let Some(i) = tokens.iter().position(String::is_empty) {
+        return Err(err(format!("token id {i} has no text")));
+    }
+    let merges = model["merges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| match m {
+            serde_json::Value::String(s) => Ok(s.clone()),
+            serde_json::Value::Array(pair) if pair.len() == 2 => {
+                Ok(format!("{} {}", pair[0].as_str().unwrap_or_default(), pair[1].as_str().unwrap_or_default()))
+            }
+            other => Err(err(format!("merge {other} is not \"left right\""))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let pre = pre_name(&json["pre_tokenizer"]).ok_or_else(|| {
+        err(format!(
+            "its pre-tokenizer ({}) matches no llama.cpp `tokenizer.ggml.pre`",
+            json["pre_tokenizer"]
+        ))
+    })?;
+    Ok(GgufVocab {
+        model: "gpt2".into(),
+        tokens,
+        merges,
+        token_types: types,
+        bos: tok.bos_id(),
+        eos: tok.eos_id(),
+        unk: tok.unk_id(),
+        pad: tok.pad_id(),
+        add_bos: tok.ids.add_bos,
+        add_eos: tok.ids.add_eos,
+        pre: pre.to_string(),
+        chat_template: tok.chat_template().map(str::to_string),
+        source: None,
+    })
+}
+
+/// The `tokenizer.ggml.pre` whose regexes are the `Split` regexes of a
+/// pre-tokenizer `Sequence[Split..., ByteLevel(use_regex=false)]` (what
+/// [`build`] makes), or `gpt2` for a plain `ByteLevel(use_regex=true)`.
+fn pre_name(pre: &serde_json::Value) -> Option<&'static str> {
+    if pre["type"] == "ByteLevel" {
+        return (pre["use_regex"] != false).then_some("gpt2");
+    }
+    let steps = pre["pretokenizers"].as_array()?;
+    let (last, splits) = steps.split_last()?;
+    if last["type"] != "ByteLevel" || last["use_regex"] == true {
+        return None;
+    }
+    let regexes: Vec<&str> = splits.iter().map(|s| (s["type"] == "Split").then(|| s["pattern"]["Regex"].as_str()).flatten()).collect::<Option<_>>()?;
+    ["smollm", "gpt2", "llama-bpe", "qwen2"].into_iter().find(|name| pre_tokenizer_regexes(name).as_deref() == Some(&regexes[..]))
+}

@@ -223,6 +223,13 @@ impl Tokenizer {
         gguf_vocab::build(vocab)
     }
 
+    /// The GGUF metadata that rebuilds this tokenizer in llama.cpp (the
+    /// inverse of [`Tokenizer::from_gguf_vocab`]); an error for tokenizers
+    /// llama.cpp cannot reproduce (character vocabularies).
+    pub fn to_gguf_vocab(&self) -> Result<GgufVocab> {
+        gguf_vocab::to_vocab(self)
+    }
+
     /// Reads the tokenizer of an open GGUF file.
     pub fn from_gguf(file: &crate::gguf::GgufFile) -> Result<Self> {
         Self::from_gguf_vocab(&GgufVocab::from_gguf(file)?)
@@ -567,4 +574,4 @@ fn read_config(path: &Path, inner: &tokenizers::Tokenizer) -> Result<(SpecialIds
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

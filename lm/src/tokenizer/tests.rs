@@ -4,7 +4,9 @@ use crate::chat::ChatMessage;
 
 /// A small gpt2-style vocabulary: 3 control tokens, 1 user-defined token,
 /// the 256 byte tokens and a few merges.
-fn tiny_vocab() -> GgufVocab {
+/// A small gpt2-style vocabulary (control, user-defined, byte and merged
+/// tokens); also used by the GGUF export tests.
+pub(crate) fn tiny_vocab() -> GgufVocab {
     let mut tokens: Vec<String> = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<tool>"]
         .iter()
         .map(|s| s.to_string())
@@ -272,4 +274,23 @@ fn hf_style_config_files() {
         e.contains("tokenizer_config.json") && e.contains("</s>"),
         "{e}"
     );
+}
+
+#[test]
+fn gguf_vocab_round_trips_through_the_tokenizer_and_its_files() {
+    let v = tiny_vocab();
+    let t = Tokenizer::from_gguf_vocab(&v).unwrap();
+    assert_eq!(t.to_gguf_vocab().unwrap(), GgufVocab { source: None, ..v.clone() });
+    // Through a checkpoint's tokenizer.json + tokenizer_config.json too.
+    let dir = tempfile::tempdir().unwrap();
+    t.save_dir(dir.path()).unwrap();
+    let back = Tokenizer::from_dir(dir.path()).unwrap().to_gguf_vocab().unwrap();
+    assert_eq!(back, GgufVocab { source: None, ..v });
+}
+
+#[test]
+fn a_character_vocabulary_has_no_gguf_form() {
+    let t = Tokenizer::train_char_level(["abc"], &["<|im_end|>"]).unwrap();
+    let e = t.to_gguf_vocab().unwrap_err().to_string();
+    assert!(e.contains("no llama.cpp equivalent") || e.contains("matches no llama.cpp"), "{e}");
 }

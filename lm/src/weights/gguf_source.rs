@@ -65,6 +65,25 @@ pub(crate) fn unpermute_rows(data: &[f32], n_head: usize, cols: usize) -> Vec<f3
     out
 }
 
+/// llama.cpp's `permute(w, n_head)` (its `llama` converter's Q/K row order,
+/// the inverse of [`unpermute_rows`]): within each head, HF row
+/// `j * head_dim / 2 + i` becomes GGUF row `2i + j`.
+pub(crate) fn permute_rows(data: &[f32], n_head: usize, cols: usize) -> Vec<f32> {
+    let rows = data.len() / cols;
+    let hd = rows / n_head;
+    let mut out = vec![0f32; data.len()];
+    for h in 0..n_head {
+        for i in 0..hd / 2 {
+            for j in 0..2 {
+                let dst = (h * hd + 2 * i + j) * cols;
+                let src = (h * hd + j * hd / 2 + i) * cols;
+                out[dst..dst + cols].copy_from_slice(&data[src..src + cols]);
+            }
+        }
+    }
+    out
+}
+
 /// The head count of llama.cpp's Q/K row permutation for a GGUF tensor,
 /// or `None` if it is not permuted. Only the `llama` converter permutes;
 /// qwen2 uses NeoX RoPE on unpermuted rows.

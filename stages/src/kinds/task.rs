@@ -1,12 +1,13 @@
 //! `kind: task` — makes or loads a problem set.
 //!
 //! `task: countdown` generates solvable Countdown instances (METHODS §0.1),
-//! `task: arithmetic` small arithmetic questions, `task: file` loads JSONL.
+//! `task: arithmetic` small arithmetic questions, `task: file` loads a
+//! dataset: JSONL, Parquet (a file or a folder of Hub shards) or a
+//! `datasets` `save_to_disk` folder (see [`crate::io`]).
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-use retort_engine::{read_jsonl, FieldError, Fields, Hashed, InputDecl, Metrics, Source, Stage, StageCtx, StageImpl};
+use retort_engine::{FieldError, Fields, Hashed, InputDecl, Metrics, Source, Stage, StageCtx, StageImpl};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +24,8 @@ pub enum TaskStage {
     Countdown(CountdownTask),
     /// Arithmetic questions with a numeric answer.
     Arithmetic(ArithmeticTask),
-    /// Rows loaded from a JSONL file (`path`).
+    /// Rows loaded from a dataset file or folder (`path`): JSONL, Parquet,
+    /// a folder of Parquet shards, or a `datasets` `save_to_disk` folder.
     File(FileTask),
 }
 
@@ -80,7 +82,9 @@ fn default_ops() -> String {
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileTask {
-    /// A JSONL file relative to the pipeline file.
+    /// Relative to the pipeline file: a `.jsonl` or `.parquet` file, a
+    /// folder of Parquet shards (one split, as on the HF Hub), or a folder
+    /// written by `datasets`' `save_to_disk` (Arrow files + `state.json`).
     pub path: PathBuf,
 }
 
@@ -115,7 +119,7 @@ impl Arity {
 impl StageImpl for TaskStage {
     const KIND: &'static str = "task";
     const VERSION: u32 = 1;
-    const ABOUT: &'static str = "Make or load a problem set: countdown, arithmetic, or a JSONL file.";
+    const ABOUT: &'static str = "Make or load a problem set: countdown, arithmetic, or a JSONL/Parquet/`datasets` file.";
 
     fn hashed(&self) -> Hashed {
         match self {
@@ -201,7 +205,9 @@ impl Stage for TaskStage {
             }
             TaskStage::File(_) => {
                 let path = ctx.input_path("file")?;
-                read_jsonl(path).with_context(|| format!("loading {}", path.display()))?
+                // The error names the file (a folder's shard), column and
+                // row; it is bad input (exit 2), not a failed run.
+                crate::io::read_dataset(path).map_err(|e| anyhow::Error::new(retort_engine::BadInput(Box::new(e))))?
             }
         };
         ctx.write_rows("out", &rows)?;
