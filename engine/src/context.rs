@@ -134,6 +134,8 @@ impl<'a> StageCtx<'a> {
     /// call it (through `stages::common::model`); the last call wins.
     pub fn note_backend(&self, backend: impl Into<String>) {
         *self.backend.lock().unwrap_or_else(|e| e.into_inner()) = Some(backend.into());
+    }
+
     /// Records wall-clock seconds per step for one phase (`sample_secs`):
     /// they go to the run record, not to an output, so the outputs stay the
     /// same bytes on every run; `retort report` plots them.

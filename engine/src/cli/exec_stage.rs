@@ -29,7 +29,7 @@ pub(super) fn exec_stage(a: ExecStageArgs, common: &Common, registry: &Registry)
     let store = open_store(common, &p)?;
     let previous = BTreeMap::new();
     let rep = reporter(common.log_format, common.quiet);
-    let exec = Executor { pipeline: &p, graph: &g, store: &store, previous: &previous, reporter: rep.as_ref() };
+    let exec = Executor { pipeline: &p, graph: &g, store: &store, previous: &previous, reporter: rep.as_ref(), remote: None };
     // Forced: the submitting run decided that the stage runs.
     let opts = Options { jobs: 1, only: vec![a.stage.clone()], from: vec![], force: vec![a.stage.clone()] };
     let plan = exec.plan(&opts)?;
