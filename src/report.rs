@@ -44,7 +44,7 @@ fn report(a: ReportArgs, common: &Common, registry: &Registry) -> Result<(), Cli
     let g = Graph::build(&p)?;
     let store = retort_cache::Store::open(&cache_dir(common, Some(&p.dir)))?;
     let lock = read_lock(&p)?;
-    let exec = Executor { pipeline: &p, graph: &g, store: &store, previous: &lock, reporter: &QuietReporter };
+    let exec = Executor { pipeline: &p, graph: &g, store: &store, previous: &lock, reporter: &QuietReporter, remote: None };
     let plan = exec.plan(&Options { jobs: 1, ..Options::default() })?;
     let data = retort_report::collect(&p, &g, &plan, &lock, &store).context("cannot read the cache")?;
     let html = retort_report::render(&data).context("cannot draw the report")?;
