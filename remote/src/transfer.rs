@@ -448,7 +448,7 @@ mod memory_tests {
         let dir = s.put_path(&model).unwrap();
         let out = |a: retort_cache::Artifact| OutputRecord { hash: a.hash, kind: a.kind, bytes: a.bytes, rows: None };
         let outputs = BTreeMap::from([("data".to_string(), out(file)), ("model".to_string(), out(dir))]);
-        let rec = RunRecord { outputs, metrics: BTreeMap::new(), duration_ms: 5, created_unix_ms: 1 };
+        let rec = RunRecord { outputs, metrics: BTreeMap::new(), duration_ms: 5, created_unix_ms: 1, timings: BTreeMap::new(), device: None };
         let fp = hash_bytes(b"fingerprint");
         s.put_run(&fp, &rec).unwrap();
         (fp, rec)
