@@ -71,7 +71,7 @@ fn seqs() -> Vec<Seq> {
 }
 
 fn host(t: Tensor<1>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec().unwrap()
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
 }
 
 /// Every parameter's gradient, flattened, in visit order.
@@ -154,8 +154,8 @@ fn wgpu_grpo_logprobs_match_cpu() {
     for temperature in [1.0f32, 0.7] {
         let lp = |model: &Llama| {
             let batch = make_batch(&rows, &model.device());
-            let mask: Vec<f32> = batch.mask.clone().into_data().convert::<f32>().to_vec().unwrap();
-            let lp: Vec<f32> = tempered_logprobs(model, &batch, temperature).into_data().convert::<f32>().to_vec().unwrap();
+            let mask: Vec<f32> = batch.mask.clone().into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+            let lp: Vec<f32> = tempered_logprobs(model, &batch, temperature).into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
             (lp, mask)
         };
         let ((c, mask), (g, _)) = (lp(&cpu_model), lp(&gpu_model));
