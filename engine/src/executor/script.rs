@@ -22,11 +22,14 @@ pub struct JobFiles {
 }
 
 impl JobFiles {
-    /// The files for the stage run with fingerprint `fp` in the store at `store_root`.
-    pub fn new(store_root: &Path, fp: &Hash) -> JobFiles {
+    /// The files for stage `stage`'s run with fingerprint `fp` in the store
+    /// at `store_root`. Two stages can share a fingerprint (the name is not
+    /// hashed) and run at once, so the name is in the file name too.
+    pub fn new(store_root: &Path, fp: &Hash, stage: &str) -> JobFiles {
         let dir = store_root.join("slurm");
         let hex = fp.to_hex();
-        JobFiles { script: dir.join(format!("{hex}.sh")), log_pattern: dir.join(format!("{hex}-%j.log")) }
+        let tag = &retort_cache::hash_bytes(stage.as_bytes()).to_hex()[..8];
+        JobFiles { script: dir.join(format!("{hex}-{tag}.sh")), log_pattern: dir.join(format!("{hex}-{tag}-%j.log")) }
     }
 
     /// The log of job `id`.
@@ -141,11 +144,14 @@ mod tests {
     #[test]
     fn logs_are_named_by_fingerprint_and_job_id() {
         let fp = retort_cache::fingerprint(&"x");
-        let files = JobFiles::new(Path::new("/c"), &fp);
-        assert_eq!(files.log("42"), PathBuf::from(format!("/c/slurm/{}-42.log", fp.to_hex())));
+        let files = JobFiles::new(Path::new("/c"), &fp, "train");
+        let tag = &retort_cache::hash_bytes(b"train").to_hex()[..8];
+        let stem = format!("{}-{tag}", fp.to_hex());
+        assert_eq!(files.log("42"), PathBuf::from(format!("/c/slurm/{stem}-42.log")));
+        assert_ne!(JobFiles::new(Path::new("/c"), &fp, "eval").script, files.script, "two stages with one fingerprint");
         let spec = SlurmSpec { cpus: Some(2), ..SlurmSpec::default() };
         let args = sbatch_args(&spec, "s", &files, Path::new("/w"));
-        assert_eq!(args[..4], ["--parsable", "--job-name=retort:s", &format!("--output=/c/slurm/{}-%j.log", fp.to_hex()), "--chdir=/w"]);
+        assert_eq!(args[..4], ["--parsable", "--job-name=retort:s", &format!("--output=/c/slurm/{stem}-%j.log"), "--chdir=/w"]);
         assert_eq!(args[4..], ["--cpus-per-task=2".to_string(), files.script.display().to_string()]);
     }
 }

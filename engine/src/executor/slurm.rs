@@ -53,7 +53,7 @@ impl Submission<'_> {
     /// Submits the job, waits for it to end, and returns the run it
     /// recorded, or why there is none.
     pub fn run(&self, spec: &SlurmSpec) -> Result<RunRecord, String> {
-        let files = JobFiles::new(self.store.root(), &self.fingerprint);
+        let files = JobFiles::new(self.store.root(), &self.fingerprint, self.stage);
         self.write_script(&files)?;
         let args = sbatch_args(spec, self.stage, &files, &self.pipeline.dir);
         let id = cancel::submit(|| submit(&args)).map_err(|e| match e {
