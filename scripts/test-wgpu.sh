@@ -30,6 +30,8 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 # A test that finds no adapter fails here instead of skipping.
 export RETORT_REQUIRE_WGPU=1
 
-cargo test --release --features wgpu -p retort-lm --lib wgpu_ -- --nocapture
-cargo test --release --features wgpu -p retort-lm --test golden wgpu -- --nocapture
-cargo test --release --features wgpu --test integration devices
+# One cargo invocation, one package selection: `-p retort-lm` alone resolves
+# burn's features differently and rebuilds it (another ~30 minutes here).
+# The filter picks lm's `wgpu_*` tests, the wgpu golden test and the
+# no-driver integration test.
+cargo test --release --features wgpu -p retort -p retort-lm -- wgpu --nocapture
