@@ -9,8 +9,8 @@
 //!
 //! Tolerances: the two backends reduce in different orders (and lavapipe's
 //! shaders are LLVM-compiled f32), so results agree to float rounding, not
-//! bit for bit. Measured on lavapipe the differences are ~1e-6 relative;
-//! the bounds below leave two orders of magnitude.
+//! bit for bit. The bounds below are f32 rounding with a wide margin; they
+//! have not yet been checked against lavapipe (see the README's status).
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
