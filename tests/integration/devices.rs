@@ -2,27 +2,8 @@
 //! cannot be used (a binary without the feature, or wgpu without a Vulkan
 //! driver) refused before anything runs.
 
-use crate::util::TestPipeline;
+use crate::util::{TestPipeline, TINY_SFT as TRAIN};
 
-/// A data stage and a 2-step SFT of a very small model.
-const TRAIN: &str = r#"seed: 3
-models:
-  scratch: {tiny: {preset: tiny, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 64}}
-stages:
-  data:
-    kind: command
-    outputs: [out]
-    run: |
-      for i in 1 2 3 4; do echo "{\"prompt\": \"1+$i=\", \"response\": \"$((1 + i))\"}"; done > "$RETORT_OUT_OUT"
-  sft:
-    kind: train
-    model: scratch
-    data: data
-    objective: sft
-    steps: 2
-    batch_size: 2
-    max_len: 32
-"#;
 
 /// The lock and `show` say which backend produced a model; a stage that ran
 /// no model records none; a cached re-run keeps what the first run recorded.

@@ -1,6 +1,6 @@
 //! `show`, `graph`, `cache ls|du|gc`.
 
-use crate::util::{chain, TestPipeline};
+use crate::util::{chain, TestPipeline, TINY_SFT};
 
 #[test]
 fn show_prints_rows_head_and_path() {
@@ -56,26 +56,7 @@ fn gc_keeps_what_the_lock_references_plus_recent_runs() {
 /// JSON carries both the summary and the steps.
 #[test]
 fn show_metrics_prints_the_per_step_table_of_a_train_stage() {
-    let t = TestPipeline::new(
-        r#"seed: 3
-models:
-  scratch: {tiny: {preset: tiny, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 64}}
-stages:
-  data:
-    kind: command
-    outputs: [out]
-    run: |
-      for i in 1 2 3 4; do echo "{\"prompt\": \"1+$i=\", \"response\": \"$((1 + i))\"}"; done > "$RETORT_OUT_OUT"
-  sft:
-    kind: train
-    model: scratch
-    data: data
-    objective: sft
-    steps: 3
-    batch_size: 2
-    max_len: 32
-"#,
-    );
+    let t = TestPipeline::new(TINY_SFT);
     t.run_ok(&[]);
     let json = t.retort(&["show", "p.yaml", "sft", "--metrics", "--format", "json"]);
     assert_eq!(json.code, 0, "{}", json.stderr);

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::{Run, TestPipeline};
+use crate::util::{Run, TestPipeline, TINY_SFT};
 
 /// Chromium's flags for this sandboxed, offline machine (SCALEOUT.md):
 /// without the background-networking ones it tries connections by the dozen.
@@ -228,24 +228,6 @@ fn a_bad_pipeline_is_exit_2_and_writes_no_report() {
     assert_eq!(r.code, 2, "{}", r.stderr);
 }
 
-const TINY_SFT: &str = r#"seed: 3
-models:
-  scratch: {tiny: {preset: tiny, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 64}}
-stages:
-  data:
-    kind: command
-    outputs: [out]
-    run: |
-      for i in 1 2 3 4; do echo "{\"prompt\": \"1+$i=\", \"response\": \"$((1 + i))\"}"; done > "$RETORT_OUT_OUT"
-  sft:
-    kind: train
-    model: scratch
-    data: data
-    objective: sft
-    steps: 3
-    batch_size: 2
-    max_len: 32
-"#;
 
 /// A training stage's progress carries its latest loss (the bar's postfix),
 /// in JSON events and plain lines; the report plots its three steps.

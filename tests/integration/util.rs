@@ -144,3 +144,24 @@ pub fn rejects(yaml: &str, expect: &[&str]) -> String {
     }
     t.retort(&["validate", "p.yaml"]).stderr
 }
+
+/// A command stage writing four rows and a 3-step SFT of a very small
+/// `tiny` model: the cheapest pipeline that trains.
+pub const TINY_SFT: &str = r#"seed: 3
+models:
+  scratch: {tiny: {preset: tiny, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 64}}
+stages:
+  data:
+    kind: command
+    outputs: [out]
+    run: |
+      for i in 1 2 3 4; do echo "{\"prompt\": \"1+$i=\", \"response\": \"$((1 + i))\"}"; done > "$RETORT_OUT_OUT"
+  sft:
+    kind: train
+    model: scratch
+    data: data
+    objective: sft
+    steps: 3
+    batch_size: 2
+    max_len: 32
+"#;
