@@ -11,10 +11,11 @@
 #     install (tests/integration/devices.rs).
 # Speed on lavapipe means nothing (it is ~100x slower than `device: cpu`).
 #
-# Cost on 2 cores: the `--features wgpu` release build is ~16 minutes from an
-# empty target directory (it shares every non-GPU dependency with the plain
-# release build), then ~2 minutes of tests, most of it shader compilation.
-# Too slow for CI's 45-minute budget, so scripts/test-slow.sh runs it.
+# Cost on 2 cores (BENCHMARKS.md, "wgpu on lavapipe"): the `--features wgpu`
+# release build took 29 minutes (it shares the non-GPU dependencies with the
+# plain release build), then ~6 minutes of tests, most of it shader
+# compilation. Too slow for CI's 45-minute budget, so scripts/test-slow.sh
+# runs it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
