@@ -310,7 +310,8 @@ impl Executor<'_> {
                             };
                             let node = &p.stages[i];
                             self.reporter.event(&Event::Started { stage: node.name.clone(), reason: known.reason.clone() });
-                            let job = self.job(i, known.fp, inputs);
+                            let mut job = self.job(i, known.fp, inputs);
+                            job.ancestors = self.ancestor_runs(i, &state);
                             state[i] = State::Running { known };
                             running += 1;
                             progressed = true;
@@ -361,14 +362,34 @@ impl Executor<'_> {
             store: self.store,
             reporter: self.reporter,
             remote: self.remote,
+            ancestors: Vec::new(),
         }
+    }
+
+    /// The runs of every stage `i` builds on, for a Slurm job whose node
+    /// has a cache of its own and fetches them from the remote (none
+    /// otherwise: a node that shares this cache finds them there).
+    fn ancestor_runs(&self, i: usize, state: &[State]) -> Vec<(Hash, RunRecord)> {
+        let own_cache = self.pipeline.stages[i].executor.slurm().is_some_and(|s| s.cache_dir.is_some());
+        if !own_cache || self.remote.is_none() {
+            return Vec::new();
+        }
+        let mut runs = Vec::new();
+        for u in self.graph.ancestors(&[i]) {
+            if let State::Done { known, record, .. } = &state[u] {
+                runs.push((known.fp, record.clone()));
+            }
+        }
+        runs
     }
 
     /// Executes stage `i`, planned to run with fingerprint `fp` on `inputs`,
     /// in this process whatever its executor: what `retort exec-stage` does
     /// for a Slurm job on its node.
     pub(crate) fn execute_here(&self, i: usize, fp: Hash, inputs: BTreeMap<String, InputArtifact>) -> Result<RunRecord, String> {
-        self.job(i, fp, inputs).run_here(&std::cell::Cell::new(false))
+        let result = self.job(i, fp, inputs).run_here(&std::cell::Cell::new(false));
+        share(self.remote, self.store, &fp, &result);
+        result
     }
 
     /// Turns a decision into the run's state for the stage; for a cached
@@ -643,13 +664,25 @@ struct Job<'a> {
     store: &'a Store,
     reporter: &'a dyn Reporter,
     remote: Option<&'a retort_remote::Session>,
+    /// For a Slurm job on a node with its own cache: the runs it builds on.
+    ancestors: Vec<(Hash, RunRecord)>,
+}
+
+/// After a stage ran: what it made (and, failed or not, the items it
+/// cached) goes to the remote cache, if there is one.
+fn share(remote: Option<&retort_remote::Session>, store: &Store, fp: &Hash, result: &Result<RunRecord, String>) {
+    if let Some(remote) = remote {
+        if let Ok(record) = result {
+            remote.push_run(store, fp, record);
+        }
+        remote.push_open_items(store);
+    }
 }
 
 impl Job<'_> {
     /// Runs the stage where its executor says: here, or as a Slurm job whose
-    /// `retort exec-stage` calls [`Job::run_here`] on a node (executor/);
-    /// then what it made (and, failed or not, the items it cached) goes to
-    /// the remote cache, if there is one.
+    /// `retort exec-stage` calls [`Executor::execute_here`] on a node
+    /// (executor/); then its result is [`share`]d.
     fn run(self, bad_input: &std::cell::Cell<bool>) -> Result<RunRecord, String> {
         let (store, fp, remote) = (self.store, self.fp, self.remote);
         let result = match self.node.executor.slurm() {
@@ -660,15 +693,12 @@ impl Job<'_> {
                 fingerprint: self.fp,
                 store: self.store,
                 reporter: self.reporter,
+                remote: self.remote,
+                ancestors: self.ancestors,
             }
             .run(spec),
         };
-        if let Some(remote) = remote {
-            if let Ok(record) = &result {
-                remote.push_run(store, &fp, record);
-            }
-            remote.push_open_items(store);
-        }
+        share(remote, store, &fp, &result);
         result
     }
 

@@ -68,6 +68,13 @@ impl Session {
         self.attempt(|r| r.fetch_run(store, fp)).flatten()
     }
 
+    /// Before a Slurm job on a node with a cache of its own: the runs its
+    /// stage builds on, so that the node can fetch them. `false` if the
+    /// remote failed or the local store lacks some of their outputs.
+    pub fn push_runs(&self, store: &Store, runs: &[(Hash, RunRecord)]) -> bool {
+        self.attempt(|r| r.push_runs(store, runs)).is_some_and(|report| report.missing_locally == 0)
+    }
+
     /// After a stage ran: its outputs and record.
     pub fn push_run(&self, store: &Store, fp: &Hash, rec: &RunRecord) {
         self.attempt(|r| r.push_runs(store, &[(*fp, rec.clone())]));

@@ -2,8 +2,9 @@
 //! `xllamacpp` llama-server (scripts/setup-llama-server.sh, which .ci/run
 //! installs) serves the exported file, tokenizes prompts as retort does,
 //! applies the same chat template from the file's metadata, and its greedy
-//! tokens equal `retort sample` on the same file and, for F32 and F16, on
-//! the source model. The source is SmolLM2-135M from its Q4_1 GGUF: read
+//! tokens equal `retort sample` on the same file (F32, F16 and Q8_0; for
+//! Q4_0, retort's first token is near the top of llama.cpp's) and, for F32
+//! and F16, on the source model. The source is SmolLM2-135M from its Q4_1 GGUF: read
 //! into f32 by retort, written out again.
 
 use std::path::Path;
@@ -56,7 +57,7 @@ fn ids(v: &Value) -> Vec<u64> {
 fn exported_gguf_runs_in_llama_cpp_with_retorts_tokens() {
     let Some(src) = source() else { return };
     let mut yaml = format!("name: gguf\nseed: 1\nmodels:\n  smol: {{path: {}}}\nstages:\n", src.display());
-    for q in ["f32", "f16", "q8_0"] {
+    for q in ["f32", "f16", "q8_0", "q4_0"] {
         yaml += &format!("  gguf_{q}:\n    kind: export\n    input: smol\n    path: out/smol-{q}.gguf\n    quant: {q}\n");
     }
     let t = TestPipeline::new(&yaml);
@@ -64,7 +65,7 @@ fn exported_gguf_runs_in_llama_cpp_with_retorts_tokens() {
     let http = Http::new(Duration::from_secs(120));
     // `retort sample` on the source, once per prompt.
     let source_tokens: Vec<Vec<u64>> = PROMPTS.iter().map(|p| sample(&t, &src, p, false).1).collect();
-    for q in ["f32", "f16", "q8_0"] {
+    for q in ["f32", "f16", "q8_0", "q4_0"] {
         let file = t.path(&format!("out/smol-{q}.gguf"));
         assert!(r.stage(&format!("gguf_{q}"))["metrics"]["bytes"].as_u64().unwrap() > 1_000_000);
         let Some(server) = llama::server_of(&file) else { return };
@@ -81,9 +82,29 @@ fn exported_gguf_runs_in_llama_cpp_with_retorts_tokens() {
                        "cache_prompt": false, "return_tokens": true}),
             );
             let theirs = ids(&done["tokens"]);
+            if q == "q4_0" {
+                // llama.cpp multiplies Q4_0 weights with activations rounded
+                // to 8 bits, retort with f32 ones; on this twice-quantized
+                // model the top tokens are a tenth of a nat apart, so greedy
+                // paths part. Held to: retort's first token is one llama.cpp
+                // ranks near the top. (Served as F32, the same weights give
+                // retort's tokens in llama.cpp too: see BENCHMARKS.md.)
+                let top = post(
+                    &http,
+                    server.port,
+                    "/completion",
+                    json!({"prompt": prompt_ids, "n_predict": 1, "temperature": 0.0, "n_probs": 5, "cache_prompt": false}),
+                );
+                let probs = &top["completion_probabilities"][0]["top_logprobs"];
+                let best = probs[0]["logprob"].as_f64().unwrap();
+                let mine = probs.as_array().unwrap().iter().find(|t| t["id"].as_u64() == Some(ours[0]));
+                let gap = mine.map(|t| best - t["logprob"].as_f64().unwrap());
+                assert!(gap.is_some_and(|g| g < 0.3), "q4_0 {prompt:?}: retort's first token {} vs llama.cpp's top 5 {probs}", ours[0]);
+                continue;
+            }
             let n = theirs.len().min(ours.len());
             assert!(n > 0 && theirs[..n] == ours[..n], "{q} {prompt:?}: llama.cpp {theirs:?} vs retort {ours:?}");
-            if q != "q8_0" {
+            if q.starts_with('f') {
                 // Up to quantisation the export is the source model.
                 assert_eq!(&ours, source_tokens, "{q} {prompt:?}: export vs source");
             }

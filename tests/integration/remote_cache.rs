@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use crate::llama::free_port;
 use crate::util::{chain, Run, TestPipeline};
 
-const KEY_ID: &str = "retorttestkey";
+pub(crate) const KEY_ID: &str = "retorttestkey";
 /// Distinctive, so the secrets test can search every output for it.
-const SECRET: &str = "s3cr3t-Zq81xWv0-retort-never-print-me";
-const BUCKET: &str = "retort";
+pub(crate) const SECRET: &str = "s3cr3t-Zq81xWv0-retort-never-print-me";
+pub(crate) const BUCKET: &str = "retort";
 
 /// The `s3s-fs` binary: `$RETORT_S3S_FS`, else on `PATH` or in
 /// `~/.cargo/bin`.
@@ -30,7 +30,7 @@ fn s3s_fs() -> Option<PathBuf> {
 }
 
 /// A running `s3s-fs` with one bucket; killed on drop.
-struct S3 {
+pub(crate) struct S3 {
     child: Option<Child>,
     bin: PathBuf,
     port: u16,
@@ -39,7 +39,7 @@ struct S3 {
 
 impl S3 {
     /// A fresh server, or `None` (printing why) without the binary.
-    fn start() -> Option<S3> {
+    pub(crate) fn start() -> Option<S3> {
         let Some(bin) = s3s_fs() else {
             eprintln!("skipping: s3s-fs is not installed (scripts/setup-s3.sh installs it)");
             return None;
@@ -75,7 +75,7 @@ impl S3 {
         }
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
@@ -85,7 +85,7 @@ impl S3 {
     }
 
     /// Every object key under `prefix` (relative to the bucket).
-    fn keys(&self, prefix: &str) -> Vec<String> {
+    pub(crate) fn keys(&self, prefix: &str) -> Vec<String> {
         let mut out = Vec::new();
         let mut todo = vec![self.file(prefix)];
         while let Some(d) = todo.pop() {
@@ -117,7 +117,7 @@ fn shared(n: usize, s3: &S3, prefix: &str, extra: &str) -> String {
 }
 
 /// `retort ARGS` in `t` with the test's AWS credentials (and no others).
-fn retort(t: &TestPipeline, secret: &str, args: &[&str]) -> Run {
+pub(crate) fn retort(t: &TestPipeline, secret: &str, args: &[&str]) -> Run {
     let mut c = t.cmd();
     for var in ["AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION", "RETORT_REMOTE"] {
         c.env_remove(var);
@@ -158,6 +158,8 @@ fn a_clone_pulls_and_then_runs_nothing() {
     let b = clone(&a);
     let before = retort(&b, SECRET, &["status", "p.yaml"]);
     assert!(!before.stdout.contains("up-to-date"), "{}", before.stdout);
+    // Status says the remote holds what the lock records.
+    assert!(before.stdout.contains("3 of the 3 stage(s) whose retort.lock result is not in this cache have it on the remote cache"), "{}", before.stdout);
     let pull = retort(&b, SECRET, &["pull", "p.yaml"]);
     ok(&pull, "pull");
     assert!(pull.stdout.contains("pulled 3 runs"), "{}", pull.stdout);

@@ -175,6 +175,56 @@ fn a_train_stage_runs_in_a_slurm_job_while_data_stages_run_here() {
     }
 }
 
+/// A node whose cache is its own (`cache_dir:`, here another directory on
+/// the one-node cluster) works through the remote cache: the job fetches
+/// the data stage's run from the real S3 server, pushes the model, and the
+/// submitting run fetches it for the stage after; the job's log stays on
+/// the node. Without a remote, such a stage is refused before anything runs.
+#[test]
+fn a_node_with_a_cache_of_its_own_works_through_the_remote_cache() {
+    use crate::remote_cache::{retort, BUCKET, S3, SECRET};
+    let Some(_cluster) = cluster() else { return };
+    let Some(s3) = S3::start() else { return };
+    let node = tempfile::tempdir().unwrap();
+    let node_cache = node.path().join("scratch");
+    let stages = TRAIN.split_once("stages:\n").unwrap().1.split_once("  where:").unwrap().0.replace(
+        "executor: {slurm: {cpus: 1, time: \"0:10:00\"}}",
+        &format!("executor: {{slurm: {{cpus: 1, time: \"0:10:00\", cache_dir: '{}'}}}}", node_cache.display()),
+    );
+    let head = TRAIN.split_once("stages:\n").unwrap().0;
+    let after = "  after:\n    kind: command\n    inputs: {m: sft.model}\n    outputs: [out]\n    run: 'ls \"$RETORT_IN_M\" > \"$RETORT_OUT_OUT\"'\n";
+
+    let alone = TestPipeline::new(&format!("{head}stages:\n{stages}{after}"));
+    let refused = alone.retort(&["run", "p.yaml"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("cache_dir") && refused.stderr.contains("no remote cache"), "{}", refused.stderr);
+    assert_eq!(alone.retort(&["plan", "p.yaml", "--format", "json"]).stage("data")["status"], "would-run", "nothing ran");
+
+    let remote = format!("cache:\n  remote: s3://{BUCKET}/node\n  endpoint: {}\n", s3.endpoint());
+    let t = TestPipeline::new(&format!("{head}{remote}stages:\n{stages}{after}"));
+
+    let r = retort(&t, SECRET, &["run", "p.yaml", "--format", "json", "--log-format", "json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.statuses().iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>(), ["ran", "ran", "ran"]);
+    let ev = events(&r.stderr);
+    let jobs = job_events(&ev);
+    assert_eq!(jobs_of(&jobs, "sft").len(), 1, "{jobs:?}");
+    assert!(jobs_of(&jobs, "data").is_empty() && jobs_of(&jobs, "after").is_empty(), "{jobs:?}");
+    // The node planned from the data stage's run it fetched, and wrote the
+    // model into its own cache; its log is there too, and reached the stage log.
+    let on_node = walk(&node_cache);
+    assert!(on_node.iter().any(|f| f.starts_with(node_cache.join("slurm")) && f.extension().is_some_and(|e| e == "log")), "{on_node:?}");
+    assert!(on_node.len() > 3, "the node cache holds the fetched data and the model: {on_node:?}");
+    assert!(log_of(&ev, "sft").iter().any(|l| l.starts_with("3/3 steps")), "{:?}", log_of(&ev, "sft"));
+    assert!(walk(&t.path(".retort/slurm")).iter().all(|f| f.extension().is_some_and(|e| e == "sh")), "a log was written here");
+    assert!(t.retort(&["show", "p.yaml", "after"]).stdout.contains("model.safetensors"));
+    assert_eq!(s3.keys("node/runs").len(), 3, "{:?}", s3.keys("node"));
+
+    let again = retort(&t, SECRET, &["run", "p.yaml", "--format", "json", "--log-format", "json"]);
+    assert_eq!(again.statuses().iter().filter(|(_, s)| s == "cached").count(), 3, "{}", again.stdout);
+    assert!(job_events(&events(&again.stderr)).is_empty(), "a cached stage was submitted");
+}
+
 /// Two independent stages asking for both CPUs of the node: both are
 /// submitted before either ends, and the second waits PENDING while the
 /// first runs.

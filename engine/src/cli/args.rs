@@ -231,4 +231,6 @@ pub struct ExecStageArgs {
     /// pipeline or an input changed meanwhile) is refused.
     #[arg(long)]
     pub fingerprint: String,
+    #[command(flatten)]
+    pub remote: RemoteFlag,
 }

@@ -91,6 +91,11 @@ fn gc(a: GcArgs, common: &Common, registry: &Registry) -> Result<(), CliError> {
         "removed {} objects ({} bytes) and {} runs",
         stats.removed_objects, stats.removed_bytes, stats.removed_runs
     );
+    let (jobs, job_bytes) = crate::executor::gc(store.root(), &keep_runs)
+        .map_err(|e| CliError::Failed(format!("cannot remove Slurm job files under {}: {e}", store.root().join("slurm").display())))?;
+    if jobs > 0 {
+        println!("removed {jobs} Slurm job files ({job_bytes} bytes) of runs not kept");
+    }
     if stats.removed_legacy_items > 0 {
         println!("removed {} item files of the earlier one-file-per-item layout", stats.removed_legacy_items);
     }

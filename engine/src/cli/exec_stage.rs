@@ -8,6 +8,11 @@
 //! outputs and run record as a local run does. It takes no store lock: the
 //! submitting `retort run` holds it for the whole run, and this process is
 //! its hands on the node.
+//!
+//! With a remote cache (`--remote`, or the pipeline's `cache.remote`) the
+//! node's cache can be its own (`executor.slurm.cache_dir`): what the stage
+//! builds on is fetched from the remote on a local miss, as in any run, and
+//! the result is pushed there for the submitting run to fetch.
 
 use std::collections::BTreeMap;
 
@@ -27,9 +32,10 @@ pub(super) fn exec_stage(a: ExecStageArgs, common: &Common, registry: &Registry)
         return Err(CliError::Usage(format!("{}: no stage named `{}`", p.file.display(), a.stage)));
     };
     let store = open_store(common, &p)?;
+    let remote = super::remote_cmd::for_run(a.remote.remote.as_deref(), &p, &store)?;
     let previous = BTreeMap::new();
     let rep = reporter(common.log_format, common.quiet);
-    let exec = Executor { pipeline: &p, graph: &g, store: &store, previous: &previous, reporter: rep.as_ref(), remote: None };
+    let exec = Executor { pipeline: &p, graph: &g, store: &store, previous: &previous, reporter: rep.as_ref(), remote: remote.as_deref() };
     // Forced: the submitting run decided that the stage runs.
     let opts = Options { jobs: 1, only: vec![a.stage.clone()], from: vec![], force: vec![a.stage.clone()] };
     let plan = exec.plan(&opts)?;
@@ -49,7 +55,7 @@ pub(super) fn exec_stage(a: ExecStageArgs, common: &Common, registry: &Registry)
         }
         Decision::Waits { upstream } => Err(format!(
             "upstream stage `{upstream}` has no run in the cache at {}: this node must see the cache directory of \
-             the `retort run` that submitted the job (a shared filesystem)",
+             the `retort run` that submitted the job (a shared filesystem), or a remote cache that has it",
             store.root().display()
         )),
         Decision::Unreadable { error } => Err(error),

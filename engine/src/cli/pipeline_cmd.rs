@@ -60,7 +60,7 @@ pub(super) fn run(a: RunArgs, common: &Common, registry: &Registry) -> Result<()
             check(remote).map_err(|msg| p.error_at(&format!("models.{name}.openai"), format!("model `{name}`: {msg}")))?;
         }
     }
-    crate::executor::preflight(&p, &plan)?;
+    crate::executor::preflight(&p, &plan, remote.is_some())?;
     let outcome = exec.run(plan, opts.jobs);
     rep.finish();
     if a.pipeline.set.is_empty() {
@@ -112,6 +112,9 @@ pub(super) fn status(a: PipelineArgs, common: &Common, registry: &Registry) -> R
     let locked = read_lock(&p)?;
     let w = p.stages.iter().map(|s| s.name.len()).max().unwrap_or(5);
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    // Stages whose locked result this cache lacks (same fingerprint, or one
+    // not known until upstream runs): a remote cache may hold them.
+    let mut missing = Vec::new();
     for (step, s) in plan.steps.iter().zip(plan.summary(&p)) {
         let entry = locked.get(&s.name);
         let same = entry.is_some_and(|e| Some(e.fingerprint.to_string()) == s.fingerprint);
@@ -123,10 +126,22 @@ pub(super) fn status(a: PipelineArgs, common: &Common, registry: &Registry) -> R
             (_, None) => ("new", s.reason.clone()),
             _ => ("stale", s.reason.clone()),
         };
+        if let (Some(e), "stale" | "new") = (entry, word) {
+            if s.fingerprint.as_ref().is_none_or(|fp| *fp == e.fingerprint.to_string()) {
+                missing.push(e.fingerprint);
+            }
+        }
         *counts.entry(word).or_default() += 1;
         println!("{:<w$}  {:<10}  {}", s.name, word, why);
     }
     let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     println!("{}: {}", p.name, parts.join(", "));
+    if let Some((url, held)) = super::remote_cmd::on_remote(&p, &missing).filter(|(_, n)| *n > 0) {
+        println!(
+            "{held} of the {} stage(s) whose retort.lock result is not in this cache have it on the remote cache {url}: `retort pull {}` fetches them",
+            missing.len(),
+            a.pipeline.display()
+        );
+    }
     Ok(())
 }

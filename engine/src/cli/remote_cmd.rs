@@ -83,6 +83,22 @@ fn required(flag: Option<&str>, p: &Pipeline) -> Result<Session, CliError> {
     open(&cfg, true)
 }
 
+/// For `retort status`: how many of the runs `fps` (the lock's, missing
+/// here) the configured remote cache holds, and its URL. `None` without a
+/// remote, or when it does not answer (status then says nothing of it).
+pub(super) fn on_remote(p: &Pipeline, fps: &[retort_cache::Hash]) -> Option<(String, usize)> {
+    let session = open(&config(None, p).ok()??, false).ok()?;
+    if fps.is_empty() || !session.probe() {
+        return None;
+    }
+    let remote = session.remote();
+    let mut held = 0;
+    for fp in fps {
+        held += usize::from(matches!(remote.verify_run(fp).ok()?, RemoteState::Valid));
+    }
+    Some((remote.url().to_string(), held))
+}
+
 fn remote_err(e: retort_remote::RemoteError) -> CliError {
     CliError::Usage(e.to_string())
 }

@@ -62,12 +62,23 @@ pub struct SlurmSpec {
     /// "--constraint=a100"]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_args: Vec<String>,
+    /// The cache directory on the node. By default the node uses this
+    /// machine's cache directory at the same path (a shared filesystem).
+    /// With a remote cache (`cache.remote`), a node-local directory works
+    /// instead (`/scratch/retort`): the job fetches what the stage needs
+    /// from the remote and pushes what it made, and the job's log stays on
+    /// the node, in `slurm/` under this directory. The node must still
+    /// reach the pipeline's directory and the `retort` binary at the same
+    /// paths.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl SlurmSpec {
     /// The `sbatch` options these resources ask for, in a fixed order.
     pub fn sbatch_args(&self) -> Vec<String> {
-        let SlurmSpec { partition, gpus, cpus, mem, time, account, extra_args } = self;
+        // `cache_dir` is not an sbatch option: it is the node's `--cache-dir`.
+        let SlurmSpec { partition, gpus, cpus, mem, time, account, extra_args, cache_dir: _ } = self;
         let mut args = Vec::new();
         let mut opt = |flag: &str, value: Option<String>| {
             if let Some(v) = value {
@@ -121,7 +132,7 @@ impl<'de> Deserialize<'de> for ExecutorSpec {
         impl<'de> Visitor<'de> for V {
             type Value = ExecutorSpec;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("`local`, `slurm` or a mapping `slurm: {partition, gpus, cpus, mem, time, account, extra_args}`")
+                f.write_str("`local`, `slurm` or a mapping `slurm: {partition, gpus, cpus, mem, time, account, extra_args, cache_dir}`")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
                 match v {

@@ -22,4 +22,5 @@ mod tool;
 
 pub use config::{ExecutorSpec, SlurmSpec};
 pub(crate) use preflight::check as preflight;
+pub(crate) use script::gc;
 pub(crate) use slurm::Submission;

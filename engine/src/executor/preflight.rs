@@ -19,8 +19,10 @@ use crate::exec::{Decision, Plan};
 use crate::source::join;
 use crate::spec::Pipeline;
 
-/// Fails on the first stage that would run on Slurm but cannot be submitted.
-pub fn check(p: &Pipeline, plan: &Plan) -> Result<(), SpecError> {
+/// Fails on the first stage that would run on Slurm but cannot be submitted,
+/// or whose node has a cache of its own (`cache_dir:`) when the run has no
+/// remote cache (`has_remote`) to move inputs and results through.
+pub fn check(p: &Pipeline, plan: &Plan, has_remote: bool) -> Result<(), SpecError> {
     let mut checked: BTreeSet<Vec<String>> = BTreeSet::new();
     for step in &plan.steps {
         if !matches!(step.decision, Decision::Run { .. } | Decision::Waits { .. }) {
@@ -29,6 +31,11 @@ pub fn check(p: &Pipeline, plan: &Plan) -> Result<(), SpecError> {
         let node = &p.stages[step.stage];
         let Some(spec) = node.executor.slurm() else { continue };
         let at = executor_key(p, &node.name);
+        if let (Some(dir), false) = (&spec.cache_dir, has_remote) {
+            return Err(p
+                .error_at(&at, format!("stage `{}`: its node's cache_dir {} is a cache of the node's own, but this run has no remote cache", node.name, dir.display()))
+                .help("set `cache: {remote: s3://bucket/prefix}` (or --remote) so the job can fetch its inputs and push its result; or remove `cache_dir` when the node shares this machine's cache directory"));
+        }
         if tool::which("sbatch").is_none() {
             let e = ToolError::Missing { program: "sbatch".into() };
             return Err(p.error_at(&at, format!("stage `{}` runs on Slurm, but {e}", node.name)).help(

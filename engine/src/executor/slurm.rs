@@ -47,14 +47,25 @@ pub struct Submission<'a> {
     pub store: &'a Store,
     /// Where the job's states and log lines go.
     pub reporter: &'a dyn Reporter,
+    /// The run's remote cache, if it has one: how a node with a cache
+    /// directory of its own (`cache_dir:`) gets the stage's inputs and
+    /// hands back its result.
+    pub remote: Option<&'a retort_remote::Session>,
+    /// The runs of every stage this one builds on (upstream, transitively),
+    /// which such a node fetches to plan the stage as this machine did.
+    pub ancestors: Vec<(Hash, RunRecord)>,
 }
 
 impl Submission<'_> {
     /// Submits the job, waits for it to end, and returns the run it
     /// recorded, or why there is none.
     pub fn run(&self, spec: &SlurmSpec) -> Result<RunRecord, String> {
-        let files = JobFiles::new(self.store.root(), &self.fingerprint, self.stage);
-        self.write_script(&files)?;
+        let node_root = spec.cache_dir.as_deref();
+        let files = JobFiles::new(self.store.root(), node_root, &self.fingerprint, self.stage);
+        if let Some(root) = node_root {
+            self.hand_over(root)?;
+        }
+        self.write_script(&files, node_root)?;
         let args = sbatch_args(spec, self.stage, &files, &self.pipeline.dir);
         let id = cancel::submit(|| submit(&args)).map_err(|e| match e {
             SubmitError::Interrupted => "interrupted before the job was submitted".to_string(),
@@ -70,16 +81,39 @@ impl Submission<'_> {
         Err(failure(&id, &info, &log))
     }
 
-    fn write_script(&self, files: &JobFiles) -> Result<(), String> {
+    /// Puts what the stage builds on where a node with its own cache
+    /// directory finds it: on the remote.
+    fn hand_over(&self, node_root: &std::path::Path) -> Result<(), String> {
+        let Some(remote) = self.remote else {
+            return Err(format!(
+                "executor.slurm.cache_dir is {}, a cache of the node's own, but this run has no remote cache to move \
+                 inputs and results through: set `cache: {{remote: s3://...}}` (or --remote), or remove cache_dir to \
+                 share this machine's cache directory",
+                node_root.display()
+            ));
+        };
+        if !remote.push_runs(self.store, &self.ancestors) {
+            return Err(format!(
+                "cannot hand the stage's inputs to the node: pushing them to {} failed{}",
+                remote.remote().url(),
+                remote.failure().map(|f| format!(" ({f})")).unwrap_or_else(|| ": some are missing from the local cache".into())
+            ));
+        }
+        Ok(())
+    }
+
+    fn write_script(&self, files: &JobFiles, node_root: Option<&std::path::Path>) -> Result<(), String> {
         let retort = std::env::current_exe().map_err(|e| format!("cannot find the retort binary to run on the node: {e}"))?;
         let pipeline = self.pipeline.dir.join(self.pipeline.file.file_name().unwrap_or_default());
         let cmd = NodeCommand {
             retort: &retort,
-            cache_dir: self.store.root(),
+            cache_dir: node_root.unwrap_or(self.store.root()),
             pipeline: &pipeline,
             overrides: &self.pipeline.overrides,
             stage: self.stage,
             fingerprint: &self.fingerprint,
+            remote: self.remote.map(|r| r.remote().url()),
+            log: files.log_on_node.then_some(files.log_pattern.as_path()),
         };
         let dir = files.script.parent().expect("the script is in slurm/");
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -115,7 +149,7 @@ impl Submission<'_> {
                 // ago. Whether it ran to the end shows in the cache.
                 Ok(None) => {
                     log.finish(&mut emit);
-                    let state = if self.store.get_run(&self.fingerprint).ok().flatten().is_some() { "COMPLETED" } else { "UNKNOWN" };
+                    let state = if self.recorded() { "COMPLETED" } else { "UNKNOWN" };
                     return Ok(JobInfo { state: state.into(), reason: Some("no longer known to slurmctld".into()), exit_code: None });
                 }
                 Err(e) => {
@@ -131,6 +165,14 @@ impl Submission<'_> {
         }
     }
 
+    /// Whether the job's run is in the cache, or on the remote (from a node
+    /// with a cache of its own).
+    fn recorded(&self) -> bool {
+        let fp = &self.fingerprint;
+        self.store.get_run(fp).ok().flatten().is_some()
+            || self.remote.is_some_and(|r| matches!(r.remote().verify_run(fp), Ok(retort_remote::RemoteState::Valid)))
+    }
+
     fn report(&self, id: &str, info: &JobInfo) {
         self.reporter.event(&Event::Job {
             stage: self.stage.to_string(),
@@ -141,10 +183,23 @@ impl Submission<'_> {
         });
     }
 
-    /// The run the job recorded in the cache.
+    /// The run the job recorded in the cache (or, from a node with a cache
+    /// of its own, pushed to the remote).
     fn record(&self, id: &str) -> Result<RunRecord, String> {
-        match self.store.get_run(&self.fingerprint) {
+        let local = self.store.get_run(&self.fingerprint);
+        if let (Ok(None), Some(remote)) = (&local, self.remote) {
+            if let Some(record) = remote.fetch_run(self.store, &self.fingerprint) {
+                return Ok(record);
+            }
+        }
+        match local {
             Ok(Some(record)) => Ok(record),
+            Ok(None) if self.remote.is_some() => Err(format!(
+                "slurm job {id} completed but neither this cache ({}) nor the remote has a run for fingerprint {}: \
+                 the node must reach one of them",
+                self.store.root().display(),
+                self.fingerprint.short()
+            )),
             Ok(None) => Err(format!(
                 "slurm job {id} completed but recorded no run for fingerprint {} in {}: the node must reach this \
                  cache directory at the same path (a shared filesystem)",
