@@ -43,10 +43,13 @@ const MAGIC: [u8; 4] = *b"rtI1";
 const HEAD: usize = 4 + 32 + 4;
 const SUM: usize = 32;
 
+/// Given a namespace, copies of its log (each a [`ItemLog::snapshot`]).
+pub type FetchCopies = dyn Fn(&Hash) -> Vec<Vec<u8>> + Send + Sync;
+
 /// Where item records come from besides the local logs: given a
-/// namespace, copies of its log (each a [`ItemLog::snapshot`]) to merge.
+/// namespace, copies of its log to merge.
 #[derive(Clone)]
-pub struct ItemSource(pub Arc<dyn Fn(&Hash) -> Vec<Vec<u8>> + Send + Sync>);
+pub struct ItemSource(pub Arc<FetchCopies>);
 
 impl std::fmt::Debug for ItemSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

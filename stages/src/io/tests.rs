@@ -57,7 +57,7 @@ fn many_rows_span_batches() {
 }
 
 fn schema_error(path: &Path) -> String {
-    read_dataset(path).err().expect("an error").to_string()
+    read_dataset(path).expect_err("an error").to_string()
 }
 
 #[test]
