@@ -46,37 +46,31 @@ pub(crate) fn gguf_name(hf: &str) -> Option<String> {
     Some(format!("blk.{layer}.{short}.{kind}"))
 }
 
-/// Undoes llama.cpp's `permute(w, n_head)`: within each head, GGUF row
-/// `2i + j` is HF row `j * head_dim / 2 + i`. Works for weights
-/// (`cols` = input width) and biases (`cols` = 1).
+/// Undoes llama.cpp's `permute(w, n_head)` (reading a GGUF). Works for
+/// weights (`cols` = input width) and biases (`cols` = 1).
 pub(crate) fn unpermute_rows(data: &[f32], n_head: usize, cols: usize) -> Vec<f32> {
-    let rows = data.len() / cols;
-    let hd = rows / n_head;
-    let mut out = vec![0f32; data.len()];
-    for h in 0..n_head {
-        for i in 0..hd / 2 {
-            for j in 0..2 {
-                let src = (h * hd + 2 * i + j) * cols;
-                let dst = (h * hd + j * hd / 2 + i) * cols;
-                out[dst..dst + cols].copy_from_slice(&data[src..src + cols]);
-            }
-        }
-    }
-    out
+    reorder_rows(data, n_head, cols, true)
 }
 
-/// llama.cpp's `permute(w, n_head)` (its `llama` converter's Q/K row order,
-/// the inverse of [`unpermute_rows`]): within each head, HF row
-/// `j * head_dim / 2 + i` becomes GGUF row `2i + j`.
+/// llama.cpp's `permute(w, n_head)` (writing a GGUF): the inverse of
+/// [`unpermute_rows`].
 pub(crate) fn permute_rows(data: &[f32], n_head: usize, cols: usize) -> Vec<f32> {
+    reorder_rows(data, n_head, cols, false)
+}
+
+/// llama.cpp's `llama` converter interleaves each head's Q/K rows: HF row
+/// `j * head_dim / 2 + i` is GGUF row `2i + j`. `to_hf` moves rows from the
+/// GGUF order to HF's, otherwise the other way.
+fn reorder_rows(data: &[f32], n_head: usize, cols: usize, to_hf: bool) -> Vec<f32> {
     let rows = data.len() / cols;
     let hd = rows / n_head;
     let mut out = vec![0f32; data.len()];
     for h in 0..n_head {
         for i in 0..hd / 2 {
             for j in 0..2 {
-                let dst = (h * hd + 2 * i + j) * cols;
-                let src = (h * hd + j * hd / 2 + i) * cols;
+                let gguf = (h * hd + 2 * i + j) * cols;
+                let hf = (h * hd + j * hd / 2 + i) * cols;
+                let (src, dst) = if to_hf { (gguf, hf) } else { (hf, gguf) };
                 out[dst..dst + cols].copy_from_slice(&data[src..src + cols]);
             }
         }

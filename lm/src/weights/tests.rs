@@ -1,6 +1,6 @@
 //! Weight loading and saving tests.
 
-use super::gguf_source::{gguf_name, unpermute_rows};
+use super::gguf_source::{gguf_name, permute_rows, unpermute_rows};
 use super::*;
 
 /// llama.cpp's `permute` (convert_hf_to_gguf.py), written out.
@@ -26,6 +26,8 @@ fn unpermute_inverts_the_converters_permute() {
     let (n_head, hd, cols) = (3, 8, 5);
     let w: Vec<f32> = (0..n_head * hd * cols).map(|i| i as f32).collect();
     assert_eq!(unpermute_rows(&permute(&w, n_head, cols), n_head, cols), w);
+    // The exporter's permutation is the converter's.
+    assert_eq!(permute_rows(&w, n_head, cols), permute(&w, n_head, cols));
     // Row 1 of head 0 in GGUF order is HF row hd/2 (the pair partner of row 0).
     let p = permute(&w, n_head, cols);
     assert_eq!(p[cols], w[hd / 2 * cols]);
