@@ -101,7 +101,8 @@ fn diversify_drops_near_duplicates_of_kept_and_existing_samples() {
     assert_eq!((m["kept"].as_u64(), m["near_duplicates"].as_u64(), m["existing"].as_u64()), (Some(0), Some(8), Some(2)), "{m}");
 }
 
-/// A tiny from-scratch policy trained a little on `train.jsonl`, then
+/// A tiny from-scratch policy trained on `train.jsonl` until it finishes
+/// some of those solutions (not all: 100 steps), then
 /// `prm_filter`'s `mc` scorer rolling it out from each step of `rows.jsonl`.
 const MC: &str = r#"name: sphere-mc
 seed: 5
@@ -121,7 +122,7 @@ stages:
     model: scratch
     data: train_rows
     objective: sft
-    steps: 30
+    steps: 100
     batch_size: 3
     lr: 0.01
     max_len: 96
@@ -173,6 +174,9 @@ fn prm_filter_mc_scores_steps_by_rollouts_through_the_item_cache() {
         assert!((0.0..=1.0).contains(s) && (s * 4.0).fract() == 0.0, "a share of 4 rollouts: {scores:?}");
     }
     assert_eq!(scores[0][0], scores[1][0], "one context, one set of rollouts");
+    // The policy has learnt to finish some: the scores are not the
+    // untrained model's zeros (measured here: [[0.75, 1], [0.75, 0.5], [1]]).
+    assert!(scores.iter().flatten().any(|&s| s > 0.0), "{scores:?}");
     eprintln!("mc step scores: {scores:?}");
 
     // Unchanged: nothing runs.
@@ -199,6 +203,6 @@ fn prm_filter_mc_scores_steps_by_rollouts_through_the_item_cache() {
 #[test]
 fn prm_filter_mc_needs_a_model_and_rollouts() {
     let base = "name: bad\nseed: 1\nstages:\n  rows:\n    kind: task\n    task: file\n    path: rows.jsonl\n  scored:\n    kind: prm_filter\n    input: rows\n    scorer: mc\n";
-    crate::util::rejects(base, &["scored", "model", "`scorer: mc` rolls out with a model"]);
-    crate::util::rejects(&MC.replace("    rollouts: 4\n", "    rollouts: 0\n"), &["scored", "rollouts", "must be at least 1"]);
+    crate::util::rejects(base, &["stage `scored`", "`scorer: mc` rolls out with a model"]);
+    crate::util::rejects(&MC.replace("    rollouts: 4\n", "    rollouts: 0\n"), &["stage `scored`", "`rollouts` is 0: set it to at least 1"]);
 }

@@ -136,7 +136,7 @@ fn half() -> f64 {
 impl StageImpl for PrmFilterStage {
     const KIND: &'static str = "prm_filter";
     const VERSION: u32 = 1;
-    const ABOUT: &'static str = "Score each solution's steps (rule scorer for Countdown), its trajectory value, and keep the good ones (METHODS §2).";
+    const ABOUT: &'static str = "Score each solution's steps (Countdown rules, or Math-Shepherd rollouts with a model), its trajectory value, and keep the good ones (METHODS §2).";
 
     fn hashed(&self) -> Hashed {
         // The model is an input (hashed by content); batch_size does not
@@ -209,10 +209,10 @@ impl Stage for PrmFilterStage {
                     return Err(FieldError::new("model", "`scorer: mc` rolls out with a model: name one (a `models:` entry or a stage that outputs a model)"));
                 }
                 if self.rollouts == Some(0) {
-                    return Err(FieldError::new("rollouts", "must be at least 1 (rollouts per step; Math-Shepherd used 8)"));
+                    return Err(FieldError::new("rollouts", "`rollouts` is 0: set it to at least 1 (rollouts per step prefix; Math-Shepherd used 8)"));
                 }
                 if self.batch_size == Some(0) {
-                    return Err(FieldError::new("batch_size", "must be at least 1"));
+                    return Err(FieldError::new("batch_size", "`batch_size` is 0: set it to at least 1"));
                 }
             }
             Scorer::Rule => {
