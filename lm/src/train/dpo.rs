@@ -1,5 +1,6 @@
 //! Direct preference optimisation (METHODS §0.3) against the frozen
-//! starting model.
+//! starting model, with RPO's optional NLL term on the chosen responses
+//! (METHODS §2 P5).
 
 use std::collections::BTreeMap;
 
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::LmError;
 use crate::model::Llama;
-use crate::train::losses::{dpo_loss, sequence_logprobs};
+use crate::train::losses::{dpo_loss, rpo_loss, sequence_logprobs};
 use crate::train::trainer::{
     add_weighted, bad, batch_logprobs, check_ids, host, keep_lens, make_batch, micro_batches,
     plan_steps, seq_with, Seq, StepMetrics, TrainConfig, Trainer,
@@ -24,6 +25,27 @@ pub struct DpoExample {
     pub chosen: Vec<u32>,
     /// Dispreferred response.
     pub rejected: Vec<u32>,
+}
+
+/// DPO's settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DpoParams {
+    /// β, the strength of the implicit KL to the reference (0.1 in the
+    /// reference configs).
+    pub beta: f64,
+    /// α of RPO: the loss is `DPO + α·NLL(chosen)` (see
+    /// [`chosen_nll`](crate::train::chosen_nll) for the normalisation).
+    /// 0 is plain DPO: the term is not computed at all.
+    pub nll_weight: f64,
+}
+
+impl Default for DpoParams {
+    fn default() -> Self {
+        DpoParams {
+            beta: 0.1,
+            nll_weight: 0.0,
+        }
+    }
 }
 
 /// Both sequences of a pair, truncated with the same prompt tail.
@@ -55,8 +77,8 @@ fn vector(v: Vec<f32>, device: &Device) -> Tensor<1> {
     Tensor::from_data(TensorData::new(v, [n]), device)
 }
 
-/// Trains `model` with DPO (`beta` is the KL strength β; 0.1 in the
-/// reference configs) and returns it on the plain device. The reference is
+/// Trains `model` with DPO (plus `α·NLL(chosen)` when `params.nll_weight`
+/// is above 0) and returns it on the plain device. The reference is
 /// the starting model: its log-probs are computed once, before training.
 ///
 /// An optimizer step takes `batch_size × grad_accum` pairs; its loss is the
@@ -64,19 +86,26 @@ fn vector(v: Vec<f32>, device: &Device) -> Tensor<1> {
 /// chosen reward > rejected reward), `margin` (mean reward difference),
 /// `chosen_reward` and `rejected_reward` (mean `β·(log π − log π_ref)`, i.e.
 /// the log-prob drift from the start, scaled by β), `tokens`; all measured
-/// on the step's pairs before its update.
+/// on the step's pairs before its update; with an NLL weight, also `nll`
+/// (the unweighted term, so `loss = DPO loss + α·nll`).
 ///
 /// # Errors
-/// An invalid `cfg` or `beta`, no pairs, an empty chosen or rejected
+/// An invalid `cfg`, `beta` or `nll_weight`, no pairs, an empty chosen or rejected
 /// response, or a token id outside the vocabulary.
 pub fn train_dpo(
     model: Llama,
     examples: &[DpoExample],
-    beta: f64,
+    params: DpoParams,
     cfg: &TrainConfig,
     on_step: &mut dyn FnMut(&StepMetrics),
 ) -> Result<Llama, LmError> {
     cfg.validate(&model)?;
+    let DpoParams { beta, nll_weight } = params;
+    if !(nll_weight >= 0.0 && nll_weight.is_finite()) {
+        return Err(bad(format!(
+            "DPO `nll_weight` is {nll_weight}: set it to 0 (plain DPO) or above (RPO uses 1)"
+        )));
+    }
     if !(beta > 0.0 && beta.is_finite()) {
         return Err(bad(format!(
             "DPO `beta` is {beta}: set it to a positive number (0.1 is the usual default)"
@@ -132,14 +161,21 @@ pub fn train_dpo(
             let lp = pair_logprobs(tr.model(), &pairs, &mb, &device);
             let rc = vector(mb.iter().map(|&i| ref_c[i]).collect(), &device);
             let rr = vector(mb.iter().map(|&i| ref_r[i]).collect(), &device);
-            let out = dpo_loss(lp.clone().narrow(0, 0, b), lp.narrow(0, b, b), rc, rr, beta);
+            let chosen_lp = lp.clone().narrow(0, 0, b);
+            let out = dpo_loss(chosen_lp.clone(), lp.narrow(0, b, b), rc, rr, beta);
             let w = b as f64 / n_pairs;
-            loss_sum += host(out.loss.clone()) * w;
+            let n_chosen = mb.iter().map(|&i| pairs[i].0.n_scored().max(1) as f32);
+            let n_chosen = vector(n_chosen.collect(), &device);
+            let (loss, nll) = rpo_loss(out.loss, chosen_lp, n_chosen, nll_weight);
+            if let Some(nll) = nll {
+                add_weighted(&mut extra, "nll", nll.into(), w);
+            }
+            loss_sum += host(loss.clone()) * w;
             add_weighted(&mut extra, "reward_accuracy", out.reward_accuracy.into(), w);
             add_weighted(&mut extra, "margin", out.margin.into(), w);
             add_weighted(&mut extra, "chosen_reward", out.chosen_reward.into(), w);
             add_weighted(&mut extra, "rejected_reward", out.rejected_reward.into(), w);
-            tr.backward(out.loss.mul_scalar(w));
+            tr.backward(loss.mul_scalar(w));
         }
         extra.insert("tokens".into(), tokens as f64);
         let (lr, grad_norm) = tr.step();

@@ -329,7 +329,7 @@ fn dpo_learns_the_preference() {
     let mut acc = Vec::new();
     let mut margin = Vec::new();
     let t = Instant::now();
-    train_dpo(micro(6), &pairs, 0.1, &cfg, &mut |m| {
+    train_dpo(micro(6), &pairs, DpoParams::default(), &cfg, &mut |m| {
         acc.push(m.extra["reward_accuracy"]);
         margin.push(m.extra["margin"]);
     })
@@ -347,6 +347,60 @@ fn dpo_learns_the_preference() {
         acc[19] >= 0.99 && margin[19] > 0.1,
         "accuracy {acc:?} margin {margin:?}"
     );
+}
+
+#[test]
+fn rpo_adds_the_chosen_nll_to_dpo() {
+    // Chosen responses of 2..5 tokens, so the per-token normalisation shows.
+    let mut rng = Rng::for_item(8, 0);
+    let mut tok = || 2 + (rng.next_u64() % (VOCAB as u64 - 2)) as u32;
+    let pairs: Vec<DpoExample> = (0..4)
+        .map(|i| DpoExample {
+            prompt: (0..3).map(|_| tok()).collect(),
+            chosen: (0..2 + i).map(|_| tok()).collect(),
+            rejected: (0..3).map(|_| tok()).collect(),
+        })
+        .collect();
+    // By hand: the initial model's per-token NLL of each chosen response,
+    // averaged over the pairs (one step holds all four).
+    let start = micro(6);
+    let want_nll: f64 = pairs
+        .iter()
+        .map(|e| {
+            let all: Vec<u32> = e.prompt.iter().chain(&e.chosen).copied().collect();
+            let lp = crate::generate::token_logprobs(&start, &all, e.prompt.len());
+            -lp.iter().map(|&x| f64::from(x)).sum::<f64>() / e.chosen.len() as f64
+        })
+        .sum::<f64>()
+        / 4.0;
+    let cfg = TrainConfig {
+        lr: 2e-3,
+        steps: Some(2),
+        batch_size: 2,
+        grad_accum: 2,
+        ..sft_cfg(2)
+    };
+    let run = |nll_weight: f64| {
+        let mut log = Vec::new();
+        let params = DpoParams {
+            beta: 0.1,
+            nll_weight,
+        };
+        let model = train_dpo(micro(6), &pairs, params, &cfg, &mut |m| log.push(m.clone())).unwrap();
+        (weights(&model), log)
+    };
+    let (plain_w, plain) = run(0.0);
+    let (rpo_w, rpo) = run(0.5);
+    // Step 0: policy = reference, so DPO's part is ln 2 and the rest is α·NLL.
+    let ln2 = std::f64::consts::LN_2;
+    assert!(!plain[0].extra.contains_key("nll"), "plain DPO logs no NLL");
+    assert!((plain[0].loss - ln2).abs() < 1e-5, "{}", plain[0].loss);
+    let nll = rpo[0].extra["nll"];
+    assert!((nll - want_nll).abs() < 1e-4 * want_nll, "nll {nll}, by hand {want_nll}");
+    assert!((rpo[0].loss - (ln2 + 0.5 * nll)).abs() < 1e-5, "{} vs ln2 + 0.5·{nll}", rpo[0].loss);
+    assert_eq!(rpo[0].extra["margin"], plain[0].extra["margin"]);
+    // The term has a gradient: the weights part ways.
+    assert!(rpo_w != plain_w);
 }
 
 #[test]

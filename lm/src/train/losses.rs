@@ -1,5 +1,6 @@
 //! Training objectives on burn tensors: masked SFT (METHODS §0.4), DPO
-//! (§0.3), GRPO's clipped surrogate with k3 KL (§0.2) and IDFT (§4.2).
+//! (§0.3) with RPO's optional NLL on the chosen responses (§2 P5), GRPO's
+//! clipped surrogate with k3 KL (§0.2) and IDFT (§4.2).
 //!
 //! Every function takes the model's logits (or log-probs derived from
 //! them) as [`Tensor`]s and works on any device; on an autodiff device
@@ -173,6 +174,41 @@ pub fn dpo_loss(
         chosen_reward: scalar(chosen.mean()),
         rejected_reward: scalar(rejected.mean()),
     }
+}
+
+/// RPO's NLL term on the chosen responses (METHODS §2 P5: DPO "optionally
+/// add NLL on chosen, RPO-style"): each chosen response's negative
+/// log-likelihood divided by its own token count, then the mean over the
+/// pairs, `mean_i −log π_θ(y_w,i|x_i) / |y_w,i|`. METHODS does not say how
+/// to normalise; this is the RPO paper's per-sequence length normalisation
+/// (Pang et al. 2024, arXiv 2404.19733), which also makes it a per-pair
+/// mean like [`dpo_loss`], so gradient accumulation weights both the same.
+///
+/// # Shapes
+/// - `policy_chosen_lp`: `[B]` summed response log-probs (see [`sequence_logprobs`])
+/// - `chosen_tokens`: `[B]` each response's scored token count (at least 1)
+pub fn chosen_nll(policy_chosen_lp: Tensor<1>, chosen_tokens: Tensor<1>) -> Tensor<1> {
+    (policy_chosen_lp / chosen_tokens.detach()).mean().neg()
+}
+
+/// RPO's loss: `dpo_loss + α·chosen_nll` (METHODS §2 P5), and the
+/// unweighted NLL for the step log. At `nll_weight == 0` the NLL is not
+/// computed and the loss is `dpo_loss` itself, bit for bit (plain DPO).
+///
+/// # Shapes
+/// - `dpo_loss`: `[1]` ([`DpoOut::loss`]); the rest as in [`chosen_nll`]
+pub fn rpo_loss(
+    dpo_loss: Tensor<1>,
+    policy_chosen_lp: Tensor<1>,
+    chosen_tokens: Tensor<1>,
+    nll_weight: f64,
+) -> (Tensor<1>, Option<f32>) {
+    if nll_weight == 0.0 {
+        return (dpo_loss, None);
+    }
+    let nll = chosen_nll(policy_chosen_lp, chosen_tokens);
+    let logged = scalar(nll.clone());
+    (dpo_loss + nll.mul_scalar(nll_weight), Some(logged))
 }
 
 /// What [`grpo_loss`] returns.

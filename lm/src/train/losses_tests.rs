@@ -188,6 +188,43 @@ fn dpo_gradient_on_autodiff() {
     );
 }
 
+#[test]
+fn rpo_nll_by_hand() {
+    let d = device();
+    // Summed chosen log-probs [−6, −1] over [3, 2] tokens: per-token NLLs
+    // [2, 0.5], mean over pairs 1.25.
+    close(one(chosen_nll(t1(&[-6.0, -1.0], &d), t1(&[3.0, 2.0], &d))), 1.25, 1e-6);
+    // dpo_loss_by_hand's pairs (DPO loss 0.6712678), chosen over [4, 2]
+    // tokens: NLLs [2.5, 2.5], mean 2.5; α = 0.5 ⇒ 0.6712678 + 1.25.
+    let (pc, n) = (t1(&[-10.0, -5.0], &d), t1(&[4.0, 2.0], &d));
+    let refs = t1(&[-11.0, -5.0], &d);
+    let dpo = dpo_loss(pc.clone(), t1(&[-12.0, -4.0], &d), refs.clone(), refs, 0.1);
+    let (loss, nll) = rpo_loss(dpo.loss.clone(), pc.clone(), n.clone(), 0.5);
+    close(one(loss), 1.921_267_8, 1e-5);
+    close(nll.unwrap(), 2.5, 1e-6);
+    // Weight 0 is plain DPO, bit for bit, and logs no NLL.
+    let (plain, none) = rpo_loss(dpo.loss.clone(), pc, n, 0.0);
+    assert!(none.is_none());
+    assert_eq!(one(plain).to_bits(), one(dpo.loss).to_bits());
+}
+
+#[test]
+fn rpo_gradient_on_autodiff() {
+    let d = device().autodiff();
+    let pc = t1(&[-10.0, -5.0], &d).require_grad();
+    let pr = t1(&[-12.0, -4.0], &d).require_grad();
+    let refs = t1(&[-11.0, -5.0], &device());
+    let out = dpo_loss(pc.clone(), pr.clone(), refs.clone(), refs, 0.1);
+    let (loss, _) = rpo_loss(out.loss, pc.clone(), t1(&[4.0, 2.0], &d), 1.0);
+    let grads = loss.backward();
+    // DPO's part as in dpo_gradient_on_autodiff, plus α·∂NLL/∂pc_i =
+    // −1/(n_i·B) = [−1/8, −1/4]; the rejected side has DPO's part only.
+    let s = |z: f32| 1.0 / (1.0 + z.exp());
+    let dpo = [-0.1 * s(0.2) / 2.0, -0.1 * s(-0.1) / 2.0];
+    all_close(&vec_of(pc.grad(&grads).unwrap()), &[dpo[0] - 0.125, dpo[1] - 0.25], 1e-5);
+    all_close(&vec_of(pr.grad(&grads).unwrap()), &[-dpo[0], -dpo[1]], 1e-5);
+}
+
 // GRPO example, ε = 0.2, old log-probs 0 so ρ = exp(new_lp):
 //   seq 0, A = +1: ρ = 1.5 → −min(1.5, 1.2) = −1.2 (clip binds, upper side)
 //                  ρ = 0.5 → −min(0.5, 0.8) = −0.5

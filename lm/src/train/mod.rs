@@ -32,11 +32,11 @@ mod state_tests;
 mod wgpu_tests;
 
 pub use advantages::{group_advantages, zero_advantage_fraction, GRPO_EPS};
-pub use dpo::{train_dpo, DpoExample};
+pub use dpo::{train_dpo, DpoExample, DpoParams};
 pub use grpo::{train_grpo, GrpoConfig};
 pub use influence::Influence;
 pub use losses::{
-    dpo_loss, grpo_loss, idft_forward, idft_gamma, idft_loss, idft_weights, k3_kl, sequence_logprobs, sft_loss,
+    chosen_nll, dpo_loss, grpo_loss, idft_forward, idft_gamma, idft_loss, idft_weights, k3_kl, rpo_loss, sequence_logprobs, sft_loss,
     token_entropy, token_logprobs, weighted_nll, DpoOut, GrpoOut, IdftOut, IdftParams,
 };
 pub use parts::{train_parts, Part, PartSeq, PartsExample};

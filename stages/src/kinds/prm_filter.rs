@@ -11,24 +11,53 @@
 //!   min_value: 0.7          # keep rows with V at least this (leave out: keep all)
 //! ```
 //!
+//! `scorer: mc` (Math-Shepherd) scores step k by rolling the solution out
+//! from just after it, `rollouts` times, with `model`, and taking the share
+//! of rollouts whose text (the steps so far and the rollout) the Countdown
+//! verifier accepts:
+//!
+//! ```yaml
+//!   mc_scored:
+//!     kind: prm_filter
+//!     input: samples        # also needs `prompt`: a rollout continues `prompt + steps so far`
+//!     scorer: mc
+//!     model: policy         # a `models:` entry or a stage that outputs a model
+//!     rollouts: 8           # K per step prefix (Math-Shepherd: 8)
+//!     sampling: {temperature: 0.7, max_tokens: 64, stop: ["</answer>"]}
+//! ```
+//!
+//! Every rollout goes through the item cache (as `generate`'s samples do,
+//! seeded from the pipeline's seed and keyed by model, sampling, prompt
+//! text and rollout index), so a killed run resumes, a changed threshold
+//! re-runs this stage with no model call, and added rows roll out only
+//! their new step prefixes. Rows that share a prompt and their first steps
+//! share those rollouts. The K rollouts of a prefix are adjacent in the
+//! batches; the runtime does not yet share the prefix's KV cache across
+//! them (issue 17).
+//!
 //! Each output row is its input row plus `step_scores`, `steps`, `outcome`
 //! (1 if the final `<answer>` is right, else 0), `value` and `first_error`
 //! (the 0-based index of the first step scoring below `error_below`, or
 //! null). The metrics say how valid the steps are, how deep the first error
 //! is, and how many rows are right.
 //!
-//! The scorers are one interface: `rule` is the first; Math-Shepherd's
-//! Monte-Carlo rollouts and a trained PRM are issue 10's next pieces.
+//! The scorers are one interface (each gives one score in [0, 1] per step,
+//! and the value, threshold and metrics are the same for all): `rule` and
+//! `mc` exist; a trained PRM (`model`) is issue 10's next piece.
 
 use anyhow::Context;
-use retort_engine::{FieldError, Fields, Hashed, InputDecl, Metrics, Stage, StageCtx, StageImpl};
+use retort_engine::{FieldError, Fields, Hashed, InputDecl, Metrics, Row, Stage, StageCtx, StageImpl};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::common::model;
 use crate::common::round4;
 use crate::common::rows::{field, int_field, ints_field, plus, str_field};
-use crate::methods::steps::{first_error, rule_scores_countdown, split_steps, trajectory_value, Aggregate};
+use crate::common::sampler::{sample_all, Item, Prompt};
+use crate::common::sampling::Sampling;
+use crate::methods::mc::{self, mc_scores, Solution};
+use crate::methods::steps::{first_error, rule_scores_countdown, split_steps, step_prefixes, trajectory_value, Aggregate};
 use crate::methods::verify_countdown;
 
 /// What scores a step.
@@ -38,6 +67,9 @@ pub enum Scorer {
     /// Countdown's rules: available numbers, exact arithmetic (see `methods::steps`).
     #[default]
     Rule,
+    /// Math-Shepherd: the share of `rollouts` continuations from after the
+    /// step that reach a verified answer (needs `model`).
+    Mc,
 }
 
 /// Score solution steps and keep the rows whose trajectory value is high enough.
@@ -46,7 +78,7 @@ pub enum Scorer {
 pub struct PrmFilterStage {
     /// Rows with `response`, `nums` and `target`: `STAGE` or `STAGE.OUTPUT`.
     pub input: String,
-    /// rule (Countdown).
+    /// rule (Countdown) or mc (rollouts with `model`).
     #[serde(default)]
     pub scorer: Scorer,
     /// Where one step ends and the next begins.
@@ -64,6 +96,31 @@ pub struct PrmFilterStage {
     /// Keep only rows whose value is at least this (leave out to keep all).
     #[serde(default)]
     pub min_value: Option<f64>,
+    /// mc: the model that rolls out, a `models:` entry or a stage that outputs a model.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// mc: rollouts per step prefix (K; default 8, Math-Shepherd's).
+    #[serde(default)]
+    pub rollouts: Option<usize>,
+    /// mc: how rollouts are sampled (max_tokens, temperature, top_k, top_p, min_p, stop).
+    #[serde(default)]
+    pub sampling: Option<Sampling>,
+    /// mc: sequences per forward pass (a sample does not depend on it).
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+}
+
+/// Math-Shepherd's rollouts per step (Wang et al. 2024 used N = 8).
+const DEFAULT_ROLLOUTS: usize = 8;
+
+impl PrmFilterStage {
+    fn rollouts(&self) -> usize {
+        self.rollouts.unwrap_or(DEFAULT_ROLLOUTS)
+    }
+
+    fn sampling(&self) -> Sampling {
+        self.sampling.clone().unwrap_or_default()
+    }
 }
 
 fn newline() -> String {
@@ -79,17 +136,36 @@ fn half() -> f64 {
 impl StageImpl for PrmFilterStage {
     const KIND: &'static str = "prm_filter";
     const VERSION: u32 = 1;
-    const ABOUT: &'static str = "Score each solution's steps (rule scorer for Countdown), its trajectory value, and keep the good ones (METHODS §2).";
+    const ABOUT: &'static str = "Score each solution's steps (Countdown rules, or Math-Shepherd rollouts with a model), its trajectory value, and keep the good ones (METHODS §2).";
 
     fn hashed(&self) -> Hashed {
-        let PrmFilterStage { input: _, scorer, delimiter, aggregate, lambda, error_below, min_value } = self;
-        Hashed::new()
+        // The model is an input (hashed by content); batch_size does not
+        // change a sample. mc's settings enter only for mc, so rule stages
+        // keep their fingerprints.
+        let PrmFilterStage {
+            input: _,
+            scorer,
+            delimiter,
+            aggregate,
+            lambda,
+            error_below,
+            min_value,
+            model: _,
+            rollouts: _,
+            sampling: _,
+            batch_size: _,
+        } = self;
+        let h = Hashed::new()
             .field("scorer", scorer)
             .field("delimiter", delimiter)
             .field("aggregate", aggregate)
             .field("lambda", lambda)
             .field("error_below", error_below)
-            .opt("min_value", min_value)
+            .opt("min_value", min_value);
+        match scorer {
+            Scorer::Rule => h,
+            Scorer::Mc => h.field("rollouts", self.rollouts()).field("sampling", self.sampling().hashed().into_value()),
+        }
     }
 }
 
@@ -97,11 +173,17 @@ const ADDED: [&str; 5] = ["steps", "step_scores", "outcome", "value", "first_err
 
 impl Stage for PrmFilterStage {
     fn inputs(&self) -> Vec<InputDecl> {
-        let why = "prm_filter's rule scorer (Countdown)";
-        vec![InputDecl::rows("input", &self.input, "input")
+        let why = "prm_filter (Countdown steps and outcome)";
+        let rows = InputDecl::rows("input", &self.input, "input")
             .needing(&[field::RESPONSE], why)
             .needing(&[field::NUMS], why)
-            .needing(&[field::TARGET], why)]
+            .needing(&[field::TARGET], why);
+        match (&self.scorer, &self.model) {
+            (Scorer::Mc, Some(m)) => {
+                vec![InputDecl::sampler("model", m, "model"), rows.needing(&[field::PROMPT], "prm_filter's mc scorer (rollouts continue the prompt)")]
+            }
+            _ => vec![rows],
+        }
     }
 
     fn outputs(&self) -> Vec<String> {
@@ -121,24 +203,53 @@ impl Stage for PrmFilterStage {
                 return Err(FieldError::new(name, format!("`{name}` is {v}: set it between 0 and 1")));
             }
         }
+        match self.scorer {
+            Scorer::Mc => {
+                if self.model.is_none() {
+                    return Err(FieldError::new("model", "`scorer: mc` rolls out with a model: name one (a `models:` entry or a stage that outputs a model)"));
+                }
+                if self.rollouts == Some(0) {
+                    return Err(FieldError::new("rollouts", "`rollouts` is 0: set it to at least 1 (rollouts per step prefix; Math-Shepherd used 8)"));
+                }
+                if self.batch_size == Some(0) {
+                    return Err(FieldError::new("batch_size", "`batch_size` is 0: set it to at least 1"));
+                }
+            }
+            Scorer::Rule => {
+                let mc_only = [
+                    ("model", self.model.is_some()),
+                    ("rollouts", self.rollouts.is_some()),
+                    ("sampling", self.sampling.is_some()),
+                    ("batch_size", self.batch_size.is_some()),
+                ];
+                if let Some((name, _)) = mc_only.into_iter().find(|(_, set)| *set) {
+                    return Err(FieldError::new(name, format!("`{name}` applies only to `scorer: mc`")));
+                }
+            }
+        }
         Ok(())
     }
 
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
         let rows = ctx.read_rows_nonempty("input", "solutions to score")?;
-        let (mut steps_all, mut valid, mut right, mut with_error, mut depth_sum) = (0usize, 0f64, 0usize, 0usize, 0usize);
-        let mut out = Vec::new();
         let n = rows.len();
-        for (i, mut row) in rows.into_iter().enumerate() {
-            let (response, nums, target) = (|| -> anyhow::Result<_> {
-                Ok((str_field(&row, field::RESPONSE)?.to_string(), ints_field(&row, field::NUMS)?, int_field(&row, field::TARGET)?))
+        let mut parsed = Vec::with_capacity(n);
+        for (i, row) in rows.iter().enumerate() {
+            let p = (|| -> anyhow::Result<_> {
+                Ok((str_field(row, field::RESPONSE)?.to_string(), ints_field(row, field::NUMS)?, int_field(row, field::TARGET)?))
             })()
             .with_context(|| format!("input row {i}"))?;
-            let steps = split_steps(&response, &self.delimiter);
-            let scores = match self.scorer {
-                Scorer::Rule => rule_scores_countdown(&steps, &nums),
-            };
-            let outcome = if verify_countdown(&response, &nums, target, 0.0).correct { 1.0 } else { 0.0 };
+            parsed.push(p);
+        }
+        let mut metrics = Metrics::new();
+        let all_scores: Vec<Vec<f64>> = match self.scorer {
+            Scorer::Rule => parsed.iter().map(|(r, nums, _)| rule_scores_countdown(&split_steps(r, &self.delimiter), nums)).collect(),
+            Scorer::Mc => self.mc(ctx, &rows, &parsed, &mut metrics)?,
+        };
+        let (mut steps_all, mut valid, mut right, mut with_error, mut depth_sum) = (0usize, 0f64, 0usize, 0usize, 0usize);
+        let mut out = Vec::new();
+        for ((mut row, (response, nums, target)), scores) in rows.into_iter().zip(&parsed).zip(all_scores) {
+            let outcome = if verify_countdown(response, nums, *target, 0.0).correct { 1.0 } else { 0.0 };
             let value = trajectory_value(&scores, outcome, self.lambda, self.aggregate);
             let first = first_error(&scores, self.error_below);
             steps_all += scores.len();
@@ -160,7 +271,7 @@ impl Stage for PrmFilterStage {
         }
         ctx.write_rows("out", &out)?;
         let share = |x: f64, of: usize| round4(if of == 0 { 0.0 } else { x / of as f64 });
-        Ok(Metrics::from([
+        metrics.extend([
             ("rows_in".to_string(), n.into()),
             ("rows".to_string(), out.len().into()),
             ("steps_per_row".to_string(), share(steps_all as f64, n).into()),
@@ -168,7 +279,55 @@ impl Stage for PrmFilterStage {
             ("outcome_share".to_string(), share(right as f64, n).into()),
             ("rows_with_error".to_string(), with_error.into()),
             ("first_error_depth".to_string(), share(depth_sum as f64, with_error).into()),
-        ]))
+        ]);
+        Ok(metrics)
+    }
+}
+
+impl PrmFilterStage {
+    /// The `mc` scorer's step scores: every distinct `prompt + steps so far`
+    /// rolled out `rollouts` times through the item cache, each rollout
+    /// verified with the row's numbers and target. Adds the rollout counts
+    /// to `metrics`.
+    fn mc(&self, ctx: &StageCtx<'_>, rows: &[Row], parsed: &[(String, Vec<i64>, i64)], metrics: &mut Metrics) -> anyhow::Result<Vec<Vec<f64>>> {
+        let what = self.model.as_deref().expect("check() requires a model for mc");
+        let input = ctx.input("model")?.clone();
+        let sampler = model::sampler(&input, what, ctx)?;
+        let mut prompts = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            match sampler.prompt(row, false, None).with_context(|| format!("input row {i}"))? {
+                Prompt::Text(t) => prompts.push(t),
+                Prompt::Chat(_) => anyhow::bail!(
+                    "model `{what}` is a chat endpoint, but a rollout continues the solution's text: use a model loaded here or `endpoint: completions`"
+                ),
+            }
+        }
+        let solutions: Vec<Solution<'_>> = prompts
+            .iter()
+            .zip(parsed)
+            .map(|(prompt, (response, _, _))| Solution { prompt, prefixes: step_prefixes(response, &self.delimiter) })
+            .collect();
+        let (k, sampling) = (self.rollouts(), self.sampling());
+        let mut cached = 0;
+        let complete = |contexts: &[mc::Context], k: usize| -> anyhow::Result<Vec<String>> {
+            // Context-major, so the K rollouts of a prefix share a batch.
+            let items: Vec<Item> = contexts
+                .iter()
+                .flat_map(|c| (0..k).map(|j| Item { prompt: Prompt::Text(c.text.clone()), sample_index: j, row: c.solution }))
+                .collect();
+            // By default the smallest multiple of K from 16 up.
+            let batch = self.batch_size.unwrap_or(k * 16usize.div_ceil(k));
+            let (sampled, hits) = sample_all(ctx, &sampler, input.hash, &sampling, ctx.seed, None, &items, batch)?;
+            cached = hits;
+            Ok(sampled.into_iter().map(|s| s.response).collect())
+        };
+        let verified = |i: usize, text: &str| verify_countdown(text, &parsed[i].1, parsed[i].2, 0.0).correct;
+        let scored = mc_scores(&solutions, k, complete, verified)?;
+        let total = scored.contexts * k;
+        ctx.log(format!("{cached} of {total} rollouts ({} step prefixes × {k}) came from the item cache", scored.contexts));
+        metrics.insert("rollouts".into(), total.into());
+        metrics.insert("rollouts_cached".into(), cached.into());
+        Ok(scored.scores)
     }
 }
 
@@ -181,8 +340,29 @@ mod tests {
         let bad = |y: &str| serde_yaml::from_str::<PrmFilterStage>(y).unwrap().check().unwrap_err().field;
         assert_eq!(bad("{input: s, lambda: 1.5}"), "lambda");
         assert_eq!(bad("{input: s, delimiter: ''}"), "delimiter");
-        assert!(serde_yaml::from_str::<PrmFilterStage>("{input: s, scorer: mc}").is_err(), "only the rule scorer exists yet");
+        assert_eq!(bad("{input: s, scorer: mc}"), "model");
+        assert_eq!(bad("{input: s, scorer: mc, model: m, rollouts: 0}"), "rollouts");
+        assert_eq!(bad("{input: s, scorer: mc, model: m, batch_size: 0}"), "batch_size");
+        assert_eq!(bad("{input: s, model: m}"), "model", "mc's settings with the rule scorer");
+        assert_eq!(bad("{input: s, rollouts: 4}"), "rollouts");
+        assert!(serde_yaml::from_str::<PrmFilterStage>("{input: s, scorer: mc, model: m}").unwrap().check().is_ok());
+        assert!(serde_yaml::from_str::<PrmFilterStage>("{input: s, scorer: prm}").is_err(), "no such scorer");
         let s: PrmFilterStage = serde_yaml::from_str("{input: s}").unwrap();
         assert_eq!((s.aggregate, s.lambda, s.delimiter.as_str()), (Aggregate::Min, 0.5, "\n"));
+    }
+
+    #[test]
+    fn mc_settings_enter_the_fingerprint_only_for_mc() {
+        let h = |y: &str| serde_yaml::from_str::<PrmFilterStage>(y).unwrap().hashed().into_value();
+        // The rule scorer's fingerprint is what it was before mc existed.
+        let rule = h("{input: s}");
+        let mut keys: Vec<&String> = rule.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["aggregate", "delimiter", "error_below", "lambda", "scorer"]);
+        // mc: the defaults are hashed as values, so writing them changes nothing;
+        // batch_size does not change a sample.
+        assert_eq!(h("{input: s, scorer: mc, model: m}"), h("{input: s, scorer: mc, model: m, rollouts: 8, batch_size: 3}"));
+        assert_ne!(h("{input: s, scorer: mc, model: m}"), h("{input: s, scorer: mc, model: m, rollouts: 4}"));
+        assert_ne!(h("{input: s, scorer: mc, model: m}"), h("{input: s, scorer: mc, model: m, sampling: {temperature: 1}}"));
     }
 }

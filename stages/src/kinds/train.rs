@@ -186,6 +186,18 @@ pub struct Dpo {
     /// β, the strength of the implicit KL to the starting model.
     #[serde(default = "default_beta")]
     pub beta: f64,
+    /// RPO: add this times the chosen response's NLL (per-token mean of
+    /// each chosen response, then the mean over pairs) to the DPO loss.
+    /// 0 or absent: plain DPO (METHODS §2 suggests 1).
+    #[serde(default)]
+    pub nll_weight: Option<f64>,
+}
+
+impl Dpo {
+    /// The runtime's settings.
+    fn params(&self) -> train::DpoParams {
+        train::DpoParams { beta: self.beta, nll_weight: self.nll_weight.unwrap_or(0.0) }
+    }
 }
 
 /// `objective: grpo` (`steps` = sampling rounds, required).
@@ -271,7 +283,11 @@ impl Objective {
                 .field("warmup_ratio", warmup_ratio)
                 .field("transition_ratio", transition_ratio)
                 .field("detach_weight", detach_weight),
-            Objective::Dpo(Dpo { epochs, beta }) => h.opt("epochs", epochs).field("beta", beta),
+            // A zero NLL weight is plain DPO: hashed as if absent, so
+            // stages without it keep their fingerprints.
+            Objective::Dpo(Dpo { epochs, beta, nll_weight }) => {
+                h.opt("epochs", epochs).field("beta", beta).opt("nll_weight", &nll_weight.filter(|w| *w != 0.0))
+            }
             Objective::Cascod(Cascod { epochs, alpha }) => h.opt("epochs", epochs).field("alpha", alpha),
             Objective::StdCot(StdCot { epochs, alpha }) => h.opt("epochs", epochs).opt("alpha", alpha),
             Objective::Grpo(Grpo { group_size, prompts_per_step, ppo_epochs, clip, kl_coef, format_reward, sampling }) => {
@@ -515,6 +531,11 @@ impl Stage for TrainStage {
         if let Objective::Idft(idft) = &self.objective {
             idft.check()?;
         }
+        if let Objective::Dpo(Dpo { nll_weight: Some(w), .. }) = &self.objective {
+            if !(*w >= 0.0 && w.is_finite()) {
+                return Err(FieldError::new("nll_weight", format!("`nll_weight` is {w}: set it to 0 (plain DPO) or above (RPO uses 1)")));
+            }
+        }
         if let Some(a) = self.objective.bad_alpha() {
             return Err(FieldError::new("alpha", format!("`alpha` is {a}: set it between 0 and 1 (the answer step's weight)")));
         }
@@ -583,7 +604,7 @@ impl Stage for TrainStage {
                     .enumerate()
                     .map(|(i, r)| self.dpo_example(r, &tokenizer, eos).with_context(|| format!("data row {i}")))
                     .collect::<anyhow::Result<Vec<_>>>()?;
-                train::train_dpo(model, &ex, dpo.beta, &cfg, &mut on_step)?
+                train::train_dpo(model, &ex, dpo.params(), &cfg, &mut on_step)?
             }
             Objective::Grpo(grpo) => self.grpo(grpo, model, &tokenizer, &rows, &cfg, ctx.seed, &mut on_step)?,
             Objective::Cascod(_) | Objective::StdCot(_) => {
@@ -831,7 +852,8 @@ fn postfix(m: &StepMetrics) -> String {
         return format!("reward={r:.3}{kl}");
     }
     let margin = m.extra.get("margin").map_or(String::new(), |x| format!(" margin={x:.3}"));
-    format!("loss={:.4}{margin}", m.loss)
+    let nll = m.extra.get("nll").map_or(String::new(), |x| format!(" nll={x:.3}"));
+    format!("loss={:.4}{margin}{nll}", m.loss)
 }
 
 fn headline(log: &[StepMetrics]) -> Metrics {
@@ -948,6 +970,21 @@ mod tests {
         let e = parse("{model: m, data: d, objective: dpo, save_optimizer: true}").check().unwrap_err();
         assert_eq!(e.field, "save_optimizer");
         assert!(e.message.contains("not dpo"), "{}", e.message);
+    }
+
+    #[test]
+    fn rpo_nll_weight_is_hashed_only_when_above_zero_and_checked() {
+        let plain = parse("{model: m, data: d, objective: dpo, steps: 5}");
+        assert!(!keys(&plain).contains(&"nll_weight".to_string()));
+        assert_eq!(plain.hashed(), parse("{model: m, data: d, objective: dpo, steps: 5, nll_weight: 0}").hashed(), "0 is plain DPO");
+        let rpo = parse("{model: m, data: d, objective: dpo, steps: 5, nll_weight: 1.0}");
+        assert_eq!(rpo.hashed().into_value()["nll_weight"].as_f64(), Some(1.0));
+        let Objective::Dpo(d) = &rpo.objective else { panic!("dpo") };
+        assert_eq!(d.params(), train::DpoParams { beta: 0.1, nll_weight: 1.0 });
+        let e = parse("{model: m, data: d, objective: dpo, nll_weight: -1}").check().unwrap_err();
+        assert_eq!(e.field, "nll_weight");
+        let e = serde_yaml::from_str::<TrainStage>("{model: m, data: d, objective: sft, nll_weight: 1}").unwrap_err();
+        assert!(e.to_string().contains("unknown field `nll_weight`"), "{e}");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - [`rouge`]: ROUGE-L F1 as `rouge_score` computes it (near-duplicate rejection).
 //! - [`instructions`]: Montessori-Instruct's few-shot prompts, tag extraction, dedupe (METHODS §5 M1).
 //! - [`steps`]: solutions as steps, the Countdown rule scorer, trajectory values (SPHERE, METHODS §2).
+//! - [`mc`]: Math-Shepherd's Monte-Carlo step scores from rollouts (SPHERE's `mc` scorer).
 //! - [`metrics`]: accuracy by arity, pass@k, SkillFactory skill use (METHODS §1).
 
 pub mod arithmetic;
@@ -24,6 +25,7 @@ pub mod countdown;
 pub mod dedupe;
 mod error;
 pub mod instructions;
+pub mod mc;
 pub mod metrics;
 mod ratio;
 pub mod rouge;

@@ -29,6 +29,31 @@ pub fn split_steps<'a>(text: &'a str, delimiter: &str) -> Vec<&'a str> {
     out
 }
 
+/// What a rollout from after each step continues: `text` through the end
+/// of step 1, 2, … and the delimiter after it (as written: untrimmed), one
+/// per step of [`split_steps`] (same steps, same order).
+pub fn step_prefixes<'a>(text: &'a str, delimiter: &str) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    loop {
+        let (part, next) = match text[start..].find(delimiter) {
+            Some(at) => (&text[start..start + at], Some(start + at + delimiter.len())),
+            None => (&text[start..], None),
+        };
+        if part.contains("<answer>") {
+            break;
+        }
+        if !part.trim().is_empty() {
+            out.push(&text[..next.unwrap_or(text.len())]);
+        }
+        match next {
+            Some(n) => start = n,
+            None => break,
+        }
+    }
+    out
+}
+
 /// `a op b = c` read from one step, or `None` when it is not one.
 pub fn parse_step(step: &str) -> Option<(i64, char, i64, i64)> {
     let mut s = step.trim().trim_end_matches('.').trim();
@@ -133,6 +158,20 @@ mod tests {
         assert_eq!(split_steps(text, "\n"), ["3 + 5 = 8", "8 * 2 = 16"]);
         assert_eq!(split_steps("a; b;<answer>x</answer>", ";"), ["a", "b"]);
         assert!(split_steps("", "\n").is_empty());
+    }
+
+    #[test]
+    fn prefixes_end_after_each_step_and_its_delimiter() {
+        let text = "3 + 5 = 8\n\n  8 * 2 = 16  \n<answer>(3 + 5) * 2</answer>\nafter";
+        assert_eq!(step_prefixes(text, "\n"), ["3 + 5 = 8\n", "3 + 5 = 8\n\n  8 * 2 = 16  \n"]);
+        assert_eq!(step_prefixes("a; b;<answer>x</answer>", ";"), ["a;", "a; b;"]);
+        // The last step without a delimiter after it: the whole text.
+        assert_eq!(step_prefixes("a\nb", "\n"), ["a\n", "a\nb"]);
+        assert!(step_prefixes("", "\n").is_empty());
+        assert!(step_prefixes("<answer>1</answer>", "\n").is_empty());
+        for t in [text, "x\n\ny\nz", "\n\nStep 1: 1 + 1 = 2\n<answer>"] {
+            assert_eq!(step_prefixes(t, "\n").len(), split_steps(t, "\n").len(), "{t:?}");
+        }
     }
 
     #[test]
