@@ -67,6 +67,9 @@ pub fn sample_two_steps(
     let total = 2 * items.len() as u64;
     let mut out: [Vec<Option<Sampled>>; 2] = [vec![None; items.len()], vec![None; items.len()]];
     let mut done = 0u64;
+    // Step 2's prompt tokens, and those of them whose keys and values came
+    // from step 1 (per sequence; the batch re-encodes from its smallest).
+    let (mut shared, mut encoded) = (0usize, 0usize);
     let order: Vec<usize> = (0..items.len()).collect();
     for chunk in order.chunks(steps.batch_size.max(1)) {
         // Step 1: cached items, then the rest sampled with their states kept.
@@ -81,7 +84,8 @@ pub fn sample_two_steps(
         }
         done += (chunk.len() - todo.len()) as u64;
         let batch: Vec<&Item> = todo.iter().map(|&pos| &items[chunk[pos]]).collect();
-        for (&pos, (g, state)) in todo.iter().zip(run_local(lm, &params[0], &batch, None, true)?) {
+        let (gens, _) = run_local(lm, &params[0], &batch, None, true)?;
+        for (&pos, (g, state)) in todo.iter().zip(gens) {
             let s = sampled(lm, &g, item_id(&items[chunk[pos]]))?;
             caches[0].put(&keys[pos], &s)?;
             out[0][chunk[pos]] = Some(s);
@@ -106,13 +110,21 @@ pub fn sample_two_steps(
         let batch: Vec<&Item> = todo.iter().map(|&pos| &second[pos]).collect();
         let from: Vec<KvState> = todo.iter().map(|&pos| std::mem::take(&mut kept[pos])).collect();
         drop(kept);
-        for (&pos, (g, _)) in todo.iter().zip(run_local(lm, &params[1], &batch, Some(&from), false)?) {
+        let (gens, tokens) = run_local(lm, &params[1], &batch, Some(&from), false)?;
+        for (s, p) in from.iter().zip(&tokens) {
+            shared += s.tokens().iter().zip(p).take_while(|(a, b)| a == b).count().min(p.len() - 1);
+            encoded += p.len();
+        }
+        for (&pos, (g, _)) in todo.iter().zip(gens) {
             let s = sampled(lm, &g, item_id(&second[pos]))?;
             caches[1].put(&keys[pos], &s)?;
             out[1][chunk[pos]] = Some(s);
             done += 1;
         }
         ctx.progress(done, Some(total), "samples");
+    }
+    if encoded > 0 {
+        ctx.log(format!("step 2: {shared} of {encoded} prompt tokens continued from step 1's KV cache"));
     }
     let [first, second] = out.map(|o| o.into_iter().map(|s| s.expect("every item sampled")).collect());
     Ok((first, second))
@@ -123,6 +135,10 @@ fn follow(item: &Item, prompt: Prompt) -> Item {
     Item { prompt, sample_index: item.sample_index, row: item.row }
 }
 
+/// What [`run_local`] returns: generations (with their states when kept)
+/// and the prompts' tokens.
+type Generated = (Vec<(Generation, Option<KvState>)>, Vec<Vec<u32>>);
+
 /// Generates `batch` on the local model, continuing `from` and/or keeping
 /// the states; errors name the item's row and sample.
 fn run_local(
@@ -131,9 +147,9 @@ fn run_local(
     batch: &[&Item],
     from: Option<&[KvState]>,
     keep: bool,
-) -> anyhow::Result<Vec<(Generation, Option<KvState>)>> {
+) -> anyhow::Result<Generated> {
     if batch.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     let tok = lm.text_tokenizer()?;
     let decode = |t: &[u32]| tok.decode(t);
@@ -146,10 +162,11 @@ fn run_local(
     }
     let ids: Vec<u64> = batch.iter().map(|it| item_id(it)).collect();
     let req = GenerateRequest { prompts: &prompts, item_ids: &ids, params, decode: Some(&decode) };
-    generate_kv(lm.model(), &req, from, keep).map_err(|e| match e.prompt_index() {
+    let gens = generate_kv(lm.model(), &req, from, keep).map_err(|e| match e.prompt_index() {
         Some(k) => anyhow::anyhow!("row {} (sample {}): {e}", batch[k].row, batch[k].sample_index),
-        None => e.into(),
-    })
+        None => anyhow::Error::from(e),
+    })?;
+    Ok((gens, prompts))
 }
 
 /// What the item cache stores for a generation (as [`sample_all`] does).
