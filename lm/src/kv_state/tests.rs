@@ -9,7 +9,8 @@ use crate::weights::load_gguf;
 use crate::{GgmlType, GgufFile, LlamaConfig, LmError};
 
 /// Logits after a continuation match a full prefill within this (relative,
-/// as [`assert_close`]); measured worst: see the test's output.
+/// as [`assert_close`]); measured worst (printed by the tests): 6.2e-7 on
+/// burn's cache, 1.0e-6 on the host engine's.
 const TOL: f32 = 1e-5;
 
 /// The same weights twice: on burn (f32, no packed copy) and packed (Q8_0
