@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::LmError;
 use crate::host::{HostCache, Logits};
+use crate::kv_state::{resume_point, KvState};
 use crate::model::{KvCache, Llama};
 use crate::sampling::{Sampler, SamplingParams};
 
@@ -139,25 +140,60 @@ const SPLIT_BELOW: usize = 192 * 192 * 192;
 /// if `item_ids` and `prompts` differ in length or stop strings have no
 /// decoder. Nothing runs then.
 pub fn generate(model: &Llama, req: &GenerateRequest<'_>) -> Result<Vec<Generation>, LmError> {
+    Ok(generate_kv(model, req, None, false)?.into_iter().map(|(g, _)| g).collect())
+}
+
+/// [`generate`], continuing from kept states and/or keeping them (see
+/// [`crate::kv_state`]).
+///
+/// `from` (one state per prompt; an empty [`KvState`] keeps nothing): each
+/// sequence keeps the keys and values of the longest common prefix of its
+/// state's tokens and its prompt, and only the rest of the prompt is
+/// encoded. The tokens sampled are those of [`generate`] on the same prompts
+/// up to float rounding. `keep`: each result carries its sequence's state
+/// (prompt and generated tokens but the last, with their keys and values).
+///
+/// # Errors
+/// As [`generate`]; also [`LmError::Request`] if `from` has not one state
+/// per prompt, or a state does not fit the model (another model's cache).
+pub fn generate_kv(
+    model: &Llama,
+    req: &GenerateRequest<'_>,
+    from: Option<&[KvState]>,
+    keep: bool,
+) -> Result<Vec<(Generation, Option<KvState>)>, LmError> {
     check_request(model, req)?;
+    if let Some(from) = from {
+        if from.len() != req.prompts.len() {
+            return Err(LmError::Request {
+                what: format!("{} prompts but {} kept states (one per prompt)", req.prompts.len(), from.len()),
+            });
+        }
+        if let Some(i) = from.iter().position(|s| !s.fits(model)) {
+            return Err(LmError::Request {
+                what: format!("kept state {i} does not fit the model's layers and heads (from another model?)"),
+            });
+        }
+    }
     let parts = split_parts(model, req.prompts.len());
     if parts <= 1 {
-        return Ok(generate_batch(model, req));
+        return Ok(generate_part(model, req, from, keep));
     }
     // Contiguous parts, decoded side by side; results keep the request's order.
     let size = req.prompts.len().div_ceil(parts);
     let ranges: Vec<std::ops::Range<usize>> =
         (0..req.prompts.len()).step_by(size).map(|s| s..(s + size).min(req.prompts.len())).collect();
-    let outs: Vec<Vec<Generation>> = ranges
+    let outs: Vec<Vec<(Generation, Option<KvState>)>> = ranges
         .into_par_iter()
         .map(|r| {
+            let r_from = r.clone();
             let part = GenerateRequest {
                 prompts: &req.prompts[r.clone()],
                 item_ids: &req.item_ids[r],
                 params: req.params,
                 decode: req.decode,
             };
-            generate_batch(model, &part)
+            generate_part(model, &part, from.map(|f| &f[r_from.clone()]), keep)
         })
         .collect();
     Ok(outs.into_iter().flatten().collect())
@@ -178,21 +214,36 @@ pub(crate) fn split_parts(model: &Llama, batch: usize) -> usize {
 }
 
 /// [`generate`] on one batch, on the calling thread (the request is checked).
+#[cfg(test)]
 pub(crate) fn generate_batch(model: &Llama, req: &GenerateRequest<'_>) -> Vec<Generation> {
+    generate_part(model, req, None, false).into_iter().map(|(g, _)| g).collect()
+}
+
+/// [`generate_kv`] on one batch, on the calling thread (the request is checked).
+fn generate_part(
+    model: &Llama,
+    req: &GenerateRequest<'_>,
+    from: Option<&[KvState]>,
+    keep: bool,
+) -> Vec<(Generation, Option<KvState>)> {
     let GenerateRequest {
         prompts,
         item_ids,
         params,
         decode,
     } = *req;
-    let mut results: Vec<Option<Generation>> = vec![None; prompts.len()];
+    let mut results: Vec<Option<(Generation, Option<KvState>)>> = vec![None; prompts.len()];
     if prompts.is_empty() || params.max_new_tokens == 0 {
+        // Nothing runs, so nothing is kept: an empty state.
         return prompts
             .iter()
-            .map(|_| Generation {
-                tokens: vec![],
-                finish_reason: FinishReason::Length,
-                stop: None,
+            .map(|_| {
+                let g = Generation {
+                    tokens: vec![],
+                    finish_reason: FinishReason::Length,
+                    stop: None,
+                };
+                (g, keep.then(KvState::default))
             })
             .collect();
     }
@@ -214,6 +265,9 @@ pub(crate) fn generate_batch(model: &Llama, req: &GenerateRequest<'_>) -> Vec<Ge
         .collect();
     let mut cache = Cache::new(model, prompts.len(), capacity);
     let pads: Vec<usize> = active.iter().map(|s| s.left_pad).collect();
+    if let Some(from) = from {
+        cache.load_states(model, from, &pads, resume_point(prompts, &pads, from));
+    }
     let mut logits = prefill(model, prompts, &pads, &mut cache);
     let vocab = model.config().vocab_size;
     loop {
@@ -222,7 +276,13 @@ pub(crate) fn generate_batch(model: &Llama, req: &GenerateRequest<'_>) -> Vec<Ge
             let token = seq.sampler.sample(&logits[row * vocab..(row + 1) * vocab]);
             seq.tokens.push(token);
             if let Some(done) = finish(seq, token, &eos, params, decode) {
-                results[seq.index] = Some(done);
+                // The last token was sampled, never fed: the cache holds the
+                // prompt and the tokens before it.
+                let state = keep.then(|| {
+                    let stream = prompts[seq.index].iter().chain(&seq.tokens[..seq.tokens.len() - 1]).copied().collect();
+                    cache.row_state(row, seq.left_pad, stream)
+                });
+                results[seq.index] = Some((done, state));
                 finished.push(row);
             }
         }
@@ -305,7 +365,7 @@ impl Cache {
         }
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             Cache::Burn(c) => c.len(),
             Cache::Host(c) => c.len(),

@@ -58,6 +58,43 @@ impl HostCache {
         }
         self.batch = rows.len();
     }
+
+    /// Copies of sequence `row`'s keys and values at slots `from..self.len`,
+    /// per layer `[kv_heads, len - from, head_dim]` (see [`crate::kv_state`]).
+    pub fn row_kv(&self, row: usize, from: usize) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+        let (hd, cap) = (self.head_dim, self.capacity);
+        let copy = |t: &Vec<f32>| -> Vec<f32> {
+            (0..self.kv_heads)
+                .flat_map(|g| {
+                    let base = (row * self.kv_heads + g) * cap;
+                    t[(base + from) * hd..(base + self.len) * hd].iter().copied()
+                })
+                .collect()
+        };
+        (self.k.iter().map(copy).collect(), self.v.iter().map(copy).collect())
+    }
+
+    /// Writes `n` positions of `keys`/`values` (per layer `[kv_heads, len,
+    /// head_dim]`, their first `n` positions) into sequence `row` at slots
+    /// `at..at + n`. The cache's length is the caller's to set.
+    pub fn write_row(&mut self, row: usize, at: usize, n: usize, keys: &[Vec<f32>], values: &[Vec<f32>]) {
+        let (hd, cap) = (self.head_dim, self.capacity);
+        assert!(at + n <= cap, "KV cache full");
+        for (dst, src) in self.k.iter_mut().zip(keys).chain(self.v.iter_mut().zip(values)) {
+            let len = src.len() / (self.kv_heads * hd);
+            for g in 0..self.kv_heads {
+                let d = ((row * self.kv_heads + g) * cap + at) * hd;
+                let s = g * len * hd;
+                dst[d..d + n * hd].copy_from_slice(&src[s..s + n * hd]);
+            }
+        }
+    }
+
+    /// Sets how many slots are filled (after [`HostCache::write_row`]).
+    pub fn set_len(&mut self, len: usize) {
+        assert!(len <= self.capacity, "KV cache full");
+        self.len = len;
+    }
 }
 
 /// Which rows of the last hidden states to turn into logits.

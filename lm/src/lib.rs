@@ -4,6 +4,7 @@
 //! - [`config`], [`model`]: the decoder and its hyper-parameters.
 //! - [`weights`]: GGUF/safetensors loading, checkpoint saving.
 //! - [`sampling`], [`generate`]: batched generation with a KV cache;
+//!   [`kv_state`]: a generation's keys and values kept for a later one;
 //!   [`joint`]: one continuation under several contexts (Hinted Decoding);
 //!   [`score`]: each token's log-prob and entropy (φ, METHODS §4.1).
 //! - [`qmatmul`]: CPU kernels on GGUF's quantized blocks; [`packed`]: the
@@ -36,6 +37,7 @@ pub mod device;
 pub mod error;
 pub mod generate;
 pub mod joint;
+pub mod kv_state;
 pub mod gguf;
 pub(crate) mod host;
 pub mod loaded;
@@ -59,7 +61,8 @@ pub(crate) mod test_util;
 pub use config::LlamaConfig;
 pub use device::DeviceKind;
 pub use error::LmError;
-pub use generate::{generate, FinishReason, Generation, GenerateRequest};
+pub use generate::{generate, generate_kv, FinishReason, Generation, GenerateRequest};
+pub use kv_state::KvState;
 pub use gguf::{GgufFile, MetaValue, TensorInfo};
 pub use loaded::LoadedModel;
 pub use model::{AttnLayout, KvCache, Llama};

@@ -417,6 +417,38 @@ impl KvCache {
         }
         self.batch = rows.len();
     }
+
+    /// Host copies of sequence `row`'s keys and values at slots
+    /// `from..self.len()`, per layer `[kv_heads, len - from, head_dim]` (see
+    /// [`crate::kv_state`]).
+    pub(crate) fn row_kv(&self, row: usize, from: usize) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+        let copy = |t: &Option<Tensor<4>>| -> Vec<f32> {
+            let t = t.as_ref().expect("cache allocated");
+            let [_, h, _, d] = t.dims();
+            // The slice is a view; it is read and dropped here, so the cache
+            // tensor is uniquely owned again for its next in-place write.
+            let row = t.clone().slice([row..row + 1, 0..h, from..self.len, 0..d]);
+            row.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 cache")
+        };
+        let k = self.layers.iter().map(|l| copy(&l.k)).collect();
+        let v = self.layers.iter().map(|l| copy(&l.v)).collect();
+        (k, v)
+    }
+
+    /// Fills slots `0..len` of every sequence from host keys and values (per
+    /// layer `[batch, kv_heads, len, head_dim]`) and sets the length to `len`.
+    pub(crate) fn load_prefix(&mut self, keys: Vec<Vec<f32>>, values: Vec<Vec<f32>>, len: usize) {
+        assert!(len <= self.capacity, "KV cache full");
+        for (layer, (k, v)) in self.layers.iter_mut().zip(keys.into_iter().zip(values)) {
+            for (slot, data) in [(&mut layer.k, k), (&mut layer.v, v)] {
+                let full = slot.take().expect("cache allocated");
+                let [b, h, _, d] = full.dims();
+                let part = Tensor::<4>::from_data(TensorData::new(data, [b, h, len, d]), &full.device());
+                *slot = Some(full.slice_assign([0..b, 0..h, 0..len, 0..d], part));
+            }
+        }
+        self.len = len;
+    }
 }
 
 /// `x @ weight + bias` as one 2-D matmul over all rows: flex multiplies

@@ -283,4 +283,4 @@ pub fn save_safetensors_dir(model: &Llama, dir: &Path) -> Result<(), LmError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -86,6 +86,56 @@ fn cascod_runs_end_to_end_at_reduced_counts() {
     let again = run(&t, &[]);
     assert!(again.statuses().iter().all(|(_, s)| s == "cached"), "{:?}", again.statuses());
     cascade_equals_two_hand_driven_calls(&t, &r);
+    resumed_after_step_one_gives_the_same_rows(&t, &r);
+}
+
+/// Step 2 continues step 1's KV cache; an item whose step 1 comes from the
+/// item cache (a run resumed between the steps) has no kept state and
+/// encodes its whole answer prompt. Both give the same rows, in batches of 4
+/// (left padding, different shared prefixes). Step 1's items are put in the
+/// cache by a `generate` stage with step 1's prompts and settings (the same
+/// item keys).
+fn resumed_after_step_one_gives_the_same_rows(t: &TestPipeline, r: &Run) {
+    let model = stored_path(t, r, "cascod@alpha=0.1", "model");
+    let tasks_path = stored_path(t, r, "teacher", "ind");
+    let tasks = std::fs::read_to_string(&tasks_path).unwrap();
+    let firsts: String = tasks
+        .lines()
+        .map(|l| {
+            let task: Value = serde_json::from_str(l).unwrap();
+            let prompt = format!("Q:{}\n\nA:Rationale:", task["prompt"].as_str().unwrap());
+            format!("{}\n", serde_json::json!({ "prompt": prompt }))
+        })
+        .collect();
+    let firsts_path = t.path("firsts.jsonl");
+    std::fs::write(&firsts_path, firsts).unwrap();
+    let yaml = format!(
+        "seed: 9\nmodels:\n  m: {{path: '{model}'}}\nstages:\n\
+         \x20 tasks:\n    kind: command\n    outputs: [out]\n    run: cat '{tasks_path}' > \"$RETORT_OUT_OUT\"\n\
+         \x20 firsts:\n    kind: command\n    outputs: [out]\n    run: cat '{}' > \"$RETORT_OUT_OUT\"\n\
+         \x20 step1:\n    kind: generate\n    model: m\n    prompts: firsts\n    batch_size: 4\n\
+         \x20   sampling: {{temperature: 0, max_tokens: 12, stop: [\"Therefore, the answer is\"]}}\n\
+         \x20 eval:\n    kind: evaluate\n    models: [m]\n    tasks: [tasks]\n    verifier: numeric\n    cascade: {{}}\n\
+         \x20   batch_size: 4\n    sampling: {{temperature: 0, max_tokens: 12}}\n",
+        firsts_path.display()
+    );
+    let p = TestPipeline::new(&yaml);
+    let go = |cache: &str, only: &[&str]| {
+        let (cache, yaml) = (p.path(cache).display().to_string(), p.path("p.yaml").display().to_string());
+        let mut args = vec!["run", yaml.as_str(), "--format", "json", "--cache-dir", &cache];
+        args.extend(only.iter().flat_map(|s| ["--only", s]));
+        let r = p.retort(&args);
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        r
+    };
+    let straight = go("a", &["eval"]);
+    assert!(straight.stderr.contains("prompt tokens continued from step 1's KV cache"), "{}", straight.stderr);
+    assert!(!straight.stderr.contains("step 2: 0 of"), "step 2 shared nothing: {}", straight.stderr);
+    go("b", &["step1"]);
+    let resumed = go("b", &["eval"]);
+    assert!(resumed.stderr.contains("step 2: 0 of"), "step 1 came from the item cache: {}", resumed.stderr);
+    let out = |r: &Run| r.stage("eval")["outputs"]["out"]["hash"].clone();
+    assert_eq!(out(&straight), out(&resumed), "same rows whether step 2 continued step 1 or encoded it all");
 }
 
 /// Step 1 from `P + "Rationale:"`, cut at the marker; step 2 from

@@ -48,7 +48,7 @@ fn quantize_q8_0(x: &[f32]) -> Vec<u8> {
 
 /// Writes `model` as llama.cpp's converter would: GGUF names, ggml
 /// dims, Q/K rows permuted; linear weights as `dtype` (F32 or Q8_0).
-fn write_as_gguf(model: &Llama, path: &Path, dtype: crate::GgmlType) {
+pub(crate) fn write_as_gguf(model: &Llama, path: &Path, dtype: crate::GgmlType) {
     let (md, tensors) = gguf_parts(model, dtype);
     crate::gguf::write_gguf(path, &md, &tensors).unwrap();
 }

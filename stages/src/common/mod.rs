@@ -1,12 +1,13 @@
 //! What stage kinds share: model loading, item-cached sampling and its
-//! settings, prompt templates, the row fields kinds exchange, and the
-//! rows-in/rows-out helper.
+//! settings (and two-step sampling that continues a KV cache), prompt
+//! templates, the row fields kinds exchange, and the rows-in/rows-out helper.
 
 pub mod model;
 pub mod rows;
 pub mod sampler;
 pub mod sampling;
 pub mod template;
+pub mod two_step;
 
 /// Metrics are for people and the lock file: four decimals is plenty and
 /// keeps the lock file stable across float formatting.

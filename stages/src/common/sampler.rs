@@ -8,7 +8,9 @@
 //! from the prompt text and sample index, not the item's position: a sample
 //! does not depend on which other prompts share its batch or the file.
 
-use retort_cache::{fingerprint, Hash, Store};
+use std::sync::Arc;
+
+use retort_cache::{fingerprint, Hash, ItemLog, Store};
 use retort_engine::StageCtx;
 use retort_lm::chat::ChatMessage;
 use retort_lm::{generate, GenerateRequest};
@@ -143,36 +145,11 @@ pub fn sample_all(
     items: &[Item],
     batch_size: usize,
 ) -> anyhow::Result<(Vec<Sampled>, usize)> {
-    let store: &Store = ctx.store;
-    let hashed = sampling.hashed().into_value();
-    let keys: Vec<Hash> = items
-        .iter()
-        .map(|it| {
-            fingerprint(&ItemKey {
-                model: model_hash,
-                sampling: &hashed,
-                seed,
-                prompt: &it.prompt.key_text(),
-                sample_index: it.sample_index,
-                cache_key: ITEM_CACHE_VERSION,
-                logprobs,
-            })
-        })
-        .collect();
-    let log = store.items(&fingerprint(&ItemNamespace { model: model_hash, sampling: &hashed, seed, cache_key: ITEM_CACHE_VERSION, logprobs }))?;
-    // An item of the cache's earlier layout moves into the log when found.
-    let lookup = |k: &Hash| -> anyhow::Result<Option<Vec<u8>>> {
-        match log.get(k) {
-            Some(b) => Ok(Some(b)),
-            None => match store.legacy_item(k) {
-                Some(b) => log.put(k, &b).map(|()| Some(b)).map_err(Into::into),
-                None => Ok(None),
-            },
-        }
-    };
+    let cache = StepCache::open(ctx.store, model_hash, sampling, seed, logprobs)?;
+    let keys: Vec<Hash> = items.iter().map(|it| cache.key(it)).collect();
     let mut out: Vec<Option<Sampled>> = Vec::with_capacity(keys.len());
     for k in &keys {
-        out.push(lookup(k)?.and_then(|b| serde_json::from_slice(&b).ok()));
+        out.push(cache.get(k)?);
     }
     let cached = out.iter().filter(|o| o.is_some()).count();
     let todo: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
@@ -180,7 +157,7 @@ pub fn sample_all(
     ctx.progress(cached as u64, Some(total), "samples");
     let mut done = cached as u64;
     let mut put = |i: usize, s: Sampled| -> anyhow::Result<u64> {
-        log.put(&keys[i], &serde_json::to_vec(&s)?)?;
+        cache.put(&keys[i], &s)?;
         out[i] = Some(s);
         done += 1;
         Ok(done)
@@ -197,6 +174,68 @@ pub fn sample_all(
         Sampler::Remote(client) => openai::batch::sample(client, ctx, sampling, seed, logprobs, items, &todo, total, &mut put)?,
     }
     Ok((out.into_iter().map(|o| o.expect("every item sampled")).collect(), cached))
+}
+
+/// One sampling step's items in the item cache: the key fields they share
+/// (model, settings, seed), which also name the log they live in.
+pub(crate) struct StepCache<'a> {
+    store: &'a Store,
+    log: Arc<ItemLog>,
+    model: Hash,
+    hashed: serde_json::Value,
+    seed: u64,
+    logprobs: Option<usize>,
+}
+
+impl<'a> StepCache<'a> {
+    /// The log of items sampled by `model_hash` with `sampling` and `seed`.
+    pub(crate) fn open(
+        store: &'a Store,
+        model_hash: Hash,
+        sampling: &Sampling,
+        seed: u64,
+        logprobs: Option<usize>,
+    ) -> anyhow::Result<Self> {
+        let hashed = sampling.hashed().into_value();
+        let ns = ItemNamespace { model: model_hash, sampling: &hashed, seed, cache_key: ITEM_CACHE_VERSION, logprobs };
+        let log = store.items(&fingerprint(&ns))?;
+        Ok(StepCache { store, log, model: model_hash, hashed, seed, logprobs })
+    }
+
+    /// An item's key.
+    pub(crate) fn key(&self, item: &Item) -> Hash {
+        fingerprint(&ItemKey {
+            model: self.model,
+            sampling: &self.hashed,
+            seed: self.seed,
+            prompt: &item.prompt.key_text(),
+            sample_index: item.sample_index,
+            cache_key: ITEM_CACHE_VERSION,
+            logprobs: self.logprobs,
+        })
+    }
+
+    /// The cached item, if any (one that does not parse counts as absent).
+    /// An item of the cache's earlier layout moves into the log when found.
+    pub(crate) fn get(&self, key: &Hash) -> anyhow::Result<Option<Sampled>> {
+        let bytes = match self.log.get(key) {
+            Some(b) => Some(b),
+            None => match self.store.legacy_item(key) {
+                Some(b) => {
+                    self.log.put(key, &b)?;
+                    Some(b)
+                }
+                None => None,
+            },
+        };
+        Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    /// Stores a sampled item.
+    pub(crate) fn put(&self, key: &Hash, sampled: &Sampled) -> anyhow::Result<()> {
+        self.log.put(key, &serde_json::to_vec(sampled)?)?;
+        Ok(())
+    }
 }
 
 /// How a model loaded here samples.

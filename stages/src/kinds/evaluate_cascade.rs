@@ -14,8 +14,10 @@
 //! key is its own prompt and sampling settings (step 1 adds the marker to
 //! `stop`), so re-running, or adding tasks, samples only what is new.
 //!
-//! Step 2 re-encodes prompt + rationale instead of continuing step 1's KV
-//! cache, so the cascade pays a second prefill (see BENCHMARKS.md).
+//! On a model loaded here, step 2 continues step 1's KV cache
+//! (`common::two_step`): the answer prompt is re-tokenized as before, and
+//! only what it does not share with step 1's token stream is encoded (see
+//! BENCHMARKS.md).
 
 use retort_cache::Hash;
 use retort_engine::{Hashed, Row, StageCtx};
@@ -24,7 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::model::Sampler;
 use crate::common::rows::{field, str_field};
-use crate::common::sampler::{sample_all, Item, Prompt};
+use crate::common::sampler::{sample_all, Item, Prompt, Sampled};
+use crate::common::two_step::{sample_two_steps, TwoSteps};
 use crate::common::sampling::Sampling;
 use crate::methods::cascade::{answer_prompt, base_prompt, rationale_prompt, split_response};
 use crate::methods::CascadeSpec;
@@ -78,10 +81,18 @@ impl CascadeEval {
             task_field,
             mode,
         } = self;
+        // Two-step inference's version, hashed only for `mode: cascade`
+        // (one-pass output is unchanged, so its stages keep their
+        // fingerprints, as evaluate's own VERSION would not allow).
+        // 2: step 2 continues step 1's KV cache instead of re-encoding
+        //    prompt + rationale, so an answer may differ in the last float
+        //    bits (rarely, in a token) from version 1's.
+        let version = (*mode == CascadeMode::Cascade).then_some(2u32);
         Hashed::new()
             .field("marker", marker)
             .opt("task_field", task_field)
             .field("mode", mode)
+            .opt("version", &version)
             .into_value()
     }
 
@@ -142,19 +153,15 @@ impl CascadeEval {
             return Ok(out.into_iter().map(|s| self.one_pass(s.response)).collect());
         }
         let step1 = self.rationale_sampling(sampling);
-        let (out, _) = sample_all(ctx, lm, model_hash, &step1, seed, None, &first, batch_size)?;
-        let rationales: Vec<String> = out
-            .into_iter()
-            .map(|s| self.rationale_of(&s.response))
-            .collect();
-        let second = items(&|row, s| {
-            answer_prompt(&bases[row], &rationales[row * samples + s], &self.marker)
-        });
-        let (answers, _) = sample_all(ctx, lm, model_hash, sampling, seed, None, &second, batch_size)?;
-        Ok(rationales
+        let steps = TwoSteps { model: lm, model_hash, first: &step1, second: sampling, seed, batch_size };
+        let next = |i: usize, s: &Sampled| {
+            Prompt::Text(answer_prompt(&bases[first[i].row], &self.rationale_of(&s.response), &self.marker))
+        };
+        let (out, answers) = sample_two_steps(ctx, &steps, &first, &next)?;
+        Ok(out
             .into_iter()
             .zip(answers)
-            .map(|(r, a)| self.joined(r, a.response))
+            .map(|(r, a)| self.joined(self.rationale_of(&r.response), a.response))
             .collect())
     }
 
