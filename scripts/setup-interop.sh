@@ -12,14 +12,8 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
-VENV="${RETORT_INTEROP_VENV:-$REPO_ROOT/.venv-interop}"
-PYTHON="${PYTHON:-python3}"
+# shellcheck source=lib/pip-venv.sh
+source "$SCRIPT_DIR/lib/pip-venv.sh"
 SPEC="datasets==5.2.0"
-
-if "$VENV/bin/python" -c "import datasets; assert datasets.__version__ == '${SPEC#*==}'" 2>/dev/null; then
-    exit 0
-fi
-echo "setup-interop: installing $SPEC into $VENV"
-"$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$SPEC"
-"$VENV/bin/python" -c "import datasets" && echo "setup-interop: ok"
+pip_venv setup-interop "${RETORT_INTEROP_VENV:-$REPO_ROOT/.venv-interop}" "$SPEC" \
+    "import datasets; assert datasets.__version__ == '${SPEC#*==}'"

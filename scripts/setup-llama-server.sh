@@ -11,14 +11,6 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
-VENV="${RETORT_LLAMA_VENV:-$REPO_ROOT/.venv-llama}"
-PYTHON="${PYTHON:-python3}"
-SPEC="xllamacpp==2026.10.11549"
-
-if "$VENV/bin/python" -c "import xllamacpp" 2>/dev/null; then
-    exit 0
-fi
-echo "setup-llama-server: installing $SPEC into $VENV"
-"$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$SPEC"
-"$VENV/bin/python" -c "import xllamacpp" && echo "setup-llama-server: ok"
+# shellcheck source=lib/pip-venv.sh
+source "$SCRIPT_DIR/lib/pip-venv.sh"
+pip_venv setup-llama-server "${RETORT_LLAMA_VENV:-$REPO_ROOT/.venv-llama}" "xllamacpp==2026.10.11549" "import xllamacpp"

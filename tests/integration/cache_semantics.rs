@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::util::{chain, TestPipeline};
+use crate::util::{chain, files_under, TestPipeline};
 
 #[test]
 fn a_cache_hit_executes_nothing() {
@@ -104,30 +104,13 @@ fn sigkill_mid_stage_leaves_no_partial_object_and_the_next_run_reruns() {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let objects: Vec<_> = walk(&t.path(".retort/objects"));
+    let objects: Vec<_> = files_under(&t.path(".retort/objects"));
     assert!(objects.is_empty(), "partial objects visible: {objects:?}");
     assert_eq!(t.retort(&["plan", "p.yaml", "--format", "json"]).status_of("slow"), "would-run");
     // The next run re-runs it (with a quick command this time).
     t.write("p.yaml", &yaml.replace("sleep 30", "true"));
     let r = t.run_ok(&[]);
     assert_eq!(r.status_of("slow"), "ran");
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = vec![];
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.path().is_dir() {
-                out.extend(walk(&e.path()));
-                if std::fs::read_dir(e.path()).map(|mut d| d.next().is_none()).unwrap_or(false) {
-                    continue;
-                }
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out
 }
 
 #[test]

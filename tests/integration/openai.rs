@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use crate::llama::{self, Fault, Proxy, MODEL};
-use crate::util::TestPipeline;
+use crate::util::{files_under, TestPipeline};
 
 /// Rows with a `prompt` (and a numeric `answer` for evaluate), written by a
 /// `command` stage.
@@ -206,23 +206,10 @@ fn the_api_key_appears_in_no_file_log_error_or_plan() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("`RETORT_TEST_KEY`") && r.stderr.contains("401"), "{}", r.stderr);
     assert!(!seen.contains(KEY), "the key leaked into output:\n{seen}");
-    for entry in walk(t.dir.path()) {
+    for entry in files_under(t.dir.path()) {
         let bytes = std::fs::read(&entry).unwrap();
         assert!(!bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()), "the key is in {}", entry.display());
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::util::TestPipeline;
+use crate::util::{files_under, TestPipeline};
 
 /// The cluster has one node with 2 CPUs: tests that submit jobs take turns,
 /// so that one test's jobs never queue behind another's.
@@ -73,20 +73,6 @@ fn queued() -> Vec<String> {
     String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim().to_string()).collect()
 }
 
-/// Every file under `dir`.
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 fn run_json(t: &TestPipeline, extra: &[&str]) -> crate::util::Run {
     let mut args = vec!["run", "p.yaml", "--format", "json", "--log-format", "json"];
     args.extend_from_slice(extra);
@@ -140,7 +126,7 @@ fn a_train_stage_runs_in_a_slurm_job_while_data_stages_run_here() {
         .into();
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(!r.stdout.contains(secret) && !r.stderr.contains(secret));
-    for file in walk(t.dir.path()) {
+    for file in files_under(t.dir.path()) {
         let bytes = std::fs::read(&file).unwrap_or_default();
         assert!(!String::from_utf8_lossy(&bytes).contains(secret), "the secret is in {}", file.display());
     }
@@ -212,11 +198,11 @@ fn a_node_with_a_cache_of_its_own_works_through_the_remote_cache() {
     assert!(jobs_of(&jobs, "data").is_empty() && jobs_of(&jobs, "after").is_empty(), "{jobs:?}");
     // The node planned from the data stage's run it fetched, and wrote the
     // model into its own cache; its log is there too, and reached the stage log.
-    let on_node = walk(&node_cache);
+    let on_node = files_under(&node_cache);
     assert!(on_node.iter().any(|f| f.starts_with(node_cache.join("slurm")) && f.extension().is_some_and(|e| e == "log")), "{on_node:?}");
     assert!(on_node.len() > 3, "the node cache holds the fetched data and the model: {on_node:?}");
     assert!(log_of(&ev, "sft").iter().any(|l| l.starts_with("3/3 steps")), "{:?}", log_of(&ev, "sft"));
-    assert!(walk(&t.path(".retort/slurm")).iter().all(|f| f.extension().is_some_and(|e| e == "sh")), "a log was written here");
+    assert!(files_under(&t.path(".retort/slurm")).iter().all(|f| f.extension().is_some_and(|e| e == "sh")), "a log was written here");
     assert!(t.retort(&["show", "p.yaml", "after"]).stdout.contains("model.safetensors"));
     assert_eq!(s3.keys("node/runs").len(), 3, "{:?}", s3.keys("node"));
 
