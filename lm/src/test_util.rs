@@ -17,3 +17,15 @@ pub(crate) fn assert_close(got: &[f32], want: &[f32], tol: f32) {
         assert!((g - w).abs() <= tol * (1.0 + w.abs()), "at {i}: got {g}, want {w}");
     }
 }
+
+/// The `micro` preset reshaped so every input width is a multiple of 32,
+/// GGUF's block size (2 query heads of 32, 1 KV head, MLP width 96): small
+/// models that quantized formats and the host engine accept.
+pub(crate) fn micro_in_blocks_of_32() -> crate::config::LlamaConfig {
+    let mut cfg = crate::config::LlamaConfig::preset("micro", 64).expect("the micro preset");
+    cfg.num_attention_heads = 2;
+    cfg.num_key_value_heads = Some(1);
+    cfg.head_dim = Some(32);
+    cfg.intermediate_size = 96;
+    cfg
+}

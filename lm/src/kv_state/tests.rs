@@ -6,7 +6,7 @@ use crate::generate::{generate, generate_kv, last_logits, prefill, GenerateReque
 use crate::sampling::{argmax, SamplingParams};
 use crate::test_util::{assert_close, device};
 use crate::weights::load_gguf;
-use crate::{GgmlType, GgufFile, LlamaConfig, LmError};
+use crate::{GgmlType, GgufFile, LmError};
 
 /// Logits after a continuation match a full prefill within this (relative,
 /// as [`assert_close`]); measured worst (printed by the tests): 6.2e-7 on
@@ -18,11 +18,7 @@ const TOL: f32 = 1e-5;
 /// paths are not flat.
 fn models() -> (Llama, Llama) {
     let dev = device();
-    let mut cfg = LlamaConfig::preset("micro", 64).unwrap();
-    cfg.num_attention_heads = 2;
-    cfg.num_key_value_heads = Some(1);
-    cfg.head_dim = Some(32); // blocks of 32 along every input width
-    cfg.intermediate_size = 96;
+    let mut cfg = crate::test_util::micro_in_blocks_of_32();
     cfg.eos_token_id = Some(crate::config::TokenIds::One(63));
     let model = cfg.init_seeded(5, &dev);
     struct Scale;

@@ -110,11 +110,7 @@ fn gguf_round_trip(tied: bool, bias: bool) {
     use crate::generate::{generate, last_logits, token_logprobs, GenerateRequest};
     use crate::test_util::{assert_close, device};
     let dev = device();
-    let mut cfg = LlamaConfig::preset("micro", 64).unwrap();
-    cfg.num_attention_heads = 2;
-    cfg.num_key_value_heads = Some(1);
-    cfg.head_dim = Some(32); // blocks of 32 along every input width
-    cfg.intermediate_size = 96;
+    let mut cfg = crate::test_util::micro_in_blocks_of_32();
     cfg.tie_word_embeddings = tied;
     cfg.attention_bias = bias;
     let model = cfg.init_seeded(3, &dev);
