@@ -205,6 +205,12 @@ fn a_node_with_a_cache_of_its_own_works_through_the_remote_cache() {
     assert!(files_under(&t.path(".retort/slurm")).iter().all(|f| f.extension().is_some_and(|e| e == "sh")), "a log was written here");
     assert!(t.retort(&["show", "p.yaml", "after"]).stdout.contains("model.safetensors"));
     assert_eq!(s3.keys("node/runs").len(), 3, "{:?}", s3.keys("node"));
+    // The credentials reach the job through its environment, never a file.
+    assert!(!r.stdout.contains(SECRET) && !r.stderr.contains(SECRET));
+    for file in files_under(t.dir.path()).into_iter().chain(on_node) {
+        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap_or_default()).into_owned();
+        assert!(!text.contains(SECRET), "the secret is in {}", file.display());
+    }
 
     let again = retort(&t, SECRET, &["run", "p.yaml", "--format", "json", "--log-format", "json"]);
     assert_eq!(again.statuses().iter().filter(|(_, s)| s == "cached").count(), 3, "{}", again.stdout);
