@@ -13,6 +13,8 @@ use rayon::prelude::*;
 use crate::config::LlamaConfig;
 use crate::packed::{PackedBlock, PackedModel};
 
+mod ragged;
+
 /// Keys and values of every layer, on the host.
 ///
 /// Layout per layer: `[batch, kv_heads, capacity, head_dim]`.

@@ -170,8 +170,20 @@ impl QMatrix {
     }
 
     /// [`QMatrix::matmul`] for many rows: weight tiles of about 4 MiB are
-    /// dequantized and multiplied with gemm.
-    fn matmul_gemm(&self, x: &[f32], m: usize) -> Vec<f32> {
+    /// dequantized and multiplied with gemm. Also for any row count where a
+    /// row's result must not depend on how many rows share the product
+    /// (gemm blocks the inner dimension by its size alone).
+    pub(crate) fn matmul_gemm(&self, x: &[f32], m: usize) -> Vec<f32> {
+        if m < GEMM_MIN_ROWS {
+            // gemm multiplies a few rows with other kernels whose sums
+            // differ in the last bits; zero rows up to the minimum keep
+            // every row on the same ones (a unit test pins this).
+            let mut padded = x.to_vec();
+            padded.resize(GEMM_MIN_ROWS * self.cols, 0.0);
+            let mut out = self.matmul_gemm(&padded, GEMM_MIN_ROWS);
+            out.truncate(m * self.rows);
+            return out;
+        }
         let mut out = vec![0f32; m * self.rows];
         let tile = ((1 << 20) / self.cols).max(16);
         // The tile buffer is reused across calls on this thread: a fresh 4 MiB
@@ -298,6 +310,9 @@ struct Row<'a> {
 /// Most activation rows handled in one pass over a weight row; more rows
 /// go to [`QMatrix::matmul`]'s gemm path.
 pub const MAX_ROWS: usize = 16;
+
+/// Fewest rows [`QMatrix::matmul_gemm`] hands gemm (it pads with zeros).
+const GEMM_MIN_ROWS: usize = 8;
 
 /// Most activation rows handled in one pass over two weight rows (two
 /// accumulators per activation row must fit in the 32 vector registers).

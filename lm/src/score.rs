@@ -4,11 +4,12 @@
 //! The pair gives the centred log-likelihood of METHODS §4.1,
 //! `φ_t = log p_t(y_t) + H(p_t)`: about 0 on average for tokens the model
 //! would write itself, far below 0 for tokens foreign to it. Computed on
-//! the host in `f64` from the logits of one forward pass.
+//! the host (sums in `f64`) from the logits of one forward pass.
 
 use rayon::prelude::*;
 
 use crate::model::Llama;
+use crate::packed::PackedModel;
 
 /// One token under one context: `log p(y)` and `H(p)` of the distribution
 /// `p` it was drawn from (natural logs, temperature 1).
@@ -43,10 +44,24 @@ pub fn log_softmax(logits: &[f32], out: &mut Vec<f32>) -> f32 {
     h as f32
 }
 
-/// Token `y`'s stat under the distribution with these logits.
-pub fn stat_of(logits: &[f32], y: u32, scratch: &mut Vec<f32>) -> TokenStat {
-    let entropy = log_softmax(logits, scratch);
-    TokenStat { logprob: scratch[y as usize], entropy }
+/// Token `y`'s stat under the distribution with these logits, in one pass
+/// over them: with `d = l − max` and `Z = Σ e^d`, `log p(y) = d_y − ln Z`
+/// and `H = ln Z − Σ e^d·d / Z` (one `f32` exponential per logit, sums in
+/// `f64`; within 1e-6 of the two-pass [`log_softmax`]).
+pub fn stat_of(logits: &[f32], y: u32) -> TokenStat {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let (mut z, mut s) = (0f64, 0f64);
+    for &l in logits {
+        let d = l - max;
+        let e = d.exp();
+        z += f64::from(e);
+        s += f64::from(e * d);
+    }
+    let ln_z = z.ln();
+    TokenStat {
+        logprob: (f64::from(logits[y as usize] - max) - ln_z) as f32,
+        entropy: (ln_z - s / z) as f32,
+    }
 }
 
 /// The stats of `tokens[start..]`, each given everything before it (one
@@ -55,20 +70,62 @@ pub fn stat_of(logits: &[f32], y: u32, scratch: &mut Vec<f32>) -> TokenStat {
 /// # Panics
 /// If `start` is 0 or past the end.
 pub fn token_stats(model: &Llama, tokens: &[u32], start: usize) -> Vec<TokenStat> {
+    assert!(start >= 1 && start <= tokens.len(), "start must be in 1..=len");
+    if let Some(p) = model.packed() {
+        return packed_stats(p, &[(tokens.to_vec(), start)]).pop().expect("one sequence");
+    }
     let vocab = model.config().vocab_size;
     let logits = crate::generate::scored_logits(model, tokens, start);
-    let mut scratch = Vec::with_capacity(vocab);
-    logits.chunks(vocab).zip(&tokens[start..]).map(|(row, &y)| stat_of(row, y, &mut scratch)).collect()
+    logits.chunks(vocab).zip(&tokens[start..]).map(|(row, &y)| stat_of(row, y)).collect()
 }
 
-/// [`token_stats`] of several sequences `(tokens, start)`, side by side on
-/// rayon's threads (each sequence alone, so the result does not depend on
-/// which others are scored with it).
+/// [`token_stats`] of several sequences `(tokens, start)`. Each sequence's
+/// stats do not depend on which others are scored with it: a packed model
+/// runs them in one unpadded pass whose products give every token the same
+/// bits whatever shares them ([`PackedModel::hidden_ragged`]); the burn path
+/// scores each alone, side by side on rayon's threads.
 pub fn token_stats_many(model: &Llama, seqs: &[(Vec<u32>, usize)]) -> Vec<Vec<TokenStat>> {
+    for (t, start) in seqs {
+        assert!(*start >= 1 && *start <= t.len(), "start must be in 1..=len");
+    }
+    if let Some(p) = model.packed() {
+        return packed_stats(p, seqs);
+    }
     if crate::generate::split_parts(model, seqs.len()) <= 1 {
         return seqs.iter().map(|(t, s)| token_stats(model, t, *s)).collect();
     }
     seqs.par_iter().map(|(t, s)| token_stats(model, t, *s)).collect()
+}
+
+/// Scored positions whose logits go through the head at once: 64 rows of
+/// SmolLM2's 49k vocabulary are 12.6 MB of logits.
+const HEAD_ROWS: usize = 64;
+
+/// [`token_stats_many`] on the packed model: one ragged pass, then the head
+/// over the scored positions only, a few dozen at a time.
+fn packed_stats(p: &PackedModel, seqs: &[(Vec<u32>, usize)]) -> Vec<Vec<TokenStat>> {
+    // A sequence's inputs are its tokens but the last: position t predicts t + 1.
+    let inputs: Vec<&[u32]> = seqs.iter().map(|(t, _)| &t[..t.len() - 1]).collect();
+    if inputs.iter().all(|t| t.is_empty()) {
+        return vec![Vec::new(); seqs.len()];
+    }
+    let hidden = p.hidden_ragged(&inputs);
+    let (d, vocab) = (p.cfg.hidden_size, p.cfg.vocab_size);
+    // (row of `hidden`, token it predicts) for every scored token, in order.
+    let mut rows = Vec::new();
+    let mut at = 0;
+    for (t, start) in seqs {
+        rows.extend((start - 1..t.len() - 1).map(|pos| (at + pos, t[pos + 1])));
+        at += t.len() - 1;
+    }
+    let mut stats = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(HEAD_ROWS) {
+        let h: Vec<f32> = chunk.iter().flat_map(|&(r, _)| hidden[r * d..(r + 1) * d].iter().copied()).collect();
+        let logits = p.head().matmul_gemm(&h, chunk.len());
+        stats.par_extend(logits.par_chunks(vocab).zip(chunk.par_iter()).map(|(l, &(_, y))| stat_of(l, y)));
+    }
+    let mut stats = stats.into_iter();
+    seqs.iter().map(|(t, start)| stats.by_ref().take(t.len() - start).collect()).collect()
 }
 
 #[cfg(test)]
@@ -78,9 +135,8 @@ mod tests {
     #[test]
     fn phi_by_hand() {
         // p = softmax([0, ln 3]) = (1/4, 3/4); H = −(¼ ln ¼ + ¾ ln ¾) = 0.5623.
-        let mut s = Vec::new();
-        let lo = stat_of(&[0.0, 3f32.ln()], 0, &mut s);
-        let hi = stat_of(&[0.0, 3f32.ln()], 1, &mut s);
+        let lo = stat_of(&[0.0, 3f32.ln()], 0);
+        let hi = stat_of(&[0.0, 3f32.ln()], 1);
         let h = -(0.25f32 * 0.25f32.ln() + 0.75 * 0.75f32.ln());
         assert!((lo.entropy - h).abs() < 1e-6 && (hi.entropy - h).abs() < 1e-6);
         assert!((lo.phi() - (0.25f32.ln() + h)).abs() < 1e-6);
@@ -88,7 +144,49 @@ mod tests {
         // φ's mean under p itself is 0 (METHODS §4.1).
         assert!((0.25 * lo.phi() + 0.75 * hi.phi()).abs() < 1e-6);
         // A uniform distribution: every token has φ = 0.
-        let u = stat_of(&[2.0; 8], 5, &mut s);
+        let u = stat_of(&[2.0; 8], 5);
         assert!(u.phi().abs() < 1e-6 && (u.entropy - 8f32.ln()).abs() < 1e-5);
+    }
+
+    #[test]
+    fn one_pass_stats_match_the_two_pass_log_softmax() {
+        let mut rng = crate::rng::Rng::new(7);
+        let logits: Vec<f32> = (0..5000).map(|_| (rng.next_f64() as f32 - 0.5) * 30.0).collect();
+        let mut logp = Vec::new();
+        let h = log_softmax(&logits, &mut logp);
+        for y in [0u32, 17, 4999] {
+            let s = stat_of(&logits, y);
+            assert!((s.entropy - h).abs() < 1e-5, "{} vs {h}", s.entropy);
+            assert!((s.logprob - logp[y as usize]).abs() < 1e-5, "{} vs {}", s.logprob, logp[y as usize]);
+        }
+    }
+
+    /// The packed engine's one ragged pass: each sequence's stats are the
+    /// same bits alone or beside others (short ones included, which alone
+    /// would fit the block kernels), and they match the f32 burn model's.
+    #[test]
+    fn packed_scores_do_not_depend_on_the_batch_and_match_burn() {
+        let (burn, packed) = crate::test_util::burn_and_packed();
+        let seqs: Vec<(Vec<u32>, usize)> = vec![
+            ((0..40).map(|i| (i * 7 + 3) % 63).collect(), 10),
+            (vec![5, 17, 3, 8, 42], 1),
+            (vec![9, 2], 2),
+            ((0..25).map(|i| (i * 11 + 1) % 63).collect(), 24),
+            (vec![12, 6, 33, 1], 3),
+        ];
+        let together = token_stats_many(&packed, &seqs);
+        for ((t, start), got) in seqs.iter().zip(&together) {
+            assert_eq!(got.len(), t.len() - start);
+            assert_eq!(&token_stats(&packed, t, *start), got, "alone vs batched");
+            assert_eq!(&token_stats_many(&packed, &[(t.clone(), *start)])[0], got);
+            let want = token_stats(&burn, t, *start);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g.logprob - w.logprob).abs() < 1e-3 && (g.entropy - w.entropy).abs() < 1e-3, "{g:?} vs {w:?}");
+            }
+        }
+        // Reversed order: the same stats per sequence.
+        let rev: Vec<_> = seqs.iter().rev().cloned().collect();
+        let back = token_stats_many(&packed, &rev);
+        assert!(back.iter().rev().eq(together.iter()));
     }
 }

@@ -29,3 +29,32 @@ pub(crate) fn micro_in_blocks_of_32() -> crate::config::LlamaConfig {
     cfg.intermediate_size = 96;
     cfg
 }
+
+/// The same weights twice: on burn (f32, no packed copy) and packed (Q8_0
+/// from a GGUF file, so the host engine runs it). A seeded
+/// [`micro_in_blocks_of_32`] model with token 63 as EOS, its matrices
+/// scaled up so greedy paths and scores are not flat.
+pub(crate) fn burn_and_packed() -> (crate::model::Llama, crate::model::Llama) {
+    let dev = device();
+    let mut cfg = micro_in_blocks_of_32();
+    cfg.eos_token_id = Some(crate::config::TokenIds::One(63));
+    let model = cfg.init_seeded(5, &dev);
+    struct Scale;
+    impl burn::module::ModuleMapper for Scale {
+        fn map_float<const D: usize>(
+            &mut self,
+            p: burn::module::Param<burn::tensor::Tensor<D>>,
+        ) -> burn::module::Param<burn::tensor::Tensor<D>> {
+            p.map(|t| if D == 2 { t.mul_scalar(5.0) } else { t })
+        }
+    }
+    let model = burn::module::Module::map(model, &mut Scale);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q8.gguf");
+    crate::weights::tests::write_as_gguf(&model, &path, crate::GgmlType::Q8_0);
+    let packed = crate::weights::load_gguf(&crate::GgufFile::open(&path).unwrap(), &dev).unwrap();
+    assert!(packed.is_packed());
+    let mut burn = packed.clone();
+    burn.set_packed(None);
+    (burn, packed)
+}

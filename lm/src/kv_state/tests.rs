@@ -5,40 +5,16 @@ use super::*;
 use crate::generate::{generate, generate_kv, last_logits, prefill, GenerateRequest};
 use crate::sampling::{argmax, SamplingParams};
 use crate::test_util::{assert_close, device};
-use crate::weights::load_gguf;
-use crate::{GgmlType, GgufFile, LmError};
+use crate::LmError;
 
 /// Logits after a continuation match a full prefill within this (relative,
 /// as [`assert_close`]); measured worst (printed by the tests): 6.2e-7 on
 /// burn's cache, 1.0e-6 on the host engine's.
 const TOL: f32 = 1e-5;
 
-/// The same weights twice: on burn (f32, no packed copy) and packed (Q8_0
-/// from a GGUF file, so the host engine runs it). Scaled up so greedy
-/// paths are not flat.
+/// The same weights twice: on burn and packed (Q8_0).
 fn models() -> (Llama, Llama) {
-    let dev = device();
-    let mut cfg = crate::test_util::micro_in_blocks_of_32();
-    cfg.eos_token_id = Some(crate::config::TokenIds::One(63));
-    let model = cfg.init_seeded(5, &dev);
-    struct Scale;
-    impl burn::module::ModuleMapper for Scale {
-        fn map_float<const D: usize>(
-            &mut self,
-            p: burn::module::Param<burn::tensor::Tensor<D>>,
-        ) -> burn::module::Param<burn::tensor::Tensor<D>> {
-            p.map(|t| if D == 2 { t.mul_scalar(5.0) } else { t })
-        }
-    }
-    let model = burn::module::Module::map(model, &mut Scale);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("q8.gguf");
-    crate::weights::tests::write_as_gguf(&model, &path, GgmlType::Q8_0);
-    let packed = load_gguf(&GgufFile::open(&path).unwrap(), &dev).unwrap();
-    assert!(packed.is_packed());
-    let mut burn = packed.clone();
-    burn.set_packed(None);
-    (burn, packed)
+    crate::test_util::burn_and_packed()
 }
 
 fn req<'a>(prompts: &'a [Vec<u32>], ids: &'a [u64], params: &'a SamplingParams) -> GenerateRequest<'a> {

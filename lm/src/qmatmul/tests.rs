@@ -100,3 +100,24 @@ fn stacks_and_permutes_rows() {
     assert_eq!(ys, [ya.clone(), yb].concat());
     assert_eq!(a.permute_rows(&[1, 0]).matmul(&x, 1), vec![ya[1], ya[0]]);
 }
+
+/// [`QMatrix::matmul_gemm`]: a row's result does not depend on how many
+/// rows share the product (what ragged scoring relies on).
+#[test]
+fn gemm_rows_do_not_depend_on_the_row_count() {
+    for (rows, cols) in [(64, 64), (128, 64), (70, 96), (600, 576)] {
+        let data = random_blocks(GgmlType::Q8_0, rows, cols);
+        let q = QMatrix::new(GgmlType::Q8_0, rows, cols, &data);
+        let big = 150;
+        let x: Vec<f32> = (0..big * cols).map(|i| ((i * 31 % 17) as f32 - 8.0) / 7.0).collect();
+        let all = q.matmul_gemm(&x, big);
+        let mut bad = Vec::new();
+        for m in [1, 2, 3, 4, 5, 8, 15, 16, 17, 33, 64, 65, 100] {
+            let some = q.matmul_gemm(&x[..m * cols], m);
+            if some[..] != all[..m * rows] {
+                bad.push(m);
+            }
+        }
+        assert!(bad.is_empty(), "{rows}x{cols}: row counts {bad:?} differ from 150 rows");
+    }
+}

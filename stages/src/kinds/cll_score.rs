@@ -70,7 +70,9 @@ const BELOW: [(f32, &str); 3] = [(-1.0, "phi_below_1"), (-3.0, "phi_below_3"), (
 
 impl StageImpl for CllScoreStage {
     const KIND: &'static str = "cll_score";
-    const VERSION: u32 = 1;
+    // 2: φ in one pass over the logits, and a packed model's rows in one
+    // ragged forward pass (same values to ~1e-6, not the same bits).
+    const VERSION: u32 = 2;
     const ABOUT: &'static str = "Score each row's response by its centred log-likelihood φ under a model (METHODS §4.1).";
 
     fn hashed(&self) -> Hashed {
@@ -97,8 +99,8 @@ struct ItemKey<'a> {
     nll: bool,
 }
 
-/// Bump when what a cached item means changes.
-const ITEM_CACHE_VERSION: u32 = 1;
+/// Bump when what a cached item means changes (2: as `VERSION` 2).
+const ITEM_CACHE_VERSION: u32 = 2;
 
 impl Stage for CllScoreStage {
     fn inputs(&self) -> Vec<InputDecl> {
