@@ -21,7 +21,8 @@
 #
 # BENCH_HINTED_ROWS (default 32), BENCH_HINTED_TOKENS (default 64),
 # BENCH_HINTED_REPEATS (default 3; each repeat uses a fresh cache),
-# BENCH_CLL_ROWS (default 128). RETORT:
+# BENCH_CLL_ROWS (default 128), BENCH_HINTED_HALVES (default "decode cll":
+# which halves to run), BENCH_HINTED_BATCHES (default "1 16"). RETORT:
 # the binary (default: a release build). Prints a Markdown table with the
 # medians and the ratio; the issue's target is hinted ≥ 0.45× plain.
 set -euo pipefail
@@ -30,6 +31,8 @@ N=${BENCH_HINTED_ROWS:-32}
 NCLL=${BENCH_CLL_ROWS:-128}
 TOKENS=${BENCH_HINTED_TOKENS:-64}
 REPEATS=${BENCH_HINTED_REPEATS:-3}
+HALVES=" ${BENCH_HINTED_HALVES:-decode cll} "
+BATCHES=${BENCH_HINTED_BATCHES:-1 16}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 rows_of() {
@@ -100,8 +103,11 @@ print(round(m["mean_tokens"] * m["rows" if "rows" in m else "samples"]), s["dura
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
+echo "Machine: $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg). Date: $(date -u '+%Y-%m-%d %H:%M UTC'). Commit: $(git -C "$ROOT" rev-parse --short HEAD)."
+# The decoding half (not indented: it holds here-documents).
+if [[ $HALVES == *" decode "* ]]; then
 declare -A rates
-for batch in 1 16; do
+for batch in $BATCHES; do
     for r in $(seq "$REPEATS"); do
         for stage in plain hinted; do
             read -r tokens secs < <(time_stage "$stage" "$batch" "$r")
@@ -109,19 +115,20 @@ for batch in 1 16; do
         done
     done
 done
-echo "Machine: $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg). Date: $(date -u '+%Y-%m-%d %H:%M UTC'). Commit: $(git -C "$ROOT" rev-parse --short HEAD)."
 echo "SmolLM2-135M-Instruct Q4_1, $N rows, T 0.3, top-p 0.95, max $TOKENS new tokens; median of $REPEATS fresh-cache runs (model load and prefill included)."
 echo
 echo "| batch | plain tok/s (runs) | hinted tok/s (runs) | hinted ÷ plain |"
 echo "|---:|---|---|---:|"
-for batch in 1 16; do
+for batch in $BATCHES; do
     p=$(tr ' ' '\n' <<<"${rates[plain-$batch]}" | grep . | median)
     h=$(tr ' ' '\n' <<<"${rates[hinted-$batch]}" | grep . | median)
     echo "| $batch | ${rates[plain-$batch]}→ $p | ${rates[hinted-$batch]}→ $h | $(echo "scale=2; $h / $p" | bc)× |"
 done
 echo
 echo "Target: hinted ≥ 0.45× plain."
+fi
 
+if [[ $HALVES == *" cll "* ]]; then
 # The scoring half: cll_score against transformers on the same rows.
 cll=""
 for r in $(seq "$REPEATS"); do
@@ -155,4 +162,5 @@ print(f"cll_score ÷ transformers: {c / p:.2f}× (target ≥ 1.5×). avg φ per 
 PY
 else
     echo "cll_score rows/s: $cll→ $c (no .venv-peers: run scripts/setup-peers.sh for the transformers peer)"
+fi
 fi

@@ -277,14 +277,14 @@ impl<'a> Streams<'a> {
                 None => members.push((model, vec![c])),
             }
         }
-        // The packed engine multiplies up to `MAX_ROWS` activation rows per
-        // pass over a weight row and takes a slower path beyond: there, one
+        // The packed engine multiplies up to `row_kernel_rows()` activation
+        // rows with its block kernels and takes a slower path beyond: there, one
         // cache per context keeps each call within one pass (measured in
         // BENCHMARKS.md, "Hinted Decoding against plain decoding").
         let members: Vec<(&'a Llama, Vec<usize>)> = members
             .into_iter()
             .flat_map(|(m, cs)| {
-                if m.packed().is_some() && items.len() * cs.len() > crate::qmatmul::MAX_ROWS {
+                if m.packed().is_some() && items.len() * cs.len() > crate::qmatmul::row_kernel_rows() {
                     cs.into_iter().map(|c| (m, vec![c])).collect()
                 } else {
                     vec![(m, cs)]

@@ -138,7 +138,7 @@ impl QMatrix {
     /// (bound by arithmetic).
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
         assert_eq!(x.len(), m * self.cols);
-        if m > MAX_ROWS {
+        if m > row_kernel_rows() {
             return self.matmul_gemm(x, m);
         }
         let mut yt = vec![0f32; self.rows * m]; // [rows, m]
@@ -310,6 +310,16 @@ struct Row<'a> {
 /// Most activation rows handled in one pass over a weight row; more rows
 /// go to [`QMatrix::matmul`]'s gemm path.
 pub const MAX_ROWS: usize = 16;
+
+/// Most rows [`QMatrix::matmul`] gives the block kernels (in passes of
+/// [`MAX_ROWS`] over each weight row, while it is in L1); more go to gemm.
+/// `RETORT_ROW_KERNEL_ROWS` overrides it (for benchmarking).
+pub fn row_kernel_rows() -> usize {
+    static ROWS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *ROWS.get_or_init(|| {
+        std::env::var("RETORT_ROW_KERNEL_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(MAX_ROWS)
+    })
+}
 
 /// Fewest rows [`QMatrix::matmul_gemm`] hands gemm (it pads with zeros).
 const GEMM_MIN_ROWS: usize = 8;
