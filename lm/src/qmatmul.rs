@@ -174,17 +174,46 @@ impl QMatrix {
     /// row's result must not depend on how many rows share the product
     /// (gemm blocks the inner dimension by its size alone).
     pub(crate) fn matmul_gemm(&self, x: &[f32], m: usize) -> Vec<f32> {
-        if m < GEMM_MIN_ROWS {
-            // gemm multiplies a few rows with other kernels whose sums
-            // differ in the last bits; zero rows up to the minimum keep
-            // every row on the same ones (a unit test pins this).
-            let mut padded = x.to_vec();
-            padded.resize(GEMM_MIN_ROWS * self.cols, 0.0);
-            let mut out = self.matmul_gemm(&padded, GEMM_MIN_ROWS);
-            out.truncate(m * self.rows);
-            return out;
-        }
-        let mut out = vec![0f32; m * self.rows];
+        let rows = self.rows;
+        let mut out = vec![0f32; m.max(GEMM_MIN_ROWS) * rows];
+        // Tile r0..r0 + n fills columns r0..r0 + n of out, `[m, rows]`.
+        self.gemm_tiles(x, m, |r0, _, gemm| gemm(&mut out[r0..], rows));
+        out.truncate(m * rows);
+        out
+    }
+
+    /// `f(r0, product)` for each tile of weight rows `r0..r0 + n`, with
+    /// `product = x · tileᵀ` as `[m, n]` row-major: the whole product
+    /// without holding `[m, rows]` at once (an output head over a large
+    /// vocabulary and many positions). The same bits as [`QMatrix::matmul_gemm`].
+    pub(crate) fn matmul_tiles(&self, x: &[f32], m: usize, mut f: impl FnMut(usize, &[f32])) {
+        let mut buf = Vec::new();
+        self.gemm_tiles(x, m, |r0, n, gemm| {
+            buf.clear();
+            buf.resize(m.max(GEMM_MIN_ROWS) * n, 0.0);
+            gemm(&mut buf, n);
+            f(r0, &buf[..m * n]);
+        });
+    }
+
+    /// Dequantizes each tile of about 4 MiB of weight rows and hands `f` its
+    /// first row, its row count `n` and a gemm that writes `x · tileᵀ`
+    /// (`[m', n]`, `m' = max(m, GEMM_MIN_ROWS)`: fewer rows are padded with
+    /// zeros, since gemm gives a few rows other kernels whose sums differ in
+    /// the last bits; a unit test pins this) to the start of `dst`, row
+    /// stride `dst_rs`.
+    ///
+    /// # Panics
+    /// If `dst` is too short for that.
+    fn gemm_tiles(&self, x: &[f32], m: usize, mut f: impl FnMut(usize, usize, &mut dyn FnMut(&mut [f32], usize))) {
+        assert_eq!(x.len(), m * self.cols);
+        let padded;
+        let (x, m_eff) = if m < GEMM_MIN_ROWS {
+            padded = [x, &vec![0f32; (GEMM_MIN_ROWS - m) * self.cols]].concat();
+            (&padded[..], GEMM_MIN_ROWS)
+        } else {
+            (x, m)
+        };
         let tile = ((1 << 20) / self.cols).max(16);
         // The tile buffer is reused across calls on this thread: a fresh 4 MiB
         // allocation per matmul is returned to the OS when freed, and its page
@@ -195,34 +224,39 @@ impl QMatrix {
             let n = tile.min(self.rows - r0);
             let w = &mut scratch[..n * self.cols];
             self.dequantize_rows(r0, w);
-            // SAFETY: out is [m, rows] (column stride 1, row stride rows),
-            // x is [m, cols], w is [n, cols]; read as its transpose [cols, n].
-            unsafe {
-                gemm::gemm(
-                    m,
-                    n,
-                    self.cols,
-                    out.as_mut_ptr().add(r0),
-                    1,
-                    self.rows as isize,
-                    false,
-                    x.as_ptr(),
-                    1,
-                    self.cols as isize,
-                    w.as_ptr(),
-                    self.cols as isize,
-                    1,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::Rayon(rayon::current_num_threads()),
-                );
-            }
+            let w = &*w;
+            let mut gemm = |dst: &mut [f32], dst_rs: usize| {
+                assert!(dst_rs >= n && dst.len() >= (m_eff - 1) * dst_rs + n, "gemm destination too short");
+                // SAFETY: dst holds [m_eff, n] with row stride dst_rs (checked
+                // above); x is [m_eff, cols], w is [n, cols], read as its
+                // transpose [cols, n].
+                unsafe {
+                    gemm::gemm(
+                        m_eff,
+                        n,
+                        self.cols,
+                        dst.as_mut_ptr(),
+                        1,
+                        dst_rs as isize,
+                        false,
+                        x.as_ptr(),
+                        1,
+                        self.cols as isize,
+                        w.as_ptr(),
+                        self.cols as isize,
+                        1,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::Rayon(rayon::current_num_threads()),
+                    );
+                }
+            };
+            f(r0, n, &mut gemm);
         }
         GEMM_SCRATCH.with(|s| *s.borrow_mut() = scratch);
-        out
     }
 
     /// Rows `r0..r0 + out.len() / cols`, dequantized exactly as

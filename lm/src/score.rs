@@ -45,22 +45,64 @@ pub fn log_softmax(logits: &[f32], out: &mut Vec<f32>) -> f32 {
 }
 
 /// Token `y`'s stat under the distribution with these logits, in one pass
-/// over them: with `d = l − max` and `Z = Σ e^d`, `log p(y) = d_y − ln Z`
-/// and `H = ln Z − Σ e^d·d / Z` (one `f32` exponential per logit, sums in
-/// `f64`; within 1e-6 of the two-pass [`log_softmax`]).
+/// over them (see [`Running`]).
 pub fn stat_of(logits: &[f32], y: u32) -> TokenStat {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let (mut z, mut s) = (0f64, 0f64);
-    for &l in logits {
-        let d = l - max;
-        let e = d.exp();
-        z += f64::from(e);
-        s += f64::from(e * d);
+    let mut r = Running::new();
+    r.add(logits, 0, y);
+    r.stat()
+}
+
+/// One position's softmax sums, over its logits a tile of the vocabulary at
+/// a time. With `d = l − max` and `Z = Σ e^d`: `log p(y) = d_y − ln Z` and
+/// `H = ln Z − S / Z`, `S = Σ e^d·d` (one `f32` exponential per logit, sums
+/// in `f64`; within 1e-6 of the two-pass [`log_softmax`]). A tile with a
+/// larger maximum rescales what came before: `Z ← e^c·Z` and `S ← e^c·(S +
+/// c·Z)`, `c = max_old − max_new`.
+#[derive(Debug, Clone, Copy)]
+struct Running {
+    max: f32,
+    z: f64,
+    s: f64,
+    y_logit: f32,
+}
+
+impl Running {
+    fn new() -> Self {
+        Running { max: f32::NEG_INFINITY, z: 0.0, s: 0.0, y_logit: f32::NAN }
     }
-    let ln_z = z.ln();
-    TokenStat {
-        logprob: (f64::from(logits[y as usize] - max) - ln_z) as f32,
-        entropy: (ln_z - s / z) as f32,
+
+    /// Adds the logits `l` of tokens `v0..v0 + l.len()`; `y` is the scored token.
+    fn add(&mut self, l: &[f32], v0: usize, y: u32) {
+        let tile_max = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if tile_max > self.max {
+            if self.z > 0.0 {
+                let c = f64::from(self.max - tile_max);
+                let e = c.exp();
+                self.s = e * (self.s + c * self.z);
+                self.z *= e;
+            }
+            self.max = tile_max;
+        }
+        let (mut z, mut s) = (0f64, 0f64);
+        for &x in l {
+            let d = x - self.max;
+            let e = d.exp();
+            z += f64::from(e);
+            s += f64::from(e * d);
+        }
+        self.z += z;
+        self.s += s;
+        if let Some(i) = (y as usize).checked_sub(v0).filter(|&i| i < l.len()) {
+            self.y_logit = l[i];
+        }
+    }
+
+    fn stat(&self) -> TokenStat {
+        let ln_z = self.z.ln();
+        TokenStat {
+            logprob: (f64::from(self.y_logit - self.max) - ln_z) as f32,
+            entropy: (ln_z - self.s / self.z) as f32,
+        }
     }
 }
 
@@ -97,12 +139,15 @@ pub fn token_stats_many(model: &Llama, seqs: &[(Vec<u32>, usize)]) -> Vec<Vec<To
     seqs.par_iter().map(|(t, s)| token_stats(model, t, *s)).collect()
 }
 
-/// Scored positions whose logits go through the head at once: 64 rows of
-/// SmolLM2's 49k vocabulary are 12.6 MB of logits.
-const HEAD_ROWS: usize = 64;
+/// Scored positions that go through the head together: the head is
+/// dequantized once per this many (a vocabulary tile of logits for all of
+/// them is ~7.5 MB for SmolLM2).
+const HEAD_ROWS: usize = 1024;
 
 /// [`token_stats_many`] on the packed model: one ragged pass, then the head
-/// over the scored positions only, a few dozen at a time.
+/// over the scored positions only, a vocabulary tile at a time, each
+/// position's softmax sums kept as they go ([`Running`]), so no `[positions,
+/// vocab]` logits are ever held.
 fn packed_stats(p: &PackedModel, seqs: &[(Vec<u32>, usize)]) -> Vec<Vec<TokenStat>> {
     // A sequence's inputs are its tokens but the last: position t predicts t + 1.
     let inputs: Vec<&[u32]> = seqs.iter().map(|(t, _)| &t[..t.len() - 1]).collect();
@@ -110,7 +155,7 @@ fn packed_stats(p: &PackedModel, seqs: &[(Vec<u32>, usize)]) -> Vec<Vec<TokenSta
         return vec![Vec::new(); seqs.len()];
     }
     let hidden = p.hidden_ragged(&inputs);
-    let (d, vocab) = (p.cfg.hidden_size, p.cfg.vocab_size);
+    let d = p.cfg.hidden_size;
     // (row of `hidden`, token it predicts) for every scored token, in order.
     let mut rows = Vec::new();
     let mut at = 0;
@@ -121,8 +166,15 @@ fn packed_stats(p: &PackedModel, seqs: &[(Vec<u32>, usize)]) -> Vec<Vec<TokenSta
     let mut stats = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(HEAD_ROWS) {
         let h: Vec<f32> = chunk.iter().flat_map(|&(r, _)| hidden[r * d..(r + 1) * d].iter().copied()).collect();
-        let logits = p.head().matmul_gemm(&h, chunk.len());
-        stats.par_extend(logits.par_chunks(vocab).zip(chunk.par_iter()).map(|(l, &(_, y))| stat_of(l, y)));
+        let mut acc = vec![Running::new(); chunk.len()];
+        p.head().matmul_tiles(&h, chunk.len(), |v0, tile| {
+            let n = tile.len() / chunk.len();
+            acc.par_iter_mut()
+                .zip(tile.par_chunks(n))
+                .zip(chunk.par_iter())
+                .for_each(|((a, l), &(_, y))| a.add(l, v0, y));
+        });
+        stats.extend(acc.iter().map(Running::stat));
     }
     let mut stats = stats.into_iter();
     seqs.iter().map(|(t, start)| stats.by_ref().take(t.len() - start).collect()).collect()
@@ -158,6 +210,22 @@ mod tests {
             let s = stat_of(&logits, y);
             assert!((s.entropy - h).abs() < 1e-5, "{} vs {h}", s.entropy);
             assert!((s.logprob - logp[y as usize]).abs() < 1e-5, "{} vs {}", s.logprob, logp[y as usize]);
+        }
+    }
+
+    #[test]
+    fn running_sums_over_tiles_match_one_pass() {
+        let mut rng = crate::rng::Rng::new(3);
+        // Later tiles with larger maxima force the rescaling.
+        let logits: Vec<f32> = (0..3000).map(|i| (rng.next_f64() as f32 - 0.5) * 10.0 + i as f32 / 300.0).collect();
+        for y in [0u32, 1500, 2999] {
+            let whole = stat_of(&logits, y);
+            let mut r = Running::new();
+            for (k, tile) in logits.chunks(700).enumerate() {
+                r.add(tile, k * 700, y);
+            }
+            let tiled = r.stat();
+            assert!((whole.logprob - tiled.logprob).abs() < 1e-5 && (whole.entropy - tiled.entropy).abs() < 1e-5, "{whole:?} vs {tiled:?}");
         }
     }
 
