@@ -23,7 +23,7 @@ Outputs (JSON Lines; problems carry `prompt`, `nums`, `target`, `arity`):
 - `train`: `train` problems for the search and the baselines;
 - `test3`, `test4`: `test` held-out problems with 3 and with 4 numbers.
 
-No problem appears in two sets. Seeded from RETORT_SEED: the same bytes on
+No test or train problem appears in another set (pre-training problems may repeat). Seeded from RETORT_SEED: the same bytes on
 every run.
 """
 import json
@@ -121,7 +121,11 @@ def main():
     train = [fresh(3 if i % 2 == 0 else 4)[0] for i in range(n_train)]
     pre = []
     for i in range(n_pre):
-        task, steps, expr = fresh(3 if i % 2 == 0 else 4)
+        # Pre-training problems may repeat; none is a test or train problem.
+        while True:
+            task, steps, expr = problem(3 if i % 2 == 0 else 4)
+            if (tuple(task["nums"]), task["target"]) not in seen:
+                break
         pre.append({"prompt": task["prompt"], "response": noisy_trace(task, steps, expr)})
     for name, rows in [("pretrain", pre), ("train", train), ("test3", test3), ("test4", test4)]:
         with open(os.environ[f"RETORT_OUT_{name.upper()}"], "w") as f:
