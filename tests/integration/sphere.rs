@@ -318,9 +318,21 @@ fn step_search_with_no_pairs_names_the_stage_and_why() {
 #[test]
 fn step_search_rejects_bad_settings_at_load_time() {
     let base = search_yaml("");
+    // As `util::rejects` (exit 2 from validate, plan and run, nothing
+    // cached), with the input files in place.
     let bad = |from: &str, to: &str, expect: &[&str]| {
         assert!(base.contains(from), "{from}");
-        crate::util::rejects(&base.replace(from, to), expect);
+        let t = search_pipeline(PROBLEMS);
+        t.write("p.yaml", &base.replace(from, to));
+        for cmd in ["validate", "plan", "run"] {
+            let r = t.retort(&[cmd, "p.yaml"]);
+            assert_eq!(r.code, 2, "{cmd}: expected exit 2, got {}:\n{}", r.code, r.stderr);
+            for e in expect {
+                assert!(r.stderr.contains(e), "{cmd}: {e:?} not in:\n{}", r.stderr);
+            }
+            assert!(!r.stderr.contains("panicked"), "{cmd}: {}", r.stderr);
+            assert!(!t.cache_exists(), "{cmd} created a cache for a bad file");
+        }
     };
     bad("    candidates: 3\n", "    candidates: 1\n", &["stage `search`", "`candidates` is 1: set it to at least 2"]);
     bad("    small: policy\n", "", &["stage `search`", "diversity needs a smaller model"]);
