@@ -213,13 +213,14 @@ fn prm_filter_mc_needs_a_model_and_rollouts() {
 /// and `extra` others (`problems.jsonl`), diversity from the same model at
 /// T = 1. One sequence per forward pass, so a kill lands mid-search.
 fn search_yaml(extra: &str) -> String {
-    MC.replace("  rows:\n    kind: task\n    task: file\n    path: rows.jsonl\n", "  rows:\n    kind: task\n    task: file\n    path: problems.jsonl\n")
+    MC.replace("max_position_embeddings: 128", "max_position_embeddings: 256")
+        .replace("  rows:\n    kind: task\n    task: file\n    path: rows.jsonl\n", "  rows:\n    kind: task\n    task: file\n    path: problems.jsonl\n")
         .split("  scored:\n")
         .next()
         .unwrap()
         .to_string()
         + "  search:\n    kind: step_search\n    model: policy\n    problems: rows\n    small: policy\n    candidates: 3\n    max_steps: 4\n    batch_size: 1\n\
-           \x20   sampling: {temperature: 0.8, max_tokens: 16}\n    explore_sampling: {temperature: 1.0, max_tokens: 40}\n"
+           \x20   sampling: {temperature: 0.8, max_tokens: 40}\n    explore_sampling: {temperature: 1.0, max_tokens: 48}\n"
         + extra
 }
 
@@ -230,6 +231,18 @@ const PROBLEMS: &str = r#"{"prompt": "Use 3 5 2 to make 16.\n", "nums": [3, 5, 2
 {"prompt": "Use 4 6 2 to make 12.\n", "nums": [4, 6, 2], "target": 12}
 {"prompt": "Use 7 2 1 to make 15.\n", "nums": [7, 2, 1], "target": 15}
 "#;
+
+/// `PROBLEMS` and 24 more (sums and products of three numbers), so that
+/// the search takes long enough to be killed in the middle.
+fn many_problems() -> String {
+    let mut out = PROBLEMS.to_string();
+    for i in 0..24i64 {
+        let (a, b, c) = (1 + i % 7, 2 + i % 5, 1 + i % 3);
+        let target = if i % 2 == 0 { a + b + c } else { (a + b) * c };
+        out += &format!("{{\"prompt\": \"Use {a} {b} {c} to make {target}.\\n\", \"nums\": [{a}, {b}, {c}], \"target\": {target}}}\n");
+    }
+    out
+}
 
 fn search_pipeline(problems: &str) -> TestPipeline {
     let t = TestPipeline::new(&search_yaml(""));
@@ -251,7 +264,7 @@ fn item_bytes(t: &TestPipeline) -> u64 {
 fn step_search_resumes_after_a_kill_and_searches_only_added_problems() {
     use std::time::{Duration, Instant};
     // An uninterrupted run: the reference.
-    let whole = search_pipeline(PROBLEMS);
+    let whole = search_pipeline(&many_problems());
     let r = whole.run_ok(&[]);
     let m = r.stage("search")["metrics"].clone();
     eprintln!("step_search metrics: {m}");
@@ -270,10 +283,10 @@ fn step_search_resumes_after_a_kill_and_searches_only_added_problems() {
     assert_eq!(m["step_samples_cached"], 0, "{m}");
 
     // Killed mid-search, then resumed: the same pairs, the stored samples reused.
-    let t = search_pipeline(PROBLEMS);
+    let t = search_pipeline(&many_problems());
     let mut child = t.cmd().args(["run", "p.yaml", "-q"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(300);
-    while item_bytes(&t) < 2000 && Instant::now() < deadline {
+    while item_bytes(&t) == 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().unwrap(); // SIGKILL, possibly mid-append
@@ -289,7 +302,7 @@ fn step_search_resumes_after_a_kill_and_searches_only_added_problems() {
     assert_eq!(m2["step_samples"], m["step_samples"]);
 
     // One more problem: only its own contexts are sampled; the others' pairs stay.
-    let more = PROBLEMS.to_string() + "{\"prompt\": \"Use 6 4 1 to make 24.\\n\", \"nums\": [6, 4, 1], \"target\": 24}\n";
+    let more = many_problems() + "{\"prompt\": \"Use 6 4 1 to make 24.\\n\", \"nums\": [6, 4, 1], \"target\": 24}\n";
     whole.write("problems.jsonl", &more);
     let r = whole.retort(&["run", "p.yaml", "--format", "json", "-q"]);
     let m3 = r.stage("search")["metrics"].clone();
