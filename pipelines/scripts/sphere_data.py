@@ -19,7 +19,7 @@ not available, the answer built on it) or a dead end (the rest: random legal
 steps that miss the target, answered anyway).
 
 Outputs (JSON Lines; problems carry `prompt`, `nums`, `target`, `arity`):
-- `pretrain`: `pretrain` traces (prompt, response) on their own problems;
+- `pretrain`: `pretrain` traces (the problem's fields and `response`) on their own problems;
 - `train`: `train` problems for the search and the baselines;
 - `test3`, `test4`: `test` held-out problems with 3 and with 4 numbers.
 
@@ -126,7 +126,7 @@ def main():
             task, steps, expr = problem(3 if i % 2 == 0 else 4)
             if (tuple(task["nums"]), task["target"]) not in seen:
                 break
-        pre.append({"prompt": task["prompt"], "response": noisy_trace(task, steps, expr)})
+        pre.append(dict(task, response=noisy_trace(task, steps, expr)))
     for name, rows in [("pretrain", pre), ("train", train), ("test3", test3), ("test4", test4)]:
         with open(os.environ[f"RETORT_OUT_{name.upper()}"], "w") as f:
             for r in rows:

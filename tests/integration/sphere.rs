@@ -358,23 +358,33 @@ fn step_search_rejects_bad_settings_at_load_time() {
 // --- pipelines/sphere.yaml at reduced counts ------------------------------------
 
 const RECIPE_SETS: &[&str] = &[
-    // Numbers up to 3: few enough problems that a short pre-training gets
-    // some right, so every arm has pairs (the shape is what is tested).
-    "stages.data.params.max_num=3",
-    "stages.data.params.pretrain=400",
-    "stages.data.params.train=12",
-    "stages.data.params.test=6",
-    "stages.data.params.gold=0.8",
+    // A base that memorises 8 gold traces, searched and sampled on those
+    // same problems at a high temperature, so that every search and arm has
+    // pairs and examples (the pipeline's shape is what is tested here).
+    "stages.data.params.pretrain=8",
+    "stages.data.params.train=4",
+    "stages.data.params.test=4",
+    "stages.data.params.gold=1.0",
+    "stages.data.params.slip=0",
+    "stages.data.params.illegal=0",
     "models.scratch.tiny.hidden_size=48",
     "models.scratch.tiny.intermediate_size=96",
     "models.scratch.tiny.num_hidden_layers=1",
     "models.small_scratch.tiny.hidden_size=32",
     "models.small_scratch.tiny.intermediate_size=64",
     "stages.base.steps=150",
-    "stages.base.batch_size=16",
-    "stages.small.steps=20",
-    "stages.small.batch_size=8",
-    "stages.samples.samples=3",
+    "stages.base.lr=0.01",
+    "stages.base.batch_size=8",
+    "stages.small.steps=5",
+    "stages.small.batch_size=4",
+    "stages.search.problems=data.pretrain",
+    "stages.search_nocorr.problems=data.pretrain",
+    "stages.search_nodiv.problems=data.pretrain",
+    "stages.search.sampling.temperature=1.0",
+    "stages.search_nocorr.sampling.temperature=1.0",
+    "stages.search_nodiv.sampling.temperature=1.0",
+    "stages.samples.prompts=data.pretrain",
+    "stages.samples.sampling.temperature=1.0",
     "stages.eval.sampling.max_tokens=40",
 ];
 
