@@ -75,7 +75,7 @@ fn noisy(text: &str, j: usize) -> String {
     let (a, b) = (nums[(r % 3) as usize], nums[((r >> 8) % 3) as usize]);
     match (r >> 16) % 6 {
         0 | 1 => format!("{a} + {b} = {}\n", a + b),
-        2 => format!("{a} * {b} = {}\n", a * b + i64::from((r >> 24) % 2 == 0)),
+        2 => format!("{a} * {b} = {}\n", a * b + i64::from((r >> 24).is_multiple_of(2))),
         3 => format!("<answer>({} + {}) * {}</answer>", nums[0], nums[1], nums[2]),
         4 => format!("<answer>{} + {} + {}</answer>", nums[0], nums[1], nums[2]),
         _ => String::new(),
