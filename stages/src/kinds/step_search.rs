@@ -9,7 +9,7 @@
 //!   small: small            # the diversity model (needed unless `diversity: false`)
 //!   candidates: 5           # E: next steps sampled per step
 //!   max_steps: 8            # per branch, the answer line included
-//!   sampling: {temperature: 0.8, max_tokens: 32}   # per step (the delimiter and `</answer>` stop it)
+//!   sampling: {temperature: 0.8, max_tokens: 48}   # per step (the delimiter and `</answer>` stop it)
 //!   scorer: rule            # or mc (Math-Shepherd rollouts with `model`)
 //!   error_below: 0.5        # a step below this is where correction restarts
 //!   correction: true        # where Sol_max and Sol_min are both wrong
@@ -131,7 +131,8 @@ fn sixty_four() -> usize {
     64
 }
 fn step_sampling() -> Sampling {
-    Sampling { temperature: 0.8, max_tokens: 32, ..Sampling::default() }
+    // 48: an answer line `<answer>((a + b) - c) * d</answer>` is ~35 characters.
+    Sampling { temperature: 0.8, max_tokens: 48, ..Sampling::default() }
 }
 fn explore_sampling() -> Sampling {
     Sampling { temperature: 1.0, max_tokens: 128, ..Sampling::default() }
