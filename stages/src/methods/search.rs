@@ -132,11 +132,11 @@ impl Trajectory {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
     /// Sol_max against Sol_min.
-    Generation,
+    Generation = 0,
     /// A corrected solution against the flawed Sol_max.
-    Correction,
+    Correction = 1,
     /// A right solution against the diversity model's plausible error.
-    Diversity,
+    Diversity = 2,
 }
 
 impl Source {
