@@ -32,6 +32,7 @@ pub use kinds::{
     CascadeSplitStage, CllScoreStage, CommandStage, ComposeStage, DiversifyStage, EvaluateStage, ExportFormat, ExportStage, GenerateStage,
     HintRewriteStage, InfluenceStage, PairsStage, PrmFilterStage, SelectStage, SynthesizeStage, TaskStage, TrainStage, VerifyStage,
 };
+pub use kinds::StepSearchStage;
 #[doc(hidden)]
 pub mod fuzzing;
 
@@ -55,6 +56,7 @@ pub fn registry() -> Registry {
         .register::<PairsStage>()
         .register::<PrmFilterStage>()
         .register::<DiversifyStage>()
+        .register::<StepSearchStage>()
         .register::<EvaluateStage>()
         .register::<TrainStage>()
         .check_models_with(openai::check)

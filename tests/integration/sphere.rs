@@ -206,3 +206,237 @@ fn prm_filter_mc_needs_a_model_and_rollouts() {
     crate::util::rejects(base, &["stage `scored`", "`scorer: mc` rolls out with a model"]);
     crate::util::rejects(&MC.replace("    rollouts: 4\n", "    rollouts: 0\n"), &["stage `scored`", "`rollouts` is 0: set it to at least 1"]);
 }
+
+// --- step_search: SPHERE's search ---------------------------------------------
+
+/// The MC test's memorising policy, searched on its three training problems
+/// and `extra` others (`problems.jsonl`), diversity from the same model at
+/// T = 1. One sequence per forward pass, so a kill lands mid-search.
+fn search_yaml(extra: &str) -> String {
+    MC.replace("max_position_embeddings: 128", "max_position_embeddings: 256")
+        .replace("  rows:\n    kind: task\n    task: file\n    path: rows.jsonl\n", "  rows:\n    kind: task\n    task: file\n    path: problems.jsonl\n")
+        .split("  scored:\n")
+        .next()
+        .unwrap()
+        .to_string()
+        + "  search:\n    kind: step_search\n    model: policy\n    problems: rows\n    small: policy\n    candidates: 3\n    max_steps: 4\n    batch_size: 1\n\
+           \x20   sampling: {temperature: 0.8, max_tokens: 40}\n    explore_sampling: {temperature: 1.0, max_tokens: 48}\n"
+        + extra
+}
+
+const PROBLEMS: &str = r#"{"prompt": "Use 3 5 2 to make 16.\n", "nums": [3, 5, 2], "target": 16}
+{"prompt": "Use 4 6 1 to make 11.\n", "nums": [4, 6, 1], "target": 11}
+{"prompt": "Use 7 2 3 to make 17.\n", "nums": [7, 2, 3], "target": 17}
+{"prompt": "Use 3 5 2 to make 10.\n", "nums": [3, 5, 2], "target": 10}
+{"prompt": "Use 4 6 2 to make 12.\n", "nums": [4, 6, 2], "target": 12}
+{"prompt": "Use 7 2 1 to make 15.\n", "nums": [7, 2, 1], "target": 15}
+"#;
+
+/// `PROBLEMS` and 24 more (sums and products of three numbers), so that
+/// the search takes long enough to be killed in the middle.
+fn many_problems() -> String {
+    let mut out = PROBLEMS.to_string();
+    for i in 0..24i64 {
+        let (a, b, c) = (1 + i % 7, 2 + i % 5, 1 + i % 3);
+        let target = if i % 2 == 0 { a + b + c } else { (a + b) * c };
+        out += &format!("{{\"prompt\": \"Use {a} {b} {c} to make {target}.\\n\", \"nums\": [{a}, {b}, {c}], \"target\": {target}}}\n");
+    }
+    out
+}
+
+fn search_pipeline(problems: &str) -> TestPipeline {
+    let t = TestPipeline::new(&search_yaml(""));
+    t.write("train.jsonl", MC_TRAIN);
+    t.write("problems.jsonl", problems);
+    t
+}
+
+fn rows(t: &TestPipeline, stage: &str) -> Vec<serde_json::Value> {
+    t.retort(&["show", "p.yaml", stage]).stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Total bytes of the item logs (what the search has stored).
+fn item_bytes(t: &TestPipeline) -> u64 {
+    crate::util::files_under(&t.path(".retort/items")).iter().map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum()
+}
+
+#[test]
+fn step_search_resumes_after_a_kill_and_searches_only_added_problems() {
+    use std::time::{Duration, Instant};
+    // An uninterrupted run: the reference.
+    let whole = search_pipeline(&many_problems());
+    let r = whole.run_ok(&[]);
+    let m = r.stage("search")["metrics"].clone();
+    eprintln!("step_search metrics: {m}");
+    let pairs = rows(&whole, "search");
+    assert!(!pairs.is_empty() && m["pairs"] == pairs.len(), "{m}");
+    let by_source: u64 = ["generation", "correction", "diversity"].iter().map(|s| m[format!("pairs_{s}")].as_u64().unwrap()).sum();
+    assert_eq!(by_source, pairs.len() as u64, "{m}");
+    for p in &pairs {
+        assert!(p["chosen"].is_string() && p["rejected"].is_string() && p["chosen"] != p["rejected"], "{p}");
+        assert!(["generation", "correction", "diversity"].contains(&p["source"].as_str().unwrap()), "{p}");
+        assert!(p["chosen_score"].as_f64() > p["rejected_score"].as_f64() || p["source"] != "generation", "{p}");
+        let nums: Vec<i64> = p["nums"].as_array().unwrap().iter().map(|n| n.as_i64().unwrap()).collect();
+        let right = retort_stages::methods::verify_countdown(p["chosen"].as_str().unwrap(), &nums, p["target"].as_i64().unwrap(), 0.0).correct;
+        assert!(right, "the chosen is always right: {p}");
+    }
+    assert_eq!(m["step_samples_cached"], 0, "{m}");
+
+    // Killed mid-search, then resumed: the same pairs, the stored samples reused.
+    let t = search_pipeline(&many_problems());
+    let mut child = t.cmd().args(["run", "p.yaml", "-q"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while item_bytes(&t) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL, possibly mid-append
+    child.wait().unwrap();
+    let before = item_bytes(&t);
+    assert!(before > 0, "nothing sampled before the kill");
+    let r = t.run_ok(&[]);
+    assert_eq!(r.status_of("search"), "ran", "the kill came before the search finished");
+    let m2 = r.stage("search")["metrics"].clone();
+    let cached = m2["step_samples_cached"].as_u64().unwrap() + m2["explore_samples_cached"].as_u64().unwrap();
+    assert!(cached > 0, "the resumed run reused what was stored: {m2}");
+    assert_eq!(rows(&t, "search"), pairs, "resumed = uninterrupted");
+    assert_eq!(m2["step_samples"], m["step_samples"]);
+
+    // One more problem: only its own contexts are sampled; the others' pairs stay.
+    let more = many_problems() + "{\"prompt\": \"Use 6 4 1 to make 24.\\n\", \"nums\": [6, 4, 1], \"target\": 24}\n";
+    whole.write("problems.jsonl", &more);
+    let r = whole.retort(&["run", "p.yaml", "--format", "json", "-q"]);
+    let m3 = r.stage("search")["metrics"].clone();
+    let new_step = m3["step_samples"].as_u64().unwrap() - m3["step_samples_cached"].as_u64().unwrap();
+    let new_explore = m3["explore_samples"].as_u64().unwrap() - m3["explore_samples_cached"].as_u64().unwrap();
+    assert_eq!(m3["step_samples_cached"], m["step_samples"], "every old problem's samples come from the cache: {m3}");
+    assert_eq!(m3["explore_samples_cached"], m["explore_samples"], "{m3}");
+    assert!(new_step > 0 && new_step + new_explore <= 3 * 4 * 2 * 2 + 6, "one problem's worth: {m3}");
+    if r.code == 0 {
+        let after = rows(&whole, "search");
+        assert_eq!(after[..pairs.len()], pairs[..], "the old problems' pairs are unchanged");
+    }
+}
+
+#[test]
+fn step_search_with_no_pairs_names_the_stage_and_why() {
+    // An untrained policy never reaches a right answer: nothing to choose.
+    let t = TestPipeline::new(&search_yaml("").replace("    steps: 100\n", "    steps: 1\n"));
+    t.write("train.jsonl", MC_TRAIN);
+    t.write("problems.jsonl", &PROBLEMS.lines().take(2).map(|l| format!("{l}\n")).collect::<String>());
+    let r = t.retort(&["run", "p.yaml"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("search") && r.stderr.contains("no pairs from 2 problems") && r.stderr.contains("both wrong"), "{}", r.stderr);
+}
+
+#[test]
+fn step_search_rejects_bad_settings_at_load_time() {
+    let base = search_yaml("");
+    // As `util::rejects` (exit 2 from validate, plan and run, nothing
+    // cached), with the input files in place.
+    let bad = |from: &str, to: &str, expect: &[&str]| {
+        assert!(base.contains(from), "{from}");
+        let t = search_pipeline(PROBLEMS);
+        t.write("p.yaml", &base.replace(from, to));
+        for cmd in ["validate", "plan", "run"] {
+            let r = t.retort(&[cmd, "p.yaml"]);
+            assert_eq!(r.code, 2, "{cmd}: expected exit 2, got {}:\n{}", r.code, r.stderr);
+            for e in expect {
+                assert!(r.stderr.contains(e), "{cmd}: {e:?} not in:\n{}", r.stderr);
+            }
+            assert!(!r.stderr.contains("panicked"), "{cmd}: {}", r.stderr);
+            assert!(!t.cache_exists(), "{cmd} created a cache for a bad file");
+        }
+    };
+    bad("    candidates: 3\n", "    candidates: 1\n", &["stage `search`", "`candidates` is 1: set it to at least 2"]);
+    bad("    small: policy\n", "", &["stage `search`", "diversity needs a smaller model"]);
+    bad("    max_steps: 4\n", "    max_steps: 4\n    error_below: 2\n", &["stage `search`", "`error_below` is 2"]);
+    bad("    max_steps: 4\n", "    max_steps: 4\n    rollouts: 3\n", &["stage `search`", "`rollouts` applies only to `scorer: mc`"]);
+    bad("    max_steps: 4\n", "    max_steps: 4\n    beam: 3\n", &["stage `search`", "beam"]);
+    bad("    problems: rows\n", "    problems: policy\n", &["stage `search`", "problems"]);
+}
+
+// --- pipelines/sphere.yaml at reduced counts ------------------------------------
+
+const RECIPE_SETS: &[&str] = &[
+    // A base that memorises 8 gold traces, searched and sampled on those
+    // same problems at a high temperature, so that every search and arm has
+    // pairs and examples (the pipeline's shape is what is tested here).
+    "stages.data.params.pretrain=8",
+    "stages.data.params.train=4",
+    "stages.data.params.test=4",
+    "stages.data.params.gold=1.0",
+    "stages.data.params.slip=0",
+    "stages.data.params.illegal=0",
+    "models.scratch.tiny.hidden_size=48",
+    "models.scratch.tiny.intermediate_size=96",
+    "models.scratch.tiny.num_hidden_layers=1",
+    "models.small_scratch.tiny.hidden_size=32",
+    "models.small_scratch.tiny.intermediate_size=64",
+    "stages.base.steps=150",
+    "stages.base.lr=0.01",
+    "stages.base.batch_size=8",
+    "stages.small.steps=5",
+    "stages.small.batch_size=4",
+    "stages.search.problems=data.pretrain",
+    "stages.search_nocorr.problems=data.pretrain",
+    "stages.search_nodiv.problems=data.pretrain",
+    "stages.search.sampling.temperature=1.0",
+    "stages.search_nocorr.sampling.temperature=1.0",
+    "stages.search_nodiv.sampling.temperature=1.0",
+    "stages.samples.prompts=data.pretrain",
+    "stages.samples.sampling.temperature=1.0",
+    "stages.eval.sampling.max_tokens=40",
+];
+
+const RECIPE_ARMS: &[&str] = &["rs_sft", "outcome_dpo", "sphere", "sphere_nocorr", "sphere_nodiv"];
+
+fn recipe(t: &TestPipeline) -> crate::util::Run {
+    let pipeline = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/sphere.yaml");
+    let cache = t.path("cache");
+    let mut args: Vec<String> = vec!["run".into(), pipeline.display().to_string(), "--format".into(), "json".into(), "-q".into()];
+    args.extend(["--cache-dir".into(), cache.display().to_string()]);
+    for s in RECIPE_SETS {
+        args.extend(["--set".into(), s.to_string()]);
+    }
+    for arm in RECIPE_ARMS {
+        args.extend(["--set".into(), format!("stages.{arm}.steps=2"), "--set".into(), format!("stages.{arm}.batch_size=4")]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    t.retort(&args)
+}
+
+#[test]
+fn sphere_recipe_runs_end_to_end_at_reduced_counts() {
+    let t = TestPipeline::new("stages: {}\n");
+    let r = recipe(&t);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.statuses().iter().all(|(_, s)| s == "ran"), "{:?}", r.statuses());
+    for search in ["search", "search_nocorr", "search_nodiv"] {
+        let m = r.stage(search)["metrics"].clone();
+        eprintln!("{search}: {m}");
+        for key in ["pairs", "pairs_generation", "pairs_correction", "pairs_diversity", "both_right", "both_wrong", "mixed"] {
+            assert!(m.get(key).is_some(), "{search}: missing {key}: {m}");
+        }
+    }
+    assert_eq!(r.stage("search_nocorr")["metrics"]["pairs_correction"], 0);
+    assert_eq!(r.stage("search_nodiv")["metrics"]["pairs_diversity"], 0);
+    // Generation is the same search in all three: the same samples, from the item cache.
+    let gen = |s: &str| r.stage(s)["metrics"]["pairs_generation"].clone();
+    assert_eq!((gen("search_nocorr"), gen("search_nodiv")), (gen("search"), gen("search")));
+    assert!(r.stage("search_nodiv")["metrics"]["step_samples_cached"].as_u64().unwrap() > 0);
+    let m = r.stage("eval")["metrics"].clone();
+    for arm in ["base", "rs_sft", "outcome_dpo", "sphere", "sphere_nocorr", "sphere_nodiv"] {
+        for key in ["acc", "acc_lo", "acc_hi", "acc@3", "acc@4"] {
+            assert!(m.get(format!("{arm}/{key}")).is_some(), "missing {arm}/{key}: {m}");
+        }
+        let s = r.stage("steps")["metrics"].clone();
+        for key in ["step_validity", "first_error_depth", "rows"] {
+            assert!(s.get(format!("{arm}/{key}")).is_some(), "steps: missing {arm}/{key}: {s}");
+        }
+    }
+    for cmp in ["sphere_vs_outcome_dpo", "sphere_vs_sphere_nocorr", "sphere_vs_sphere_nodiv"] {
+        assert!(m.get(format!("{cmp}/p_mcnemar")).is_some(), "missing {cmp}: {m}");
+    }
+    let again = recipe(&t);
+    assert!(again.statuses().iter().all(|(_, s)| s == "cached"), "{:?}", again.statuses());
+}

@@ -179,6 +179,11 @@ impl Stage for EvaluateStage {
                 if self.cascade.is_some() {
                     names.extend([RATIONALE, CONSISTENT]);
                 }
+                // Rows keep their task's fields; the countdown verifier's are
+                // sure to be there (a `prm_filter` reads them downstream).
+                if matches!(self.verifier, Verifier::Countdown) {
+                    names.extend([field::NUMS, field::TARGET]);
+                }
                 if self.cue_field.is_some() {
                     names.push(FOLLOWS_CUE);
                 }

@@ -9,6 +9,7 @@
 //!   aggregate: min          # or last
 //!   lambda: 0.5             # V = λ·agg(step scores) + (1−λ)·outcome
 //!   min_value: 0.7          # keep rows with V at least this (leave out: keep all)
+//!   by: model               # also report the metrics per value of this field
 //! ```
 //!
 //! `scorer: mc` (Math-Shepherd) scores step k by rolling the solution out
@@ -108,6 +109,10 @@ pub struct PrmFilterStage {
     /// mc: sequences per forward pass (a sample does not depend on it).
     #[serde(default)]
     pub batch_size: Option<usize>,
+    /// Also report the metrics per value of this row field, as
+    /// `VALUE/step_validity` etc. (e.g. `by: model` on `evaluate`'s rows).
+    #[serde(default)]
+    pub by: Option<String>,
 }
 
 /// Math-Shepherd's rollouts per step (Wang et al. 2024 used N = 8).
@@ -154,6 +159,7 @@ impl StageImpl for PrmFilterStage {
             rollouts: _,
             sampling: _,
             batch_size: _,
+            by,
         } = self;
         let h = Hashed::new()
             .field("scorer", scorer)
@@ -161,7 +167,8 @@ impl StageImpl for PrmFilterStage {
             .field("aggregate", aggregate)
             .field("lambda", lambda)
             .field("error_below", error_below)
-            .opt("min_value", min_value);
+            .opt("min_value", min_value)
+            .opt("by", by);
         match scorer {
             Scorer::Rule => h,
             Scorer::Mc => h.field("rollouts", self.rollouts()).field("sampling", self.sampling().hashed().into_value()),
@@ -246,18 +253,21 @@ impl Stage for PrmFilterStage {
             Scorer::Rule => parsed.iter().map(|(r, nums, _)| rule_scores_countdown(&split_steps(r, &self.delimiter), nums)).collect(),
             Scorer::Mc => self.mc(ctx, &rows, &parsed, &mut metrics)?,
         };
-        let (mut steps_all, mut valid, mut right, mut with_error, mut depth_sum) = (0usize, 0f64, 0usize, 0usize, 0usize);
+        let mut all = Tally::default();
+        let mut groups: std::collections::BTreeMap<String, Tally> = Default::default();
         let mut out = Vec::new();
-        for ((mut row, (response, nums, target)), scores) in rows.into_iter().zip(&parsed).zip(all_scores) {
+        for (i, ((mut row, (response, nums, target)), scores)) in rows.into_iter().zip(&parsed).zip(all_scores).enumerate() {
             let outcome = if verify_countdown(response, nums, *target, 0.0).correct { 1.0 } else { 0.0 };
             let value = trajectory_value(&scores, outcome, self.lambda, self.aggregate);
             let first = first_error(&scores, self.error_below);
-            steps_all += scores.len();
-            valid += scores.iter().sum::<f64>();
-            right += usize::from(outcome == 1.0);
-            if let Some(d) = first {
-                with_error += 1;
-                depth_sum += d;
+            all.add(&scores, outcome, first);
+            if let Some(by) = &self.by {
+                let g = match row.get(by) {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(v) => v.to_string(),
+                    None => anyhow::bail!("input row {i} has no field `{by}` to group by (`by: {by}`)"),
+                };
+                groups.entry(g).or_default().add(&scores, outcome, first);
             }
             if self.min_value.is_some_and(|m| value < m) {
                 continue;
@@ -270,17 +280,53 @@ impl Stage for PrmFilterStage {
             out.push(row);
         }
         ctx.write_rows("out", &out)?;
+        metrics.extend([("rows_in".to_string(), n.into()), ("rows".to_string(), out.len().into())]);
+        all.report("", &mut metrics);
+        for (g, t) in &groups {
+            t.report(&format!("{g}/"), &mut metrics);
+        }
+        Ok(metrics)
+    }
+}
+
+/// Step and outcome counts over some rows.
+#[derive(Default)]
+struct Tally {
+    rows: usize,
+    steps: usize,
+    valid: f64,
+    right: usize,
+    with_error: usize,
+    depth_sum: usize,
+}
+
+impl Tally {
+    fn add(&mut self, scores: &[f64], outcome: f64, first: Option<usize>) {
+        self.rows += 1;
+        self.steps += scores.len();
+        self.valid += scores.iter().sum::<f64>();
+        self.right += usize::from(outcome == 1.0);
+        if let Some(d) = first {
+            self.with_error += 1;
+            self.depth_sum += d;
+        }
+    }
+
+    /// `step_validity` (mean step score), `first_error_depth` (mean 0-based
+    /// index of the first error, over rows with one) and the rest, named
+    /// `{prefix}KEY`.
+    fn report(&self, prefix: &str, metrics: &mut Metrics) {
         let share = |x: f64, of: usize| round4(if of == 0 { 0.0 } else { x / of as f64 });
         metrics.extend([
-            ("rows_in".to_string(), n.into()),
-            ("rows".to_string(), out.len().into()),
-            ("steps_per_row".to_string(), share(steps_all as f64, n).into()),
-            ("step_validity".to_string(), share(valid, steps_all).into()),
-            ("outcome_share".to_string(), share(right as f64, n).into()),
-            ("rows_with_error".to_string(), with_error.into()),
-            ("first_error_depth".to_string(), share(depth_sum as f64, with_error).into()),
+            (format!("{prefix}steps_per_row"), share(self.steps as f64, self.rows).into()),
+            (format!("{prefix}step_validity"), share(self.valid, self.steps).into()),
+            (format!("{prefix}outcome_share"), share(self.right as f64, self.rows).into()),
+            (format!("{prefix}rows_with_error"), self.with_error.into()),
+            (format!("{prefix}first_error_depth"), share(self.depth_sum as f64, self.with_error).into()),
         ]);
-        Ok(metrics)
+        if !prefix.is_empty() {
+            metrics.insert(format!("{prefix}rows"), self.rows.into());
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 //! - [`instructions`]: Montessori-Instruct's few-shot prompts, tag extraction, dedupe (METHODS §5 M1).
 //! - [`steps`]: solutions as steps, the Countdown rule scorer, trajectory values (SPHERE, METHODS §2).
 //! - [`mc`]: Math-Shepherd's Monte-Carlo step scores from rollouts (SPHERE's `mc` scorer).
+//! - [`search`]: SPHERE's PRM-guided search: max/min branches, self-correction, diversity, pairs (METHODS §9.1).
 //! - [`metrics`]: accuracy by arity, pass@k, SkillFactory skill use (METHODS §1).
 
 pub mod arithmetic;
@@ -29,6 +30,7 @@ pub mod mc;
 pub mod metrics;
 mod ratio;
 pub mod rouge;
+pub mod search;
 pub mod steps;
 pub mod verify;
 
