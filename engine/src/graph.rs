@@ -290,7 +290,9 @@ fn artifact_of(p: &Pipeline, source: &Resolved) -> (Artifact, String) {
 /// a `tiny:` spec where weights are needed) fails here, naming the field.
 fn check_type(p: &Pipeline, stage: &str, decl: &InputDecl, source: &Resolved, field: &str) -> Result<(), SpecError> {
     let (have, what) = artifact_of(p, source);
-    if decl.expects.accepts(have) {
+    // A model file may hold a PRM: its reader checks (`prm.json`).
+    let file_prm = decl.expects == Artifact::Prm && have == Artifact::Weights && matches!(source, Resolved::Model(_));
+    if decl.expects.accepts(have) || file_prm {
         return Ok(());
     }
     let short = decl.field.split('[').next().unwrap_or(&decl.field);
@@ -301,6 +303,7 @@ fn check_type(p: &Pipeline, stage: &str, decl: &InputDecl, source: &Resolved, fi
         (Artifact::Weights | Artifact::Model, Artifact::Endpoint) => {
             "training and log-prob scoring need local weights: point it at a `path:` model or a `train` stage".into()
         }
+        (Artifact::Prm, _) => "point it at a `train` stage with `objective: prm` (or use `scorer: rule` or `mc`)".into(),
         (Artifact::Rows, _) => "name a stage that writes rows (task, generate, verify, ...), or `STAGE.OUTPUT` for another output".into(),
         _ => format!("name {} here", decl.expects.describe()),
     });

@@ -76,6 +76,9 @@ pub enum Artifact {
     /// Anything that samples: a model with weights or a remote one
     /// (generate, evaluate).
     Sampler,
+    /// A process reward model: weights trained by `train` with `objective:
+    /// prm` (a model file may be one too; that is checked when it is read).
+    Prm,
     /// Any other file (a Markdown table, a log).
     Text,
     /// Anything (a `command` stage's outputs, files outside the cache).
@@ -88,7 +91,7 @@ impl Artifact {
         use Artifact::*;
         matches!(
             (self, have),
-            (Any, _) | (_, Any) | (Rows, Rows) | (Text, Text) | (Model, Model | Weights) | (Weights, Weights) | (Sampler, Weights | Endpoint)
+            (Any, _) | (_, Any) | (Rows, Rows) | (Text, Text) | (Model, Model | Weights | Prm) | (Weights, Weights | Prm) | (Sampler, Weights | Endpoint | Prm) | (Prm, Prm)
         )
     }
 
@@ -100,6 +103,7 @@ impl Artifact {
             Artifact::Weights => "a model with weights",
             Artifact::Endpoint => "a remote model",
             Artifact::Sampler => "a model with weights (or an `openai:` endpoint)",
+            Artifact::Prm => "a process reward model",
             Artifact::Text => "a text file",
             Artifact::Any => "any artifact",
         }

@@ -331,21 +331,9 @@ fn step_search_with_no_pairs_names_the_stage_and_why() {
 #[test]
 fn step_search_rejects_bad_settings_at_load_time() {
     let base = search_yaml("");
-    // As `util::rejects` (exit 2 from validate, plan and run, nothing
-    // cached), with the input files in place.
     let bad = |from: &str, to: &str, expect: &[&str]| {
         assert!(base.contains(from), "{from}");
-        let t = search_pipeline(PROBLEMS);
-        t.write("p.yaml", &base.replace(from, to));
-        for cmd in ["validate", "plan", "run"] {
-            let r = t.retort(&[cmd, "p.yaml"]);
-            assert_eq!(r.code, 2, "{cmd}: expected exit 2, got {}:\n{}", r.code, r.stderr);
-            for e in expect {
-                assert!(r.stderr.contains(e), "{cmd}: {e:?} not in:\n{}", r.stderr);
-            }
-            assert!(!r.stderr.contains("panicked"), "{cmd}: {}", r.stderr);
-            assert!(!t.cache_exists(), "{cmd} created a cache for a bad file");
-        }
+        crate::util::rejects_with(&base.replace(from, to), &[("train.jsonl", MC_TRAIN), ("problems.jsonl", PROBLEMS)], expect);
     };
     bad("    candidates: 3\n", "    candidates: 1\n", &["stage `search`", "`candidates` is 1: set it to at least 2"]);
     bad("    small: policy\n", "", &["stage `search`", "diversity needs a smaller model"]);
@@ -439,4 +427,139 @@ fn sphere_recipe_runs_end_to_end_at_reduced_counts() {
     }
     let again = recipe(&t);
     assert!(again.statuses().iter().all(|(_, s)| s == "cached"), "{:?}", again.statuses());
+}
+
+// --- a trained PRM: `train` `objective: prm`, `scorer: model` -----------------
+
+/// Rule-labelled solutions, a PRM trained on the labels from scratch, and
+/// the same solutions scored by it (`scorer: model`). Wrong steps all
+/// claim `= 0`, so a small model can learn the label in a few dozen steps.
+const PRM: &str = r#"name: prm
+seed: 1
+models:
+  small: {tiny: {preset: micro, max_position_embeddings: 96}}
+stages:
+  rows:
+    kind: task
+    task: file
+    path: rows.jsonl
+  labelled:
+    kind: prm_filter
+    input: rows
+  prm:
+    kind: train
+    model: small
+    data: labelled
+    objective: prm
+    steps: 60
+    batch_size: 8
+    lr: 0.003
+    max_len: 96
+  scored:
+    kind: prm_filter
+    input: rows
+    scorer: model
+    model: prm
+"#;
+
+/// 16 two-step solutions over four numbers; step k is right when bit k of
+/// the row's index is 0.
+fn prm_rows() -> String {
+    let mut out = String::new();
+    for i in 0..16i64 {
+        let nums = [1 + i % 5, 2 + i % 3, 3 + i % 4, 1 + i % 2];
+        let step = |k: usize, a: i64, b: i64| if (i >> k) & 1 == 0 { format!("{a} + {b} = {}", a + b) } else { format!("{a} + {b} = 0") };
+        let target = nums[0] + nums[1] + nums[2] + nums[3];
+        let response = format!("{}\\n{}\\n<answer>{} + {} + {} + {}</answer>", step(0, nums[0], nums[1]), step(1, nums[2], nums[3]), nums[0], nums[1], nums[2], nums[3]);
+        out += &format!("{{\"prompt\": \"Use {nums:?} to make {target}.\\n\", \"nums\": {nums:?}, \"target\": {target}, \"response\": \"{response}\"}}\n");
+    }
+    out
+}
+
+#[test]
+fn a_prm_trained_on_rule_labels_scores_steps_as_the_rule_does() {
+    let t = TestPipeline::new(PRM);
+    t.write("rows.jsonl", &prm_rows());
+    let r = t.run_ok(&[]);
+    let trained = r.stage("prm")["metrics"].clone();
+    assert!(trained["last_accuracy"].as_f64().unwrap() >= 0.9, "the PRM's last step: {trained}");
+    assert!(t.path(".retort").exists());
+    let rule = step_scores_of(&t, "labelled");
+    let model = step_scores_of(&t, "scored");
+    assert_eq!(rule.len(), 16);
+    let (mut agree, mut all) = (0, 0);
+    for (r, m) in rule.iter().zip(&model) {
+        assert_eq!(r.len(), m.len(), "one score per step");
+        for (a, b) in r.iter().zip(m) {
+            all += 1;
+            agree += usize::from((*a > 0.5) == (*b > 0.5));
+        }
+    }
+    assert!(agree * 10 >= all * 9, "the PRM agrees with the rule on {agree} of {all} steps");
+    // The model scorer's metrics are the same kind as the rule's.
+    let m = r.stage("scored")["metrics"].clone();
+    assert_eq!(m["rows"], 16, "{m}");
+    assert!((m["step_validity"].as_f64().unwrap() - 0.5).abs() < 0.1, "half the steps are right: {m}");
+}
+
+fn step_scores_of(t: &TestPipeline, stage: &str) -> Vec<Vec<f64>> {
+    let out = t.retort(&["show", "p.yaml", stage]).stdout;
+    out.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step_scores"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect())
+        .collect()
+}
+
+#[test]
+fn a_model_that_is_not_a_prm_is_refused_before_anything_runs() {
+    // An SFT model where a PRM is needed: exit 2 at load time, at the field.
+    let sft = PRM.replace("    objective: prm\n", "    objective: sft\n").replace("  labelled:\n    kind: prm_filter\n    input: rows\n", "  labelled:\n    kind: task\n    task: file\n    path: rows.jsonl\n");
+    let rows = prm_rows();
+    crate::util::rejects_with(&sft, &[("rows.jsonl", &rows)], &["stage `scored`", "needs a process reward model", "objective: prm"]);
+    // The search's `scorer: model` needs its `prm`.
+    let search = "name: bad\nseed: 1\nmodels:\n  m: {tiny: {preset: micro}}\nstages:\n  rows:\n    kind: task\n    task: file\n    path: rows.jsonl\n  \
+                  search:\n    kind: step_search\n    model: m\n    problems: rows\n    diversity: false\n    scorer: model\n";
+    crate::util::rejects_with(search, &[("rows.jsonl", PROBLEMS)], &["stage `search`", "name it in `prm`"]);
+}
+
+#[test]
+fn prm_labels_that_do_not_match_the_steps_name_the_row() {
+    let t = TestPipeline::new(&PRM.replace("    data: labelled\n", "    data: rows\n"));
+    // Row 1 has two steps but one label.
+    let rows: Vec<String> = prm_rows()
+        .lines()
+        .take(2)
+        .enumerate()
+        .map(|(i, l)| l.replacen('{', &format!("{{\"step_scores\": {}, ", if i == 1 { "[1]" } else { "[1, 0]" }), 1))
+        .collect();
+    t.write("rows.jsonl", &(rows.join("\n") + "\n"));
+    let r = t.retort(&["run", "p.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("prm") && r.stderr.contains("data row 1") && r.stderr.contains("`step_scores` has 1 scores"), "{}", r.stderr);
+}
+
+#[test]
+fn step_search_scores_steps_with_a_trained_prm() {
+    // The PRM: the memorising policy trained with `objective: prm` on the
+    // rule's labels of MC_ROWS (one wrong step among four). Its own three
+    // problems come out right on both branches, so the pairs are diversity's.
+    let extra = "  sol:\n    kind: task\n    task: file\n    path: sol.jsonl\n  labelled:\n    kind: prm_filter\n    input: sol\n  \
+                 prm:\n    kind: train\n    model: policy\n    data: labelled\n    objective: prm\n    steps: 20\n    batch_size: 3\n    max_len: 96\n  \
+                 search_prm:\n    kind: step_search\n    model: policy\n    problems: rows\n    small: policy\n    candidates: 3\n    max_steps: 4\n    \
+                 scorer: model\n    prm: prm\n    sampling: {temperature: 0.8, max_tokens: 40}\n    explore_sampling: {temperature: 1.0, max_tokens: 48}\n";
+    let t = TestPipeline::new(&search_yaml(extra));
+    t.write("train.jsonl", MC_TRAIN);
+    t.write("problems.jsonl", &many_problems());
+    t.write("sol.jsonl", MC_ROWS);
+    let r = t.run_ok(&["--only", "search_prm"]);
+    let m = r.stage("search_prm")["metrics"].clone();
+    let pairs = rows(&t, "search_prm");
+    assert!(!pairs.is_empty() && m["pairs"] == pairs.len(), "{m}");
+    // Step scores are the PRM's σ(z), not the rule's 0/1.
+    let scores: Vec<f64> =
+        pairs.iter().flat_map(|p| p["chosen_step_scores"].as_array().unwrap().iter().map(|s| s.as_f64().unwrap()).collect::<Vec<_>>()).collect();
+    assert!(!scores.is_empty() && scores.iter().all(|s| (0.0..=1.0).contains(s)), "{scores:?}");
+    assert!(scores.iter().any(|s| *s != 0.0 && *s != 1.0), "PRM scores, not rule scores: {scores:?}");
+    // The same search again is a no-op; a search with the rule scorer is another stage.
+    let again = t.run_ok(&["--only", "search_prm"]);
+    assert_eq!(again.status_of("search_prm"), "cached");
 }

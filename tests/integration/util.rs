@@ -131,7 +131,16 @@ pub fn exists(p: &Path) -> bool {
 /// every `expect` in its message, without a panic, and leave no cache or
 /// lock behind (nothing ran). Returns `validate`'s message.
 pub fn rejects(yaml: &str, expect: &[&str]) -> String {
+    rejects_with(yaml, &[], expect)
+}
+
+/// [`rejects`] with `files` (path, text) written beside the pipeline first,
+/// so the input files it names are in place.
+pub fn rejects_with(yaml: &str, files: &[(&str, &str)], expect: &[&str]) -> String {
     let t = TestPipeline::new(yaml);
+    for (path, text) in files {
+        t.write(path, text);
+    }
     for cmd in ["validate", "plan", "run"] {
         let r = t.retort(&[cmd, "p.yaml"]);
         assert_eq!(r.code, 2, "{cmd}: expected exit 2, got {}:\n{}", r.code, r.stderr);

@@ -663,3 +663,42 @@ fn grpo_logprobs_are_taken_at_the_rollout_temperature() {
     crate::test_util::assert_close(&got, &want, 1e-5);
     assert_eq!(logprob_temperature(&SamplingParams::greedy(4)), 1.0);
 }
+
+#[test]
+fn prm_learns_which_steps_are_good_and_scores_them_as_it_trained() {
+    // A step is "good" when its last token is even: two or three marks per
+    // row, at the end of each 4-token step after a 3-token prompt.
+    let mut rng = Rng::for_item(11, 0);
+    let mut tok = || 2 + (rng.next_u64() % (VOCAB as u64 - 2)) as u32;
+    let data: Vec<PrmExample> = (0..16)
+        .map(|i| {
+            let tokens: Vec<u32> = (0..3 + 4 * (2 + i % 2)).map(|_| tok()).collect();
+            let marks = (0..2 + i % 2).map(|s| 3 + 4 * s + 3).map(|p| (p, if tokens[p] % 2 == 0 { 1.0 } else { 0.0 })).collect();
+            PrmExample { tokens, marks }
+        })
+        .collect();
+    let prm = PrmTokens { good: 0, bad: 1 };
+    let cfg = TrainConfig { lr: 3e-3, steps: Some(40), batch_size: 8, ..TrainConfig::default() };
+    let mut log = Vec::new();
+    let model = train_prm(micro(3), &data, prm, &cfg, &mut |m| log.push((m.loss, m.extra["accuracy"], m.extra["marks"]))).unwrap();
+    let (first, last) = (log[0], log[log.len() - 1]);
+    assert!(last.0 < 0.3 * first.0, "loss {} -> {}", first.0, last.0);
+    assert!(last.1 >= 0.95, "accuracy at the end {}", last.1);
+    assert!(log.iter().all(|l| (l.2 - 20.0).abs() < 5.0), "marks per step of 8 rows: 16 to 24");
+    // Scoring reads the same two logits at the same positions.
+    for e in &data[..4] {
+        let positions: Vec<usize> = e.marks.iter().map(|m| m.0).collect();
+        let scores = step_scores(&model, &e.tokens, &positions, prm);
+        for (s, &(_, y)) in scores.iter().zip(&e.marks) {
+            assert_eq!(*s > 0.5, y > 0.5, "score {s} for label {y}");
+        }
+        // A position's score depends only on the tokens up to it.
+        let alone = step_scores(&model, &e.tokens[..=positions[0]], &positions[..1], prm);
+        assert!((alone[0] - scores[0]).abs() < 1e-5, "{} vs {}", alone[0], scores[0]);
+    }
+    // Bad examples are refused, naming the row.
+    let bad = |e: PrmExample| train_prm(micro(3), &[e], prm, &cfg, &mut |_| {}).unwrap_err().to_string();
+    assert!(bad(PrmExample { tokens: vec![2, 3], marks: vec![] }).contains("example 0 has no scored step"));
+    assert!(bad(PrmExample { tokens: vec![2, 3], marks: vec![(2, 1.0)] }).contains("inside its 2 tokens"));
+    assert!(bad(PrmExample { tokens: vec![2, 3], marks: vec![(1, 1.5)] }).contains("labels in [0, 1]"));
+}

@@ -442,3 +442,37 @@ pub fn idft_forward(
 #[cfg(test)]
 #[path = "losses_tests.rs"]
 mod tests;
+
+/// A process reward model's loss (Math-Shepherd, Wang et al. 2024): the
+/// model's logits at a step's last token, read as a two-way classifier
+/// over a `good` and a `bad` token, `z = logit[good] − logit[bad]`,
+/// `score = σ(z)`, and binary cross-entropy against the step's label
+/// `y ∈ [0, 1]` (a hard rule label, or an MC share of verified rollouts):
+/// `−(y·log σ(z) + (1 − y)·log σ(−z))`, the token mean over the marked
+/// positions. Only those two logits get a gradient at those positions; the
+/// rest of the vocabulary is left alone.
+///
+/// # Shapes
+/// - `logits`: `[B, T, V]`; `labels`, `mask`: `[B, T]` (mask 1 at the
+///   marked positions); returns the mean and `Σ mask`
+pub fn prm_loss(logits: Tensor<3>, good: u32, bad: u32, labels: Tensor<2>, mask: Tensor<2>) -> (Tensor<1>, usize) {
+    let [b, t, _] = logits.dims();
+    let device = logits.device();
+    let column = |id: u32| {
+        let idx = Tensor::<3, Int>::full([b, t, 1], id as i64, &device);
+        logits.clone().gather(2, idx).reshape([b, t])
+    };
+    let z = column(good) - column(bad);
+    let n = count(&mask);
+    let z = zero_masked(z, &mask);
+    let bce = (labels.clone() * log_sigmoid(z.clone()) + labels.neg().add_scalar(1.0) * log_sigmoid(z.neg())).neg();
+    (masked_mean(bce, mask, n), n)
+}
+
+/// The score a process reward model gives each marked position: `σ(z)`
+/// with `z = logit[good] − logit[bad]` (see [`prm_loss`]), from one
+/// position's logits row.
+pub fn prm_score(logits_row: &[f32], good: u32, bad: u32) -> f32 {
+    let z = logits_row[good as usize] - logits_row[bad as usize];
+    1.0 / (1.0 + (-z).exp())
+}

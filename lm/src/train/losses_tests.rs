@@ -513,3 +513,41 @@ fn idft_gradient_through_a_tiny_model_matches_finite_differences() {
     assert!(numeric.iter().any(|g| g.abs() > 1e-4), "the check must see a gradient: {numeric:?}");
     grads_agree(&analytic, &numeric);
 }
+
+// PRM example: B = 1, T = 3, V = 3, good = 0, bad = 2.
+//   position 0: logits [2, 9, 0]  z = 2 − 0 = 2,   label 1   → −log σ(2)
+//   position 1: masked (a huge logit there must not matter)
+//   position 2: logits [0, 0, 1]  z = −1,         label 0.25 → −(0.25 log σ(−1) + 0.75 log σ(1))
+fn prm_example(d: &Device) -> (Tensor<3>, Tensor<2>, Tensor<2>) {
+    let logits = t3(&[2.0, 9.0, 0.0, 1e30, 0.0, -1e30, 0.0, 0.0, 1.0], [1, 3, 3], d);
+    (logits, t2(&[1.0, 0.0, 0.25], [1, 3], d), t2(&[1.0, 0.0, 1.0], [1, 3], d))
+}
+
+#[test]
+fn prm_loss_by_hand() {
+    let d = device();
+    let ls = |z: f32| -(1.0 + (-z).exp()).ln();
+    let want = (-ls(2.0) - (0.25 * ls(-1.0) + 0.75 * ls(1.0))) / 2.0;
+    let (logits, labels, mask) = prm_example(&d);
+    let (loss, n) = prm_loss(logits, 0, 2, labels, mask);
+    assert_eq!(n, 2);
+    close(one(loss), want, 1e-6);
+    // The score is σ(z) of the row, the other logits ignored.
+    close(prm_score(&[2.0, 9.0, 0.0], 0, 2), 1.0 / (1.0 + (-2.0f32).exp()), 1e-7);
+    close(prm_score(&[0.0, 0.0, 1.0], 0, 2), 1.0 / (1.0 + 1.0f32.exp()), 1e-7);
+}
+
+#[test]
+fn prm_gradient_reaches_only_the_two_logits_at_the_marks() {
+    let d = device().autodiff();
+    let (logits, labels, mask) = prm_example(&device());
+    let logits = Tensor::<3>::from_data(logits.into_data(), &d).require_grad();
+    let labels = Tensor::<2>::from_data(labels.into_data(), &d);
+    let mask = Tensor::<2>::from_data(mask.into_data(), &d);
+    let (loss, _) = prm_loss(logits.clone(), 0, 2, labels, mask);
+    let g = vec_of(logits.grad(&loss.backward()).unwrap());
+    // ∂/∂z of BCE is σ(z) − y, over the 2 marks; +∂z on good, −∂z on bad.
+    let s = |z: f32| 1.0 / (1.0 + (-z).exp());
+    let (g0, g2) = ((s(2.0) - 1.0) / 2.0, (s(-1.0) - 0.25) / 2.0);
+    all_close(&g, &[g0, 0.0, -g0, 0.0, 0.0, 0.0, g2, 0.0, -g2], 1e-6);
+}

@@ -10,6 +10,7 @@
 //! - [`advantages`]: GRPO group-normalized advantages (METHODS §0.2).
 //! - [`schedule`]: learning-rate schedules.
 //! - [`state`]: the optimizer's half of a checkpoint (AdamW moments, step).
+//! - [`prm`]: process reward models, Math-Shepherd's two-token classifier at each step's end.
 //! - [`influence`]: local data influence, one AdamW step per example (METHODS §5 M5).
 
 pub mod advantages;
@@ -19,6 +20,7 @@ pub mod influence;
 pub mod losses;
 mod optim;
 pub mod parts;
+pub mod prm;
 pub mod schedule;
 pub mod sft;
 pub mod state;
@@ -36,10 +38,11 @@ pub use dpo::{train_dpo, DpoExample, DpoParams};
 pub use grpo::{train_grpo, GrpoConfig};
 pub use influence::Influence;
 pub use losses::{
-    chosen_nll, dpo_loss, grpo_loss, idft_forward, idft_gamma, idft_loss, idft_weights, k3_kl, rpo_loss, sequence_logprobs, sft_loss,
+    chosen_nll, dpo_loss, grpo_loss, idft_forward, idft_gamma, idft_loss, idft_weights, k3_kl, prm_loss, prm_score, rpo_loss, sequence_logprobs, sft_loss,
     token_entropy, token_logprobs, weighted_nll, DpoOut, GrpoOut, IdftOut, IdftParams,
 };
 pub use parts::{train_parts, Part, PartSeq, PartsExample};
+pub use prm::{step_scores, train_prm, PrmExample, PrmTokens};
 pub use schedule::LrSchedule;
 pub use sft::{train_sft, train_sft_resumable, train_sft_with, SftExample, SftLoss};
 pub use state::OptimState;

@@ -1,8 +1,9 @@
-//! What stage kinds share: model loading, item-cached sampling and its
+//! What stage kinds share: model loading, how a PRM reads a solution, item-cached sampling and its
 //! settings (and two-step sampling that continues a KV cache), prompt
 //! templates, the row fields kinds exchange, and the rows-in/rows-out helper.
 
 pub mod model;
+pub mod prm;
 pub mod rows;
 pub mod sampler;
 pub mod sampling;

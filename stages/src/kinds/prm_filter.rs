@@ -42,17 +42,31 @@
 //! null). The metrics say how valid the steps are, how deep the first error
 //! is, and how many rows are right.
 //!
-//! The scorers are one interface (each gives one score in [0, 1] per step,
-//! and the value, threshold and metrics are the same for all): `rule` and
-//! `mc` exist; a trained PRM (`model`) is issue 10's next piece.
+//! `scorer: model` scores with a trained PRM (a `train` stage with
+//! `objective: prm`): each step's score is the PRM's `σ(logit[good] −
+//! logit[bad])` at the step's last token (see `common::prm`). A model that
+//! is not a PRM is refused at load time when it is a stage's output, and
+//! when it is read otherwise (no `prm.json`), exit 2 either way.
+//!
+//! ```yaml
+//!   prm_scored:
+//!     kind: prm_filter
+//!     input: samples        # also needs `prompt`
+//!     scorer: model
+//!     model: prm            # train: {objective: prm, data: mc_scored}
+//! ```
+//!
+//! The scorers are one interface: each gives one score in [0, 1] per step,
+//! and the value, threshold and metrics are the same for all.
 
 use anyhow::Context;
-use retort_engine::{FieldError, Fields, Hashed, InputDecl, Metrics, Row, Stage, StageCtx, StageImpl};
+use retort_engine::{Artifact, FieldError, Fields, Hashed, InputDecl, Metrics, Row, Stage, StageCtx, StageImpl};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::common::model;
+use crate::common::prm::{self, PrmCard};
 use crate::common::round4;
 use crate::common::rows::{field, int_field, ints_field, plus, str_field};
 use crate::common::sampler::{sample_all, Item, Prompt};
@@ -60,6 +74,7 @@ use crate::common::sampling::Sampling;
 use crate::methods::mc::{self, mc_scores, Solution};
 use crate::methods::steps::{first_error, rule_scores_countdown, split_steps, step_prefixes, trajectory_value, Aggregate};
 use crate::methods::verify_countdown;
+use retort_lm::train::step_scores;
 
 /// What scores a step.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -71,6 +86,9 @@ pub enum Scorer {
     /// Math-Shepherd: the share of `rollouts` continuations from after the
     /// step that reach a verified answer (needs `model`).
     Mc,
+    /// A trained process reward model in `model` (`train` with `objective:
+    /// prm`): `σ(logit[good] − logit[bad])` at each step's last token.
+    Model,
 }
 
 /// Score solution steps and keep the rows whose trajectory value is high enough.
@@ -79,7 +97,7 @@ pub enum Scorer {
 pub struct PrmFilterStage {
     /// Rows with `response`, `nums` and `target`: `STAGE` or `STAGE.OUTPUT`.
     pub input: String,
-    /// rule (Countdown) or mc (rollouts with `model`).
+    /// rule (Countdown), mc (rollouts with `model`) or model (the PRM in `model`).
     #[serde(default)]
     pub scorer: Scorer,
     /// Where one step ends and the next begins.
@@ -97,7 +115,8 @@ pub struct PrmFilterStage {
     /// Keep only rows whose value is at least this (leave out to keep all).
     #[serde(default)]
     pub min_value: Option<f64>,
-    /// mc: the model that rolls out, a `models:` entry or a stage that outputs a model.
+    /// mc: the model that rolls out, a `models:` entry or a stage that
+    /// outputs a model; model: the PRM (a `train` stage with `objective: prm`).
     #[serde(default)]
     pub model: Option<String>,
     /// mc: rollouts per step prefix (K; default 8, Math-Shepherd's).
@@ -170,7 +189,7 @@ impl StageImpl for PrmFilterStage {
             .opt("min_value", min_value)
             .opt("by", by);
         match scorer {
-            Scorer::Rule => h,
+            Scorer::Rule | Scorer::Model => h,
             Scorer::Mc => h.field("rollouts", self.rollouts()).field("sampling", self.sampling().hashed().into_value()),
         }
     }
@@ -188,6 +207,10 @@ impl Stage for PrmFilterStage {
         match (&self.scorer, &self.model) {
             (Scorer::Mc, Some(m)) => {
                 vec![InputDecl::sampler("model", m, "model"), rows.needing(&[field::PROMPT], "prm_filter's mc scorer (rollouts continue the prompt)")]
+            }
+            (Scorer::Model, Some(m)) => {
+                let prm = InputDecl { expects: Artifact::Prm, ..InputDecl::model("model", m, "model", true) };
+                vec![prm, rows.needing(&[field::PROMPT], "prm_filter's model scorer (the PRM reads the prompt and steps)")]
             }
             _ => vec![rows],
         }
@@ -222,6 +245,14 @@ impl Stage for PrmFilterStage {
                     return Err(FieldError::new("batch_size", "`batch_size` is 0: set it to at least 1"));
                 }
             }
+            Scorer::Model => {
+                if self.model.is_none() {
+                    return Err(FieldError::new("model", "`scorer: model` scores with a trained PRM: name it (a `train` stage with `objective: prm`)"));
+                }
+                if let Some(name) = [("rollouts", self.rollouts.is_some()), ("sampling", self.sampling.is_some()), ("batch_size", self.batch_size.is_some())].into_iter().find(|(_, set)| *set).map(|(n, _)| n) {
+                    return Err(FieldError::new(name, format!("`{name}` applies only to `scorer: mc`")));
+                }
+            }
             Scorer::Rule => {
                 let mc_only = [
                     ("model", self.model.is_some()),
@@ -230,7 +261,7 @@ impl Stage for PrmFilterStage {
                     ("batch_size", self.batch_size.is_some()),
                 ];
                 if let Some((name, _)) = mc_only.into_iter().find(|(_, set)| *set) {
-                    return Err(FieldError::new(name, format!("`{name}` applies only to `scorer: mc`")));
+                    return Err(FieldError::new(name, format!("`{name}` applies only to `scorer: mc`{}", if name == "model" { " or `model`" } else { "" })));
                 }
             }
         }
@@ -252,6 +283,7 @@ impl Stage for PrmFilterStage {
         let all_scores: Vec<Vec<f64>> = match self.scorer {
             Scorer::Rule => parsed.iter().map(|(r, nums, _)| rule_scores_countdown(&split_steps(r, &self.delimiter), nums)).collect(),
             Scorer::Mc => self.mc(ctx, &rows, &parsed, &mut metrics)?,
+            Scorer::Model => self.prm(ctx, &rows, &parsed)?,
         };
         let mut all = Tally::default();
         let mut groups: std::collections::BTreeMap<String, Tally> = Default::default();
@@ -331,6 +363,36 @@ impl Tally {
 }
 
 impl PrmFilterStage {
+    /// The `model` scorer's step scores: the PRM's score at each step's
+    /// last token (the runtime spreads each forward pass over the threads).
+    fn prm(&self, ctx: &StageCtx<'_>, rows: &[Row], parsed: &[(String, Vec<i64>, i64)]) -> anyhow::Result<Vec<Vec<f64>>> {
+        let what = self.model.as_deref().expect("check() requires a model for `scorer: model`");
+        let input = ctx.input("model")?.clone();
+        let dir = input.path.clone().ok_or_else(|| anyhow::anyhow!("model `{what}` has no weights to score with"))?;
+        let card = PrmCard::load_dir(&dir, what)?;
+        let lm = model::load(&input, what, ctx)?;
+        let tok = lm.text_tokenizer()?;
+        let max = lm.config().max_position_embeddings;
+        let mut seqs = Vec::with_capacity(rows.len());
+        for (i, (row, (response, _, _))) in rows.iter().zip(parsed).enumerate() {
+            let (tokens, marks) = (|| -> anyhow::Result<_> {
+                let seq = prm::sequence(tok, str_field(row, field::PROMPT)?, response, &self.delimiter)?;
+                if seq.0.len() > max {
+                    anyhow::bail!("the prompt and solution are {} tokens, more than the PRM's context ({max})", seq.0.len());
+                }
+                Ok(seq)
+            })()
+            .with_context(|| format!("input row {i}"))?;
+            seqs.push((tokens, marks));
+        }
+        let mut scores = Vec::with_capacity(rows.len());
+        for (i, (t, m)) in seqs.iter().enumerate() {
+            scores.push(step_scores(lm.model(), t, m, card.tokens).into_iter().map(f64::from).collect());
+            ctx.progress(i as u64 + 1, Some(rows.len() as u64), "rows");
+        }
+        Ok(scores)
+    }
+
     /// The `mc` scorer's step scores: every distinct `prompt + steps so far`
     /// rolled out `rollouts` times through the item cache, each rollout
     /// verified with the row's numbers and target. Adds the rollout counts

@@ -10,7 +10,7 @@
 //!   candidates: 5           # E: next steps sampled per step
 //!   max_steps: 8            # per branch, the answer line included
 //!   sampling: {temperature: 0.8, max_tokens: 48}   # per step (the delimiter and `</answer>` stop it)
-//!   scorer: rule            # or mc (Math-Shepherd rollouts with `model`)
+//!   scorer: rule            # or mc (Math-Shepherd rollouts with `model`), or model (the PRM in `prm`)
 //!   error_below: 0.5        # a step below this is where correction restarts
 //!   correction: true        # where Sol_max and Sol_min are both wrong
 //!   diversity: true         # where both are right: `small` writes `explore` (2E) solutions
@@ -34,12 +34,13 @@
 
 use anyhow::{bail, Context as _};
 use retort_cache::Hash;
-use retort_engine::{FieldError, Fields, Hashed, InputDecl, Metrics, Row, Stage, StageCtx, StageImpl};
+use retort_engine::{Artifact, FieldError, Fields, Hashed, InputDecl, Metrics, Row, Stage, StageCtx, StageImpl};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::common::model::{self, Sampler};
+use crate::common::model::{self, LoadedModel, Sampler};
+use crate::common::prm::{self, PrmCard};
 use crate::common::round4;
 use crate::common::rows::{field, int_field, ints_field, plus, str_field};
 use crate::common::sampler::{sample_all, Item, Prompt};
@@ -74,9 +75,13 @@ pub struct StepSearchStage {
     /// `</answer>` are added to `stop`.
     #[serde(default = "step_sampling")]
     pub sampling: Sampling,
-    /// What scores a step: rule (Countdown) or mc (rollouts with `model`).
+    /// What scores a step: rule (Countdown), mc (rollouts with `model`) or
+    /// model (the PRM in `prm`).
     #[serde(default)]
     pub scorer: Scorer,
+    /// model: the process reward model (a `train` stage with `objective: prm`).
+    #[serde(default)]
+    pub prm: Option<String>,
     /// mc: rollouts per step (K).
     #[serde(default)]
     pub rollouts: Option<usize>,
@@ -205,6 +210,7 @@ impl StageImpl for StepSearchStage {
             delimiter,
             sampling: _,
             scorer,
+            prm: _,
             rollouts: _,
             rollout_sampling: _,
             error_below,
@@ -229,7 +235,7 @@ impl StageImpl for StepSearchStage {
             .field("diversity", diversity);
         let h = if *diversity { h.field("explore", self.explore()).field("explore_sampling", self.explore_sampling().hashed().into_value()) } else { h };
         match scorer {
-            Scorer::Rule => h,
+            Scorer::Rule | Scorer::Model => h,
             Scorer::Mc => h
                 .field("rollouts", self.rollouts.unwrap_or(DEFAULT_ROLLOUTS))
                 .field("rollout_sampling", self.rollout_sampling().hashed().into_value()),
@@ -252,6 +258,9 @@ impl Stage for StepSearchStage {
         ];
         if let (true, Some(small)) = (self.diversity, &self.small) {
             v.push(InputDecl::sampler("small", small, "small"));
+        }
+        if let (Scorer::Model, Some(prm)) = (self.scorer, &self.prm) {
+            v.push(InputDecl { expects: Artifact::Prm, ..InputDecl::model("prm", prm, "prm", true) });
         }
         v
     }
@@ -288,7 +297,17 @@ impl Stage for StepSearchStage {
         if self.diversity && self.explore == Some(0) {
             return Err(FieldError::new("explore", "`explore` is 0: set it to at least 1 (§9.1 uses 2E), or set `diversity: false`"));
         }
+        if self.scorer == Scorer::Model && self.prm.is_none() {
+            return Err(FieldError::new("scorer", "`scorer: model` scores steps with a trained PRM: name it in `prm` (a `train` stage with `objective: prm`)"));
+        }
+        if self.scorer != Scorer::Model && self.prm.is_some() {
+            return Err(FieldError::new("prm", "`prm` applies only to `scorer: model`"));
+        }
         match self.scorer {
+            Scorer::Model if self.rollouts.is_some() || self.rollout_sampling.is_some() => {
+                let name = if self.rollouts.is_some() { "rollouts" } else { "rollout_sampling" };
+                Err(FieldError::new(name, format!("`{name}` applies only to `scorer: mc`")))
+            }
             Scorer::Mc if self.rollouts == Some(0) => Err(FieldError::new("rollouts", "`rollouts` is 0: set it to at least 1 (Math-Shepherd used 8)")),
             Scorer::Rule if self.rollouts.is_some() || self.rollout_sampling.is_some() => {
                 let name = if self.rollouts.is_some() { "rollouts" } else { "rollout_sampling" };
@@ -318,7 +337,17 @@ impl Stage for StepSearchStage {
             }
             _ => None,
         };
+        let prm = match (self.scorer, &self.prm) {
+            (Scorer::Model, Some(name)) => {
+                let input = ctx.input("prm")?.clone();
+                let dir = input.path.clone().ok_or_else(|| anyhow::anyhow!("model `{name}` has no weights to score with"))?;
+                let card = PrmCard::load_dir(&dir, name)?;
+                Some((model::load(&input, name, ctx)?, card))
+            }
+            _ => None,
+        };
         let mut oracle = CacheOracle {
+            prm,
             ctx,
             stage: self,
             policy,
@@ -477,6 +506,7 @@ struct CacheOracle<'c, 'a> {
     small: Option<(Sampler, Hash, Vec<String>)>,
     prompts: Vec<String>,
     problems: Vec<(Vec<i64>, i64)>,
+    prm: Option<(LoadedModel, PrmCard)>,
     counts: Counts,
 }
 
@@ -516,6 +546,7 @@ impl Oracle for CacheOracle<'_, '_> {
                 })
                 .collect()),
             Scorer::Mc => self.mc(asks),
+            Scorer::Model => self.prm(asks),
         }
     }
 
@@ -526,6 +557,20 @@ impl Oracle for CacheOracle<'_, '_> {
 }
 
 impl CacheOracle<'_, '_> {
+    /// A trained PRM's score of each ask's last step, reading the prompt
+    /// and the steps so far as `prm_filter`'s `model` scorer does.
+    fn prm(&self, asks: &[ScoreAsk]) -> anyhow::Result<Vec<f64>> {
+        let (lm, card) = self.prm.as_ref().expect("check() requires `prm` for `scorer: model`");
+        let tok = lm.text_tokenizer()?;
+        asks.iter()
+            .map(|a| {
+                let (tokens, marks) = prm::sequence(tok, &self.prompts[a.problem], &a.steps.concat(), &self.stage.delimiter)?;
+                let last = *marks.last().context("a scored step encodes to no tokens")?;
+                Ok(f64::from(retort_lm::train::step_scores(lm.model(), &tokens, &[last], card.tokens)[0]))
+            })
+            .collect()
+    }
+
     /// Math-Shepherd scores: each ask's steps so far rolled out K times
     /// with the policy, the share that verify (`prm_filter`'s `mc`).
     fn mc(&mut self, asks: &[ScoreAsk]) -> anyhow::Result<Vec<f64>> {

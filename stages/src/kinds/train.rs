@@ -11,6 +11,9 @@
 //!   the Countdown verifier; rows with `prompt`, `nums`, `target`.
 //! - `cascod`, `std_cot` (with `alpha`: the weighted control): CasCoD and its
 //!   baselines (METHODS §3, §9.2) on `cascade_split` rows; see `train_cascade`.
+//! - `prm`: a process reward model (METHODS §2) on `prm_filter` rows, each
+//!   step labelled by its score; the checkpoint carries `prm.json` (see
+//!   `common::prm`), which `scorer: model` requires.
 //!
 //! A `models:` entry with `tiny:` starts from scratch: a character
 //! tokenizer over printable ASCII (plus whatever else the data holds) and a
@@ -21,7 +24,7 @@ use std::io::Write as _;
 
 use anyhow::{anyhow, Context};
 use burn::tensor::Device;
-use retort_engine::{Artifact, FieldError, Fields, Hashed, InputArtifact, InputDecl, Metrics, Row, Stage, StageCtx, StageImpl, TinyModel};
+use retort_engine::{Artifact, BadInput, FieldError, Fields, Hashed, InputArtifact, InputDecl, Metrics, Row, Stage, StageCtx, StageImpl, TinyModel};
 use retort_lm::config::TokenIds;
 use retort_lm::tokenizer::Tokenizer;
 use retort_lm::train::{self, DpoExample, GrpoConfig, LrSchedule, SftExample, StepMetrics, TrainConfig};
@@ -31,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::common::model::{self, prompt_text};
+use crate::common::prm::PrmCard;
 use crate::common::round4;
 use crate::common::rows::{field, int_field, ints_field, str_field};
 use crate::common::sampling::Sampling;
@@ -62,6 +66,39 @@ pub enum Objective {
     /// Std-CoT (METHODS §9.2): q → rationale, marker and answer in one
     /// sequence; with `alpha`, the weighted control.
     StdCot(StdCot),
+    /// A process reward model (METHODS §2, Math-Shepherd): at each step's
+    /// last token, `σ(logit[good] − logit[bad])` learns the step's label
+    /// from `prm_filter` rows (`rule` 0/1 or `mc` shares), by binary
+    /// cross-entropy. For `prm_filter`'s and `step_search`'s `scorer: model`.
+    Prm(Prm),
+}
+
+/// `objective: prm` (data: `prm_filter` rows: `prompt`, `response`, `step_scores`).
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Prm {
+    /// Passes over the solutions (or give `steps`).
+    #[serde(default)]
+    pub epochs: Option<usize>,
+    /// The token whose logit says "this step is right" (one token).
+    #[serde(default = "default_good")]
+    pub good: String,
+    /// The token whose logit says "this step is wrong" (one token).
+    #[serde(default = "default_bad")]
+    pub bad: String,
+    /// Where one step ends and the next begins (as `prm_filter`'s).
+    #[serde(default = "default_delimiter")]
+    pub delimiter: String,
+}
+
+fn default_good() -> String {
+    "+".into()
+}
+fn default_bad() -> String {
+    "-".into()
+}
+fn default_delimiter() -> String {
+    "\n".into()
 }
 
 /// `objective: cascod` (data: `cascade_split` rows).
@@ -237,6 +274,7 @@ impl Objective {
             Objective::Grpo(_) => "grpo",
             Objective::Cascod(_) => "cascod",
             Objective::StdCot(_) => "std_cot",
+            Objective::Prm(_) => "prm",
         }
     }
 
@@ -267,6 +305,7 @@ impl Objective {
             Objective::Dpo(o) => o.epochs,
             Objective::Cascod(o) => o.epochs,
             Objective::StdCot(o) => o.epochs,
+            Objective::Prm(o) => o.epochs,
             Objective::Grpo(_) => None,
         }
     }
@@ -290,6 +329,9 @@ impl Objective {
             }
             Objective::Cascod(Cascod { epochs, alpha }) => h.opt("epochs", epochs).field("alpha", alpha),
             Objective::StdCot(StdCot { epochs, alpha }) => h.opt("epochs", epochs).opt("alpha", alpha),
+            Objective::Prm(Prm { epochs, good, bad, delimiter }) => {
+                h.opt("epochs", epochs).field("good", good).field("bad", bad).field("delimiter", delimiter)
+            }
             Objective::Grpo(Grpo { group_size, prompts_per_step, ppo_epochs, clip, kl_coef, format_reward, sampling }) => {
                 // The ratio and KL are now taken at the rollout temperature
                 // (verl's convention; before, at temperature 1). That changes
@@ -500,6 +542,10 @@ impl Stage for TrainStage {
                 .needing(&[field::PROMPT], "objective grpo")
                 .needing(&[field::NUMS], "objective grpo's Countdown reward")
                 .needing(&[field::TARGET], "objective grpo's Countdown reward"),
+            Objective::Prm(_) => {
+                let why = "objective prm (prm_filter rows)";
+                data.needing(&[field::PROMPT], why).needing(&[field::RESPONSE], why).needing(&["step_scores"], why)
+            }
         };
         vec![InputDecl::model("model", &self.model, "model", false), data]
     }
@@ -510,7 +556,11 @@ impl Stage for TrainStage {
 
     fn output_type(&self, name: &str) -> Artifact {
         if name == "model" {
-            Artifact::Weights
+            if matches!(self.objective, Objective::Prm(_)) {
+                Artifact::Prm
+            } else {
+                Artifact::Weights
+            }
         } else {
             Artifact::Rows
         }
@@ -538,6 +588,19 @@ impl Stage for TrainStage {
         }
         if let Some(a) = self.objective.bad_alpha() {
             return Err(FieldError::new("alpha", format!("`alpha` is {a}: set it between 0 and 1 (the answer step's weight)")));
+        }
+        if let Objective::Prm(prm) = &self.objective {
+            if self.chat {
+                return Err(FieldError::new("chat", "a PRM reads the prompt as text, as the scorers do: leave `chat` out with `objective: prm`"));
+            }
+            for (name, v) in [("good", &prm.good), ("bad", &prm.bad), ("delimiter", &prm.delimiter)] {
+                if v.is_empty() {
+                    return Err(FieldError::new(name, format!("`{name}` is empty: give it a string (defaults: good \"+\", bad \"-\", delimiter \"\\n\")")));
+                }
+            }
+            if prm.good == prm.bad {
+                return Err(FieldError::new("bad", "`good` and `bad` are the same: the PRM tells them apart, so pick two different tokens"));
+            }
         }
         if self.chat && self.objective.cascade_loss().is_some() {
             return Err(FieldError::new("chat", "`chat: true` applies to sft, dpo and grpo; cascod and std_cot train on cascade_split's plain prompts"));
@@ -581,6 +644,7 @@ impl Stage for TrainStage {
         };
         let eos = tokenizer.eos_id();
         let mut optimizer = None;
+        let mut prm_card = None;
         let model = match &self.objective {
             Objective::Sft(_) | Objective::Idft(_) | Objective::Dft(_) => {
                 let loss = match &self.objective {
@@ -612,12 +676,26 @@ impl Stage for TrainStage {
                 let ex = loss.examples(&rows, &tokenizer, eos)?;
                 train::train_parts(model, &ex, &loss.parts(), &cfg, &mut on_step)?
             }
+            Objective::Prm(prm) => {
+                let card = PrmCard::new(&tokenizer, &prm.good, &prm.bad, &prm.delimiter).map_err(|e| anyhow::Error::new(BadInput(format!("{e:#}").into())))?;
+                let ex = rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| prm_example(r, &tokenizer, &card).with_context(|| format!("data row {i}")))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let model = train::train_prm(model, &ex, card.tokens, &cfg, &mut on_step)?;
+                prm_card = Some(card);
+                model
+            }
         };
         let dir = ctx.output_path("model");
         retort_lm::weights::save_safetensors_dir(&model, &dir)?;
         tokenizer.save_dir(&dir)?;
         if let Some(state) = optimizer {
             state.save_dir(&dir)?;
+        }
+        if let Some(card) = prm_card {
+            card.save_dir(&dir)?;
         }
         // Wall-clock timings are not in the step log (`StepMetrics::secs` is
         // not serialized): they go to the stage log.
@@ -645,6 +723,27 @@ impl Stage for TrainStage {
         }
         Ok(headline(&log))
     }
+}
+
+/// A `prm_filter` row as a PRM example: its prompt and steps as the PRM
+/// reads them, each step's last token labelled with its score.
+fn prm_example(row: &Row, tok: &Tokenizer, card: &PrmCard) -> anyhow::Result<train::PrmExample> {
+    let (tokens, marks) = crate::common::prm::sequence(tok, str_field(row, field::PROMPT)?, str_field(row, field::RESPONSE)?, &card.delimiter)?;
+    let labels: Vec<f64> = match row.get("step_scores") {
+        Some(Value::Array(a)) => a.iter().map(|v| v.as_f64().filter(|y| (0.0..=1.0).contains(y))).collect::<Option<_>>(),
+        _ => None,
+    }
+    .ok_or_else(|| anyhow::Error::new(BadInput("`step_scores` is not a list of numbers in [0, 1]: train a PRM on `prm_filter` rows".into())))?;
+    if labels.len() != marks.len() {
+        let e = format!(
+            "the response has {} steps split at {:?} but `step_scores` has {} scores: use the same `delimiter` as the prm_filter stage that scored it",
+            marks.len(),
+            card.delimiter,
+            labels.len()
+        );
+        return Err(anyhow::Error::new(BadInput(e.into())));
+    }
+    Ok(train::PrmExample { tokens, marks: marks.into_iter().zip(labels).map(|(p, y)| (p, y as f32)).collect() })
 }
 
 impl TrainStage {
