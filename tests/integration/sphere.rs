@@ -368,6 +368,12 @@ const RECIPE_SETS: &[&str] = &[
     "stages.search.problems=data.pretrain",
     "stages.search_nocorr.problems=data.pretrain",
     "stages.search_nodiv.problems=data.pretrain",
+    "stages.search_prm.problems=data.pretrain",
+    "stages.search_r2.problems=data.pretrain",
+    "stages.search_r2.sampling.temperature=1.0",
+    "stages.search_prm.sampling.temperature=1.0",
+    "stages.prm.steps=10",
+    "stages.test_samples.sampling.max_tokens=40",
     "stages.search.sampling.temperature=1.0",
     "stages.search_nocorr.sampling.temperature=1.0",
     "stages.search_nodiv.sampling.temperature=1.0",
@@ -376,7 +382,7 @@ const RECIPE_SETS: &[&str] = &[
     "stages.eval.sampling.max_tokens=40",
 ];
 
-const RECIPE_ARMS: &[&str] = &["rs_sft", "outcome_dpo", "sphere", "sphere_nocorr", "sphere_nodiv"];
+const RECIPE_ARMS: &[&str] = &["rs_sft", "outcome_dpo", "sphere", "sphere_nocorr", "sphere_nodiv", "sphere_r2", "sphere_prm"];
 
 fn recipe(t: &TestPipeline) -> crate::util::Run {
     let pipeline = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/sphere.yaml");
@@ -399,7 +405,7 @@ fn sphere_recipe_runs_end_to_end_at_reduced_counts() {
     let r = recipe(&t);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(r.statuses().iter().all(|(_, s)| s == "ran"), "{:?}", r.statuses());
-    for search in ["search", "search_nocorr", "search_nodiv"] {
+    for search in ["search", "search_nocorr", "search_nodiv", "search_prm", "search_r2"] {
         let m = r.stage(search)["metrics"].clone();
         eprintln!("{search}: {m}");
         for key in ["pairs", "pairs_generation", "pairs_correction", "pairs_diversity", "both_right", "both_wrong", "mixed"] {
@@ -413,7 +419,7 @@ fn sphere_recipe_runs_end_to_end_at_reduced_counts() {
     assert_eq!((gen("search_nocorr"), gen("search_nodiv")), (gen("search"), gen("search")));
     assert!(r.stage("search_nodiv")["metrics"]["step_samples_cached"].as_u64().unwrap() > 0);
     let m = r.stage("eval")["metrics"].clone();
-    for arm in ["base", "rs_sft", "outcome_dpo", "sphere", "sphere_nocorr", "sphere_nodiv"] {
+    for arm in ["base", "rs_sft", "outcome_dpo", "sphere", "sphere_nocorr", "sphere_nodiv", "sphere_r2", "sphere_prm"] {
         for key in ["acc", "acc_lo", "acc_hi", "acc@3", "acc@4"] {
             assert!(m.get(format!("{arm}/{key}")).is_some(), "missing {arm}/{key}: {m}");
         }
@@ -422,7 +428,10 @@ fn sphere_recipe_runs_end_to_end_at_reduced_counts() {
             assert!(s.get(format!("{arm}/{key}")).is_some(), "steps: missing {arm}/{key}: {s}");
         }
     }
-    for cmp in ["sphere_vs_outcome_dpo", "sphere_vs_sphere_nocorr", "sphere_vs_sphere_nodiv"] {
+    // The learned PRM scored the held-out samples' steps, as the rule did.
+    let (rule, prm) = (r.stage("test_rule")["metrics"].clone(), r.stage("test_prm")["metrics"].clone());
+    assert_eq!((rule["rows"].clone(), rule["steps_per_row"].clone()), (prm["rows"].clone(), prm["steps_per_row"].clone()), "{rule} {prm}");
+    for cmp in ["sphere_vs_outcome_dpo", "sphere_vs_sphere_nocorr", "sphere_vs_sphere_nodiv", "sphere_prm_vs_sphere", "sphere_r2_vs_sphere"] {
         assert!(m.get(format!("{cmp}/p_mcnemar")).is_some(), "missing {cmp}: {m}");
     }
     let again = recipe(&t);

@@ -645,6 +645,7 @@ impl Stage for TrainStage {
         let eos = tokenizer.eos_id();
         let mut optimizer = None;
         let mut prm_card = None;
+        let mut note = None;
         let model = match &self.objective {
             Objective::Sft(_) | Objective::Idft(_) | Objective::Dft(_) => {
                 let loss = match &self.objective {
@@ -678,16 +679,28 @@ impl Stage for TrainStage {
             }
             Objective::Prm(prm) => {
                 let card = PrmCard::new(&tokenizer, &prm.good, &prm.bad, &prm.delimiter).map_err(|e| anyhow::Error::new(BadInput(format!("{e:#}").into())))?;
-                let ex = rows
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| prm_example(r, &tokenizer, &card).with_context(|| format!("data row {i}")))
-                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let mut ex = Vec::with_capacity(rows.len());
+                for (i, r) in rows.iter().enumerate() {
+                    ex.push(prm_example(r, &tokenizer, &card).with_context(|| format!("data row {i}"))?);
+                }
+                // A solution that answers at once has no step to learn from.
+                let stepless = ex.iter().filter(|e| e.marks.is_empty()).count();
+                ex.retain(|e| !e.marks.is_empty());
+                if ex.is_empty() {
+                    let e = format!("none of the {} data rows has a step (a line before its `<answer>`): a PRM learns from step labels", rows.len());
+                    return Err(anyhow::Error::new(BadInput(e.into())));
+                }
+                if stepless > 0 {
+                    note = Some(format!("{stepless} of {} rows have no step before their answer: left out", rows.len()));
+                }
                 let model = train::train_prm(model, &ex, card.tokens, &cfg, &mut on_step)?;
                 prm_card = Some(card);
                 model
             }
         };
+        if let Some(note) = note {
+            ctx.log(note);
+        }
         let dir = ctx.output_path("model");
         retort_lm::weights::save_safetensors_dir(&model, &dir)?;
         tokenizer.save_dir(&dir)?;
