@@ -572,3 +572,17 @@ fn step_search_scores_steps_with_a_trained_prm() {
     let again = t.run_ok(&["--only", "search_prm"]);
     assert_eq!(again.status_of("search_prm"), "cached");
 }
+
+#[test]
+fn a_prm_leaves_out_solutions_without_steps_and_refuses_data_with_none() {
+    let stepless = r#"{"prompt": "Use [3, 4] to make 7.\n", "nums": [3, 4], "target": 7, "response": "<answer>3 + 4</answer>"}"#;
+    let t = TestPipeline::new(&PRM.replace("    steps: 60\n", "    steps: 2\n"));
+    t.write("rows.jsonl", &format!("{stepless}\n{}", prm_rows()));
+    let r = t.run_ok(&["--only", "prm"]);
+    assert_eq!(r.status_of("prm"), "ran");
+    let none = TestPipeline::new(PRM);
+    none.write("rows.jsonl", &format!("{stepless}\n{stepless}\n"));
+    let r = none.retort(&["run", "p.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("prm") && r.stderr.contains("none of the 2 data rows has a step"), "{}", r.stderr);
+}

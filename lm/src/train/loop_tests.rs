@@ -673,7 +673,7 @@ fn prm_learns_which_steps_are_good_and_scores_them_as_it_trained() {
     let data: Vec<PrmExample> = (0..16)
         .map(|i| {
             let tokens: Vec<u32> = (0..3 + 4 * (2 + i % 2)).map(|_| tok()).collect();
-            let marks = (0..2 + i % 2).map(|s| 3 + 4 * s + 3).map(|p| (p, if tokens[p] % 2 == 0 { 1.0 } else { 0.0 })).collect();
+            let marks = (0..2 + i % 2).map(|s| 3 + 4 * s + 3).map(|p| (p, if tokens[p].is_multiple_of(2) { 1.0 } else { 0.0 })).collect();
             PrmExample { tokens, marks }
         })
         .collect();
