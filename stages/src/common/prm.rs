@@ -71,6 +71,20 @@ impl PrmCard {
         let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_slice(&text).with_context(|| format!("{} is not a PRM card", path.display()))
     }
+
+    /// [`load_dir`](Self::load_dir), refusing a PRM trained on steps split
+    /// at another delimiter than the stage's (it would read other steps).
+    pub fn load_for(dir: &Path, what: &str, delimiter: &str) -> anyhow::Result<Self> {
+        let card = Self::load_dir(dir, what)?;
+        if card.delimiter != delimiter {
+            let e = format!(
+                "PRM `{what}` was trained on steps split at {:?}, but this stage splits at {delimiter:?}: set `delimiter: {:?}` (or train the PRM with this one)",
+                card.delimiter, card.delimiter
+            );
+            return Err(anyhow::Error::new(BadInput(e.into())));
+        }
+        Ok(card)
+    }
 }
 
 /// The tokens a PRM reads for `prompt` then `response`, and the position of
@@ -132,5 +146,8 @@ mod tests {
         assert!(e.to_string().contains("model `lm` is not a process reward model") && e.to_string().contains("objective: prm"), "{e}");
         card.save_dir(dir.path()).unwrap();
         assert_eq!(PrmCard::load_dir(dir.path(), "lm").unwrap(), card);
+        assert_eq!(PrmCard::load_for(dir.path(), "lm", "\n").unwrap(), card);
+        let e = PrmCard::load_for(dir.path(), "lm", ";").unwrap_err();
+        assert!(e.is::<BadInput>() && e.to_string().contains("set `delimiter: \"\\n\"`"), "{e}");
     }
 }

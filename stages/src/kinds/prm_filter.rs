@@ -369,7 +369,7 @@ impl PrmFilterStage {
         let what = self.model.as_deref().expect("check() requires a model for `scorer: model`");
         let input = ctx.input("model")?.clone();
         let dir = input.path.clone().ok_or_else(|| anyhow::anyhow!("model `{what}` has no weights to score with"))?;
-        let card = PrmCard::load_dir(&dir, what)?;
+        let card = PrmCard::load_for(&dir, what, &self.delimiter)?;
         let lm = model::load(&input, what, ctx)?;
         let tok = lm.text_tokenizer()?;
         let max = lm.config().max_position_embeddings;

@@ -341,7 +341,7 @@ impl Stage for StepSearchStage {
             (Scorer::Model, Some(name)) => {
                 let input = ctx.input("prm")?.clone();
                 let dir = input.path.clone().ok_or_else(|| anyhow::anyhow!("model `{name}` has no weights to score with"))?;
-                let card = PrmCard::load_dir(&dir, name)?;
+                let card = PrmCard::load_for(&dir, name, &self.delimiter)?;
                 Some((model::load(&input, name, ctx)?, card))
             }
             _ => None,
