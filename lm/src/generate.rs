@@ -13,6 +13,13 @@
 //! one part per thread of rayon's pool and decodes the parts side by side.
 //! Since a sequence computes what it would alone, the split changes no
 //! token; each part also stops as soon as its own sequences finish.
+//!
+//! # Shared prompts
+//!
+//! Sequences with the same prompt (the K samples of one context, as a
+//! Math-Shepherd scorer or a sampler of n completions asks for) prefill it
+//! once: the distinct prompts run, then each sequence starts from a copy of
+//! its prompt's cache row and last logits.
 
 use burn::tensor::{Int, Tensor, TensorData};
 use rayon::prelude::*;
@@ -263,13 +270,31 @@ fn generate_part(
             tokens: Vec::new(),
         })
         .collect();
-    let mut cache = Cache::new(model, prompts.len(), capacity);
     let pads: Vec<usize> = active.iter().map(|s| s.left_pad).collect();
-    if let Some(from) = from {
-        cache.load_states(model, from, &pads, resume_point(prompts, &pads, from));
-    }
-    let mut logits = prefill(model, prompts, &pads, &mut cache);
     let vocab = model.config().vocab_size;
+    let (distinct, of) = distinct_prompts(prompts);
+    let (mut logits, mut cache) = match from {
+        // Kept states resume per sequence: no sharing.
+        Some(from) => {
+            let mut cache = Cache::new(model, prompts.len(), capacity);
+            cache.load_states(model, from, &pads, resume_point(prompts, &pads, from));
+            let logits = prefill(model, prompts, &pads, &mut cache);
+            (logits, cache)
+        }
+        None if distinct.len() < prompts.len() => {
+            let firsts: Vec<Vec<u32>> = distinct.iter().map(|&i| prompts[i].clone()).collect();
+            let first_pads: Vec<usize> = distinct.iter().map(|&i| pads[i]).collect();
+            let mut cache = Cache::new(model, distinct.len(), capacity);
+            let once = prefill(model, &firsts, &first_pads, &mut cache);
+            cache.retain(&of);
+            let logits = of.iter().flat_map(|&d| once[d * vocab..(d + 1) * vocab].iter().copied()).collect();
+            (logits, cache)
+        }
+        None => {
+            let mut cache = Cache::new(model, prompts.len(), capacity);
+            (prefill(model, prompts, &pads, &mut cache), cache)
+        }
+    };
     loop {
         let mut finished = Vec::new();
         for (row, seq) in active.iter_mut().enumerate() {
@@ -302,6 +327,24 @@ fn generate_part(
         logits = step(model, &last, &pads, &mut cache);
     }
     results.into_iter().map(|r| r.expect("every sequence finishes")).collect()
+}
+
+/// The index of each distinct prompt's first sequence, and for every
+/// sequence the position of its prompt in that list.
+fn distinct_prompts(prompts: &[Vec<u32>]) -> (Vec<usize>, Vec<usize>) {
+    let mut first: std::collections::HashMap<&[u32], usize> = std::collections::HashMap::new();
+    let mut distinct = Vec::new();
+    let of = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            *first.entry(p.as_slice()).or_insert_with(|| {
+                distinct.push(i);
+                distinct.len() - 1
+            })
+        })
+        .collect();
+    (distinct, of)
 }
 
 /// Whether `seq` is done after sampling `token`.
@@ -480,6 +523,31 @@ pub(crate) fn scored_logits(model: &Llama, tokens: &[u32], start: usize) -> Vec<
             // Only the positions that predict a scored token go through the head.
             let hidden = hidden.narrow(1, start - 1, n - (start - 1));
             model.head(hidden).into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 logits")
+        }
+    }
+}
+
+#[cfg(test)]
+mod shared_prompt_tests {
+    use super::*;
+
+    #[test]
+    fn sequences_that_share_a_prompt_sample_what_each_would_alone() {
+        let (burn, packed) = crate::test_util::burn_and_packed();
+        let (a, b) = (vec![3u32, 9, 4, 1, 7], vec![5u32, 2, 8]);
+        // A's samples, B's between them (shorter: left-padded), one more A.
+        let prompts = vec![a.clone(), a.clone(), b.clone(), a.clone(), b.clone(), a];
+        let ids: Vec<u64> = (0..prompts.len() as u64).map(|i| 100 + i).collect();
+        let params = SamplingParams { temperature: 1.0, eos_token_ids: Some(vec![]), ..SamplingParams::greedy(8) };
+        assert_eq!(distinct_prompts(&prompts), (vec![0, 2], vec![0, 0, 1, 0, 1, 0]));
+        for model in [&burn, &packed] {
+            let together = generate_batch(model, &GenerateRequest { prompts: &prompts, item_ids: &ids, params: &params, decode: None });
+            for (i, g) in together.iter().enumerate() {
+                let alone = generate_batch(model, &GenerateRequest { prompts: &prompts[i..=i], item_ids: &ids[i..=i], params: &params, decode: None });
+                assert_eq!(g.tokens, alone[0].tokens, "sequence {i}, packed: {}", model.is_packed());
+            }
+            // Different item ids: the copies of one prompt sample differently.
+            assert!(together[0].tokens != together[1].tokens || together[1].tokens != together[3].tokens);
         }
     }
 }
