@@ -33,8 +33,8 @@
 //! re-runs this stage with no model call, and added rows roll out only
 //! their new step prefixes. Rows that share a prompt and their first steps
 //! share those rollouts. The K rollouts of a prefix are adjacent in the
-//! batches; the runtime does not yet share the prefix's KV cache across
-//! them (issue 17).
+//! batches, so the runtime prefills the prefix once for all K (see
+//! `retort_lm::generate`, "Shared prompts").
 //!
 //! Each output row is its input row plus `step_scores`, `steps`, `outcome`
 //! (1 if the final `<answer>` is right, else 0), `value` and `first_error`
