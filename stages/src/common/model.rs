@@ -22,6 +22,8 @@ use crate::openai;
 
 /// What a sampling stage draws from: a model loaded here, or a remote
 /// OpenAI-compatible server. Both go through the same item cache.
+// One per stage run, never in a collection: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Sampler {
     /// Weights in this process.
     Local(LoadedModel),

@@ -521,8 +521,7 @@ impl EvaluateStage {
         }
         table += "\nAccuracy of each model's first sample; [95% Wilson interval].\n";
         let arms = arms(&self.models);
-        let seeded: Vec<(&String, &Vec<(String, Option<String>)>)> =
-            arms.iter().filter(|(_, v)| v.len() > 1).collect();
+        let seeded: Vec<_> = arms.iter().filter(|(_, v)| v.len() > 1).collect();
         if !seeded.is_empty() {
             table += "\n| arm | seeds | accuracy, mean ± sd across seeds |\n|---|---|---|\n";
             for (arm, members) in &seeded {
