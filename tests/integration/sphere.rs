@@ -568,9 +568,16 @@ fn step_search_scores_steps_with_a_trained_prm() {
         pairs.iter().flat_map(|p| p["chosen_step_scores"].as_array().unwrap().iter().map(|s| s.as_f64().unwrap()).collect::<Vec<_>>()).collect();
     assert!(!scores.is_empty() && scores.iter().all(|s| (0.0..=1.0).contains(s)), "{scores:?}");
     assert!(scores.iter().any(|s| *s != 0.0 && *s != 1.0), "PRM scores, not rule scores: {scores:?}");
-    // The same search again is a no-op; a search with the rule scorer is another stage.
+    // Fresh: only repeats within the search (branches share candidates) hit the cache.
+    assert!(m["prm_scores_cached"].as_u64() < m["prm_scores"].as_u64(), "{m}");
+    // The same search again is a no-op.
     let again = t.run_ok(&["--only", "search_prm"]);
     assert_eq!(again.status_of("search_prm"), "cached");
+    // A changed pairing threshold re-runs the search, every PRM score from the item cache.
+    let yaml = t.read("p.yaml").replace("    prm: prm\n", "    prm: prm\n    min_margin: 0.2\n");
+    t.write("p.yaml", &yaml);
+    let m = t.run_ok(&["--only", "search_prm"]).stage("search_prm")["metrics"].clone();
+    assert!(m["prm_scores"].as_u64().unwrap() > 0 && m["prm_scores_cached"] == m["prm_scores"], "{m}");
 }
 
 #[test]

@@ -4,16 +4,22 @@
 //! step delimiter) that tells a PRM from an ordinary language model.
 //!
 //! The scoring itself is `retort_lm::train::step_scores`: the model's
-//! logits at each step's last token, `σ(logit[good] − logit[bad])`.
+//! logits at each step's last token, `σ(logit[good] − logit[bad])`;
+//! [`PrmScorer`] is what `prm_filter` and `step_search` call, through the
+//! item cache.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use retort_engine::BadInput;
+use retort_cache::{fingerprint, Hash, ItemLog};
+use retort_engine::{BadInput, StageCtx};
 use retort_lm::tokenizer::Tokenizer;
 use retort_lm::train::PrmTokens;
+use retort_lm::LoadedModel;
 use serde::{Deserialize, Serialize};
 
+use crate::common::model;
 use crate::methods::steps::step_prefixes;
 
 /// The file in a checkpoint directory that makes it a PRM.
@@ -84,6 +90,56 @@ impl PrmCard {
             return Err(anyhow::Error::new(BadInput(e.into())));
         }
         Ok(card)
+    }
+}
+
+/// A trained PRM ready to score, each solution's scores kept in the item
+/// cache (keyed by the PRM's content, the prompt, the solution and the
+/// delimiter), so a killed search resumes without scoring again and a
+/// changed threshold re-reads them.
+pub struct PrmScorer {
+    lm: LoadedModel,
+    card: PrmCard,
+    delimiter: String,
+    log: Arc<ItemLog>,
+    /// Scores asked for, and how many came from the item cache.
+    pub asked: usize,
+    pub cached: usize,
+}
+
+/// Bumped when the same PRM may score the same text differently.
+const ITEM_CACHE_VERSION: u32 = 1;
+
+impl PrmScorer {
+    /// The PRM behind the stage's input `input` (named `what` in errors),
+    /// reading steps split at `delimiter`: refused unless it is a PRM
+    /// trained with that delimiter (exit 2).
+    pub fn open(ctx: &StageCtx<'_>, input: &str, what: &str, delimiter: &str) -> anyhow::Result<Self> {
+        let input = ctx.input(input)?.clone();
+        let dir = input.path.clone().ok_or_else(|| anyhow::anyhow!("model `{what}` has no weights to score with"))?;
+        let card = PrmCard::load_for(&dir, what, delimiter)?;
+        let lm = model::load(&input, what, ctx)?;
+        let log = ctx.store.items(&fingerprint(&("prm", input.hash, ITEM_CACHE_VERSION)))?;
+        Ok(PrmScorer { lm, card, delimiter: delimiter.into(), log, asked: 0, cached: 0 })
+    }
+
+    /// The score of each step of `response` after `prompt`.
+    pub fn scores(&mut self, prompt: &str, response: &str) -> anyhow::Result<Vec<f64>> {
+        let key: Hash = fingerprint(&(prompt, response, &self.delimiter));
+        self.asked += 1;
+        if let Some(s) = self.log.get(&key).and_then(|b| serde_json::from_slice::<Vec<f64>>(&b).ok()) {
+            self.cached += 1;
+            return Ok(s);
+        }
+        let tok = self.lm.text_tokenizer()?;
+        let (tokens, marks) = sequence(tok, prompt, response, &self.delimiter)?;
+        let max = self.lm.config().max_position_embeddings;
+        if tokens.len() > max {
+            bail!("the prompt and solution are {} tokens, more than the PRM's context ({max})", tokens.len());
+        }
+        let s: Vec<f64> = retort_lm::train::step_scores(self.lm.model(), &tokens, &marks, self.card.tokens).into_iter().map(f64::from).collect();
+        self.log.put(&key, &serde_json::to_vec(&s)?)?;
+        Ok(s)
     }
 }
 

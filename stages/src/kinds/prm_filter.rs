@@ -66,7 +66,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::common::model;
-use crate::common::prm::{self, PrmCard};
+use crate::common::prm::PrmScorer;
 use crate::common::round4;
 use crate::common::rows::{field, int_field, ints_field, plus, str_field};
 use crate::common::sampler::{sample_all, Item, Prompt};
@@ -74,7 +74,6 @@ use crate::common::sampling::Sampling;
 use crate::methods::mc::{self, mc_scores, Solution};
 use crate::methods::steps::{first_error, rule_scores_countdown, split_steps, step_prefixes, trajectory_value, Aggregate};
 use crate::methods::verify_countdown;
-use retort_lm::train::step_scores;
 
 /// What scores a step.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -283,7 +282,7 @@ impl Stage for PrmFilterStage {
         let all_scores: Vec<Vec<f64>> = match self.scorer {
             Scorer::Rule => parsed.iter().map(|(r, nums, _)| rule_scores_countdown(&split_steps(r, &self.delimiter), nums)).collect(),
             Scorer::Mc => self.mc(ctx, &rows, &parsed, &mut metrics)?,
-            Scorer::Model => self.prm(ctx, &rows, &parsed)?,
+            Scorer::Model => self.prm(ctx, &rows, &parsed, &mut metrics)?,
         };
         let mut all = Tally::default();
         let mut groups: std::collections::BTreeMap<String, Tally> = Default::default();
@@ -364,32 +363,17 @@ impl Tally {
 
 impl PrmFilterStage {
     /// The `model` scorer's step scores: the PRM's score at each step's
-    /// last token (the runtime spreads each forward pass over the threads).
-    fn prm(&self, ctx: &StageCtx<'_>, rows: &[Row], parsed: &[(String, Vec<i64>, i64)]) -> anyhow::Result<Vec<Vec<f64>>> {
+    /// last token, through the item cache.
+    fn prm(&self, ctx: &StageCtx<'_>, rows: &[Row], parsed: &[(String, Vec<i64>, i64)], metrics: &mut Metrics) -> anyhow::Result<Vec<Vec<f64>>> {
         let what = self.model.as_deref().expect("check() requires a model for `scorer: model`");
-        let input = ctx.input("model")?.clone();
-        let dir = input.path.clone().ok_or_else(|| anyhow::anyhow!("model `{what}` has no weights to score with"))?;
-        let card = PrmCard::load_for(&dir, what, &self.delimiter)?;
-        let lm = model::load(&input, what, ctx)?;
-        let tok = lm.text_tokenizer()?;
-        let max = lm.config().max_position_embeddings;
-        let mut seqs = Vec::with_capacity(rows.len());
-        for (i, (row, (response, _, _))) in rows.iter().zip(parsed).enumerate() {
-            let (tokens, marks) = (|| -> anyhow::Result<_> {
-                let seq = prm::sequence(tok, str_field(row, field::PROMPT)?, response, &self.delimiter)?;
-                if seq.0.len() > max {
-                    anyhow::bail!("the prompt and solution are {} tokens, more than the PRM's context ({max})", seq.0.len());
-                }
-                Ok(seq)
-            })()
-            .with_context(|| format!("input row {i}"))?;
-            seqs.push((tokens, marks));
-        }
+        let mut prm = PrmScorer::open(ctx, "model", what, &self.delimiter)?;
         let mut scores = Vec::with_capacity(rows.len());
-        for (i, (t, m)) in seqs.iter().enumerate() {
-            scores.push(step_scores(lm.model(), t, m, card.tokens).into_iter().map(f64::from).collect());
+        for (i, (row, (response, _, _))) in rows.iter().zip(parsed).enumerate() {
+            scores.push((|| prm.scores(str_field(row, field::PROMPT)?, response))().with_context(|| format!("input row {i}"))?);
             ctx.progress(i as u64 + 1, Some(rows.len() as u64), "rows");
         }
+        ctx.log(format!("{} of {} solutions' PRM scores came from the item cache", prm.cached, prm.asked));
+        metrics.insert("prm_scores_cached".into(), prm.cached.into());
         Ok(scores)
     }
 

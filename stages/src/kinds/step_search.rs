@@ -39,8 +39,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::common::model::{self, LoadedModel, Sampler};
-use crate::common::prm::{self, PrmCard};
+use crate::common::model::{self, Sampler};
+use crate::common::prm::PrmScorer;
 use crate::common::round4;
 use crate::common::rows::{field, int_field, ints_field, plus, str_field};
 use crate::common::sampler::{sample_all, Item, Prompt};
@@ -338,12 +338,7 @@ impl Stage for StepSearchStage {
             _ => None,
         };
         let prm = match (self.scorer, &self.prm) {
-            (Scorer::Model, Some(name)) => {
-                let input = ctx.input("prm")?.clone();
-                let dir = input.path.clone().ok_or_else(|| anyhow::anyhow!("model `{name}` has no weights to score with"))?;
-                let card = PrmCard::load_for(&dir, name, &self.delimiter)?;
-                Some((model::load(&input, name, ctx)?, card))
-            }
+            (Scorer::Model, Some(name)) => Some(PrmScorer::open(ctx, "prm", name, &self.delimiter)?),
             _ => None,
         };
         let mut oracle = CacheOracle {
@@ -360,6 +355,7 @@ impl Stage for StepSearchStage {
         };
         let found = search(&prompts, &self.spec(), &mut oracle)?;
         let counts = oracle.counts;
+        let prm_counts = oracle.prm.as_ref().map(|p| (p.asked, p.cached));
         let mut out = Vec::new();
         let mut per_source = [0usize; 3];
         for (row, s) in rows.iter().zip(&found) {
@@ -405,7 +401,7 @@ impl Stage for StepSearchStage {
         ctx.write_rows("out", &out)?;
         let share = |x: usize, of: usize| round4(if of == 0 { 0.0 } else { x as f64 / of as f64 });
         let n = rows.len();
-        Ok(Metrics::from([
+        let mut m = Metrics::from([
             ("problems".to_string(), n.into()),
             ("pairs".to_string(), out.len().into()),
             ("pairs_generation".to_string(), per_source[0].into()),
@@ -424,7 +420,12 @@ impl Stage for StepSearchStage {
             ("explore_samples_cached".to_string(), counts.explore_cached.into()),
             ("rollouts".to_string(), counts.rollouts.into()),
             ("rollouts_cached".to_string(), counts.rollouts_cached.into()),
-        ]))
+        ]);
+        if let Some((asked, cached)) = prm_counts {
+            m.insert("prm_scores".into(), asked.into());
+            m.insert("prm_scores_cached".into(), cached.into());
+        }
+        Ok(m)
     }
 }
 
@@ -506,7 +507,7 @@ struct CacheOracle<'c, 'a> {
     small: Option<(Sampler, Hash, Vec<String>)>,
     prompts: Vec<String>,
     problems: Vec<(Vec<i64>, i64)>,
-    prm: Option<(LoadedModel, PrmCard)>,
+    prm: Option<PrmScorer>,
     counts: Counts,
 }
 
@@ -559,15 +560,10 @@ impl Oracle for CacheOracle<'_, '_> {
 impl CacheOracle<'_, '_> {
     /// A trained PRM's score of each ask's last step, reading the prompt
     /// and the steps so far as `prm_filter`'s `model` scorer does.
-    fn prm(&self, asks: &[ScoreAsk]) -> anyhow::Result<Vec<f64>> {
-        let (lm, card) = self.prm.as_ref().expect("check() requires `prm` for `scorer: model`");
-        let tok = lm.text_tokenizer()?;
+    fn prm(&mut self, asks: &[ScoreAsk]) -> anyhow::Result<Vec<f64>> {
+        let prm = self.prm.as_mut().expect("check() requires `prm` for `scorer: model`");
         asks.iter()
-            .map(|a| {
-                let (tokens, marks) = prm::sequence(tok, &self.prompts[a.problem], &a.steps.concat(), &self.stage.delimiter)?;
-                let last = *marks.last().context("a scored step encodes to no tokens")?;
-                Ok(f64::from(retort_lm::train::step_scores(lm.model(), &tokens, &[last], card.tokens)[0]))
-            })
+            .map(|a| prm.scores(&self.prompts[a.problem], &a.steps.concat())?.last().copied().context("a scored step encodes to no tokens"))
             .collect()
     }
 
