@@ -35,7 +35,13 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/scripts"
 cp "$ROOT/pipelines/scripts/cascod_teacher.py" "$work/scripts/"
-TEACHER="params: {train: 512, test: $N, ood_operands: 4, cue_agree: 0.9, slip: 0.1, unfinished: 0.1, tries: 3}"
+# The program teacher's stage, the same in the student's pipeline and the bench's.
+TEACHER_STAGE="  teacher:
+    kind: command
+    run: python3 scripts/cascod_teacher.py
+    deps: [scripts/cascod_teacher.py]
+    outputs: [chains, ind, ood]
+    params: {train: 512, test: $N, ood_operands: 4, cue_agree: 0.9, slip: 0.1, unfinished: 0.1, tries: 3}"
 model=$ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf
 label="SmolLM2-135M-Instruct Q4_1 (untrained for the format)"
 if (( STEPS > 0 )); then
@@ -47,12 +53,7 @@ models:
   smollm2:
     path: $model
 stages:
-  teacher:
-    kind: command
-    run: python3 scripts/cascod_teacher.py
-    deps: [scripts/cascod_teacher.py]
-    outputs: [chains, ind, ood]
-    $TEACHER
+$TEACHER_STAGE
   split:
     kind: cascade_split
     input: teacher.chains
@@ -88,12 +89,7 @@ models:
   smollm2:
     path: $model
 stages:
-  teacher:
-    kind: command
-    run: python3 scripts/cascod_teacher.py
-    deps: [scripts/cascod_teacher.py]
-    outputs: [chains, ind, ood]
-    $TEACHER
+$TEACHER_STAGE
   eval:
     kind: evaluate
     matrix: {mode: [cascade, one_pass]}

@@ -271,30 +271,16 @@ fn generate_part(
         })
         .collect();
     let pads: Vec<usize> = active.iter().map(|s| s.left_pad).collect();
-    let vocab = model.config().vocab_size;
-    let (distinct, of) = distinct_prompts(prompts);
     let (mut logits, mut cache) = match from {
         // Kept states resume per sequence: no sharing.
         Some(from) => {
             let mut cache = Cache::new(model, prompts.len(), capacity);
             cache.load_states(model, from, &pads, resume_point(prompts, &pads, from));
-            let logits = prefill(model, prompts, &pads, &mut cache);
-            (logits, cache)
-        }
-        None if distinct.len() < prompts.len() => {
-            let firsts: Vec<Vec<u32>> = distinct.iter().map(|&i| prompts[i].clone()).collect();
-            let first_pads: Vec<usize> = distinct.iter().map(|&i| pads[i]).collect();
-            let mut cache = Cache::new(model, distinct.len(), capacity);
-            let once = prefill(model, &firsts, &first_pads, &mut cache);
-            cache.retain(&of);
-            let logits = of.iter().flat_map(|&d| once[d * vocab..(d + 1) * vocab].iter().copied()).collect();
-            (logits, cache)
-        }
-        None => {
-            let mut cache = Cache::new(model, prompts.len(), capacity);
             (prefill(model, prompts, &pads, &mut cache), cache)
         }
+        None => prefill_shared(model, prompts, &pads, capacity),
     };
+    let vocab = model.config().vocab_size;
     loop {
         let mut finished = Vec::new();
         for (row, seq) in active.iter_mut().enumerate() {
@@ -327,6 +313,24 @@ fn generate_part(
         logits = step(model, &last, &pads, &mut cache);
     }
     results.into_iter().map(|r| r.expect("every sequence finishes")).collect()
+}
+
+/// [`prefill`] into a new cache of `capacity` slots, each distinct prompt
+/// once: a prompt that several sequences share (see the module docs) runs
+/// for the first of them, and the others get copies of its cache row and
+/// last logits.
+fn prefill_shared(model: &Llama, prompts: &[Vec<u32>], pads: &[usize], capacity: usize) -> (Vec<f32>, Cache) {
+    let (distinct, of) = distinct_prompts(prompts);
+    let mut cache = Cache::new(model, distinct.len(), capacity);
+    if distinct.len() == prompts.len() {
+        return (prefill(model, prompts, pads, &mut cache), cache);
+    }
+    let firsts: Vec<Vec<u32>> = distinct.iter().map(|&i| prompts[i].clone()).collect();
+    let first_pads: Vec<usize> = distinct.iter().map(|&i| pads[i]).collect();
+    let once = prefill(model, &firsts, &first_pads, &mut cache);
+    cache.retain(&of);
+    let vocab = model.config().vocab_size;
+    (of.iter().flat_map(|&d| once[d * vocab..(d + 1) * vocab].iter().copied()).collect(), cache)
 }
 
 /// The index of each distinct prompt's first sequence, and for every

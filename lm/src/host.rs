@@ -171,19 +171,7 @@ impl PackedModel {
         let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.n_kv_heads(), cfg.head_dim());
         let (batch, width) = (left_pad.len(), (nh + 2 * nkv) * hd);
         let mut qkv = block.qkv.matmul(h, batch * seq);
-        let rotate = |row: &mut [f32], &p: &usize| {
-            if let Some(bias) = &block.qkv_bias {
-                row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
-            }
-            for head in row[..(nh + nkv) * hd].chunks_exact_mut(hd) {
-                self.rope(head, p);
-            }
-        };
-        if qkv.len() < PAR_MIN {
-            qkv.chunks_mut(width).zip(positions).for_each(|(row, p)| rotate(row, p));
-        } else {
-            qkv.par_chunks_mut(width).zip(positions).for_each(|(row, p)| rotate(row, p));
-        }
+        self.bias_and_rope(block, &mut qkv, positions);
         let (offset, cap) = (cache.len, cache.capacity);
         let (kc, vc) = (&mut cache.k[layer], &mut cache.v[layer]);
         for b in 0..batch {
@@ -244,6 +232,28 @@ impl PackedModel {
             }
         }
         att
+    }
+
+    /// Adds the QKV bias (Qwen2) to each row of a block's `[rows, (nh + 2 nkv)
+    /// · hd]` projection and rotates its query and key heads to the row's
+    /// position.
+    pub(crate) fn bias_and_rope(&self, block: &PackedBlock, qkv: &mut [f32], positions: &[usize]) {
+        let cfg = &self.cfg;
+        let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.n_kv_heads(), cfg.head_dim());
+        let width = (nh + 2 * nkv) * hd;
+        let rotate = |row: &mut [f32], &p: &usize| {
+            if let Some(bias) = &block.qkv_bias {
+                row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
+            }
+            for head in row[..(nh + nkv) * hd].chunks_exact_mut(hd) {
+                self.rope(head, p);
+            }
+        };
+        if qkv.len() < PAR_MIN {
+            qkv.chunks_mut(width).zip(positions).for_each(|(row, p)| rotate(row, p));
+        } else {
+            qkv.par_chunks_mut(width).zip(positions).for_each(|(row, p)| rotate(row, p));
+        }
     }
 
     /// Rotates one head vector to position `p` ("rotate_half" layout).

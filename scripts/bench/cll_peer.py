@@ -13,8 +13,9 @@ tokenization included) and each row's avg φ, for the agreement check.
 """
 import argparse
 import json
-import os
 import time
+
+from hf_model import load
 
 
 def main():
@@ -26,14 +27,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.set_num_threads(args.threads)
-    d, f = os.path.dirname(os.path.abspath(args.model)), os.path.basename(args.model)
-    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
-    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, torch_dtype=torch.float32).eval()
+    torch, tok, model = load(args.model, args.threads)
+    model.eval()
     rows = [json.loads(line) for line in open(args.rows) if line.strip()]
 
     def score():

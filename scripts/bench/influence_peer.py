@@ -12,7 +12,7 @@ M5), written the way the reference code does it with transformers:
     .venv-peers/bin/python scripts/bench/influence_peer.py MODEL PROBES.jsonl REFS.jsonl [--gguf] [--lr 1e-3] [--batch 16] [--threads 2]
 
 MODEL is a checkpoint directory (retort's safetensors, which transformers
-reads) or, with --gguf, a GGUF file (dequantized to f32). Rows are
+reads) or a GGUF file (dequantized to f32; see hf_model.py). Rows are
 {prompt, response}; tokens are encode(prompt) + encode(response) + [eos]
 without special tokens, as retort builds them. AdamW's state comes from one
 warm-up step on the first probe (its values do not change the timing).
@@ -21,8 +21,9 @@ Prints one JSON object: examples/s, seconds spent restoring, and the scores.
 import argparse
 import copy
 import json
-import os
 import time
+
+from hf_model import load
 
 
 def main():
@@ -30,24 +31,13 @@ def main():
     ap.add_argument("model")
     ap.add_argument("probes")
     ap.add_argument("refs")
-    ap.add_argument("--gguf", action="store_true")
+    ap.add_argument("--gguf", action="store_true", help="accepted for old command lines: a file is read as GGUF anyway")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.set_num_threads(args.threads)
+    torch, tok, model = load(args.model, args.threads)
     torch.manual_seed(0)
-    if args.gguf:
-        d, f = os.path.dirname(os.path.abspath(args.model)), os.path.basename(args.model)
-        tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
-        model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, torch_dtype=torch.float32)
-    else:
-        tok = AutoTokenizer.from_pretrained(args.model)
-        model = AutoModelForCausalLM.from_pretrained(args.model, torch_dtype=torch.float32)
     eos = tok.eos_token_id
 
     def seqs(path):

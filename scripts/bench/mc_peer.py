@@ -17,8 +17,9 @@ tokenization included).
 """
 import argparse
 import json
-import os
 import time
+
+from hf_model import load
 
 
 def main():
@@ -32,18 +33,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.set_num_threads(args.threads)
-    if os.path.isdir(args.model):
-        tok = AutoTokenizer.from_pretrained(args.model)
-        model = AutoModelForCausalLM.from_pretrained(args.model, torch_dtype=torch.float32).eval()
-    else:
-        d, f = os.path.dirname(os.path.abspath(args.model)), os.path.basename(args.model)
-        tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
-        model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, torch_dtype=torch.float32).eval()
+    torch, tok, model = load(args.model, args.threads)
+    model.eval()
     tok.padding_side = "left"
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token

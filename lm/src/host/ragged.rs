@@ -16,7 +16,7 @@
 
 use rayon::prelude::*;
 
-use super::{add_assign, prefill_head, rms_norm, swiglu, PAR_MIN};
+use super::{add_assign, prefill_head, rms_norm, swiglu};
 use crate::packed::{PackedBlock, PackedModel};
 
 impl PackedModel {
@@ -50,19 +50,7 @@ impl PackedModel {
         let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.n_kv_heads(), cfg.head_dim());
         let (m, width, groups) = (positions.len(), (nh + 2 * nkv) * hd, nh / nkv);
         let mut qkv = block.qkv.matmul_gemm(h, m);
-        let rotate = |row: &mut [f32], &p: &usize| {
-            if let Some(bias) = &block.qkv_bias {
-                row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
-            }
-            for head in row[..(nh + nkv) * hd].chunks_exact_mut(hd) {
-                self.rope(head, p);
-            }
-        };
-        if qkv.len() < PAR_MIN {
-            qkv.chunks_mut(width).zip(positions).for_each(|(row, p)| rotate(row, p));
-        } else {
-            qkv.par_chunks_mut(width).zip(positions).for_each(|(row, p)| rotate(row, p));
-        }
+        self.bias_and_rope(block, &mut qkv, positions);
         let starts: Vec<usize> = seqs
             .iter()
             .scan(0, |at, s| {

@@ -454,8 +454,8 @@ mod tests;
 ///
 /// # Shapes
 /// - `logits`: `[B, T, V]`; `labels`, `mask`: `[B, T]` (mask 1 at the
-///   marked positions); returns the mean and `Σ mask`
-pub fn prm_loss(logits: Tensor<3>, good: u32, bad: u32, labels: Tensor<2>, mask: Tensor<2>) -> (Tensor<1>, usize) {
+///   marked positions)
+pub fn prm_loss(logits: Tensor<3>, good: u32, bad: u32, labels: Tensor<2>, mask: Tensor<2>) -> PrmOut {
     let [b, t, _] = logits.dims();
     let device = logits.device();
     let column = |id: u32| {
@@ -465,8 +465,20 @@ pub fn prm_loss(logits: Tensor<3>, good: u32, bad: u32, labels: Tensor<2>, mask:
     let z = column(good) - column(bad);
     let n = count(&mask);
     let z = zero_masked(z, &mask);
-    let bce = (labels.clone() * log_sigmoid(z.clone()) + labels.neg().add_scalar(1.0) * log_sigmoid(z.neg())).neg();
-    (masked_mean(bce, mask, n), n)
+    let bce = (labels.clone() * log_sigmoid(z.clone()) + labels.neg().add_scalar(1.0) * log_sigmoid(z.clone().neg())).neg();
+    PrmOut { loss: masked_mean(bce, mask, n), n_marks: n, gap: z.detach() }
+}
+
+/// What [`prm_loss`] returns.
+#[derive(Debug, Clone)]
+pub struct PrmOut {
+    /// The mean binary cross-entropy over the marks, a `[1]` tensor.
+    pub loss: Tensor<1>,
+    /// `Σ mask`.
+    pub n_marks: usize,
+    /// `z = logit[good] − logit[bad]` at every position (`[B, T]`, 0 where
+    /// masked; detached): `σ(z)` is the score, for the caller's metrics.
+    pub gap: Tensor<2>,
 }
 
 /// The score a process reward model gives each marked position: `σ(z)`

@@ -529,9 +529,9 @@ fn prm_loss_by_hand() {
     let ls = |z: f32| -(1.0 + (-z).exp()).ln();
     let want = (-ls(2.0) - (0.25 * ls(-1.0) + 0.75 * ls(1.0))) / 2.0;
     let (logits, labels, mask) = prm_example(&d);
-    let (loss, n) = prm_loss(logits, 0, 2, labels, mask);
-    assert_eq!(n, 2);
-    close(one(loss), want, 1e-6);
+    let out = prm_loss(logits, 0, 2, labels, mask);
+    assert_eq!(out.n_marks, 2);
+    close(one(out.loss), want, 1e-6);
     // The score is σ(z) of the row, the other logits ignored.
     close(prm_score(&[2.0, 9.0, 0.0], 0, 2), 1.0 / (1.0 + (-2.0f32).exp()), 1e-7);
     close(prm_score(&[0.0, 0.0, 1.0], 0, 2), 1.0 / (1.0 + 1.0f32.exp()), 1e-7);
@@ -544,7 +544,7 @@ fn prm_gradient_reaches_only_the_two_logits_at_the_marks() {
     let logits = Tensor::<3>::from_data(logits.into_data(), &d).require_grad();
     let labels = Tensor::<2>::from_data(labels.into_data(), &d);
     let mask = Tensor::<2>::from_data(mask.into_data(), &d);
-    let (loss, _) = prm_loss(logits.clone(), 0, 2, labels, mask);
+    let loss = prm_loss(logits.clone(), 0, 2, labels, mask).loss;
     let g = vec_of(logits.grad(&loss.backward()).unwrap());
     // ∂/∂z of BCE is σ(z) − y, over the 2 marks; +∂z on good, −∂z on bad.
     let s = |z: f32| 1.0 / (1.0 + (-z).exp());

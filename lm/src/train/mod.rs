@@ -38,7 +38,7 @@ pub use dpo::{train_dpo, DpoExample, DpoParams};
 pub use grpo::{train_grpo, GrpoConfig};
 pub use influence::Influence;
 pub use losses::{
-    chosen_nll, dpo_loss, grpo_loss, idft_forward, idft_gamma, idft_loss, idft_weights, k3_kl, prm_loss, prm_score, rpo_loss, sequence_logprobs, sft_loss,
+    chosen_nll, dpo_loss, grpo_loss, idft_forward, idft_gamma, idft_loss, idft_weights, k3_kl, prm_loss, prm_score, rpo_loss, sequence_logprobs, sft_loss, PrmOut,
     token_entropy, token_logprobs, weighted_nll, DpoOut, GrpoOut, IdftOut, IdftParams,
 };
 pub use parts::{train_parts, Part, PartSeq, PartsExample};

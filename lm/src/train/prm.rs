@@ -125,11 +125,11 @@ pub fn train_prm(
             let model = tr.model();
             let [b, t] = inputs.dims();
             let logits = model.forward(inputs, &model.causal_layout(b, t), None);
-            right += agreeing(&logits, &rows, tokens);
-            let (loss, n) = prm_loss(logits, tokens.good, tokens.bad, labels, mask);
-            let w = n as f64 / total as f64;
-            loss_sum += host(loss.clone()) * w;
-            tr.backward(loss.mul_scalar(w));
+            let out = prm_loss(logits, tokens.good, tokens.bad, labels, mask);
+            right += agreeing(out.gap, &rows);
+            let w = out.n_marks as f64 / total as f64;
+            loss_sum += host(out.loss.clone()) * w;
+            tr.backward(out.loss.mul_scalar(w));
         }
         let (lr, grad_norm) = tr.step();
         let extra = BTreeMap::from([("marks".to_string(), total as f64), ("accuracy".to_string(), right as f64 / total as f64)]);
@@ -138,16 +138,16 @@ pub fn train_prm(
     Ok(tr.finish())
 }
 
-/// How many marks of `rows` the scores in `logits` put on their label's side of ½.
-fn agreeing(logits: &Tensor<3>, rows: &[&PrmExample], tokens: PrmTokens) -> usize {
-    let [_, t, v] = logits.dims();
-    let all: Vec<f32> = logits.clone().detach().into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 logits");
+/// How many marks of `rows` the logit gaps (`[B, T]`, see [`prm_loss`]) put
+/// on their label's side of ½ (a score above ½ is a gap above 0).
+fn agreeing(gap: Tensor<2>, rows: &[&PrmExample]) -> usize {
+    let [_, t] = gap.dims();
+    let gap: Vec<f32> = gap.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 gaps");
     let mut right = 0;
     for (r, e) in rows.iter().enumerate() {
         for &(p, y) in &e.marks {
-            let at = (r * t + p) * v;
-            let s = prm_score(&all[at..at + v], tokens.good, tokens.bad);
-            right += usize::from((s > 0.5 && y > 0.5) || (s < 0.5 && y < 0.5));
+            let z = gap[r * t + p];
+            right += usize::from((z > 0.0 && y > 0.5) || (z < 0.0 && y < 0.5));
         }
     }
     right

@@ -62,9 +62,11 @@ impl PrmCard {
         std::fs::write(dir.join(CARD_FILE), serde_json::to_vec_pretty(self)?).context("writing the PRM card")
     }
 
-    /// Reads the card of model `what` at `dir`. A checkpoint without one is
-    /// a language model, not a PRM: bad input (exit 2), naming the fix.
-    pub fn load_dir(dir: &Path, what: &str) -> anyhow::Result<Self> {
+    /// Reads the card of model `what` at `dir`, for a stage that splits
+    /// steps at `delimiter`. A checkpoint without one is a language model,
+    /// not a PRM, and a PRM trained on steps split elsewhere would read other
+    /// steps: both are bad input (exit 2), naming the fix.
+    pub fn load(dir: &Path, what: &str, delimiter: &str) -> anyhow::Result<Self> {
         let path = dir.join(CARD_FILE);
         if !path.is_file() {
             let e = format!(
@@ -75,13 +77,7 @@ impl PrmCard {
             return Err(anyhow::Error::new(BadInput(e.into())));
         }
         let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_slice(&text).with_context(|| format!("{} is not a PRM card", path.display()))
-    }
-
-    /// [`load_dir`](Self::load_dir), refusing a PRM trained on steps split
-    /// at another delimiter than the stage's (it would read other steps).
-    pub fn load_for(dir: &Path, what: &str, delimiter: &str) -> anyhow::Result<Self> {
-        let card = Self::load_dir(dir, what)?;
+        let card: Self = serde_json::from_slice(&text).with_context(|| format!("{} is not a PRM card", path.display()))?;
         if card.delimiter != delimiter {
             let e = format!(
                 "PRM `{what}` was trained on steps split at {:?}, but this stage splits at {delimiter:?}: set `delimiter: {:?}` (or train the PRM with this one)",
@@ -117,7 +113,7 @@ impl PrmScorer {
     pub fn open(ctx: &StageCtx<'_>, input: &str, what: &str, delimiter: &str) -> anyhow::Result<Self> {
         let input = ctx.input(input)?.clone();
         let dir = input.path.clone().ok_or_else(|| anyhow::anyhow!("model `{what}` has no weights to score with"))?;
-        let card = PrmCard::load_for(&dir, what, delimiter)?;
+        let card = PrmCard::load(&dir, what, delimiter)?;
         let lm = model::load(&input, what, ctx)?;
         let log = ctx.store.items(&fingerprint(&("prm", input.hash, ITEM_CACHE_VERSION)))?;
         Ok(PrmScorer { lm, card, delimiter: delimiter.into(), log, asked: 0, cached: 0 })
@@ -197,13 +193,12 @@ mod tests {
         assert!(PrmCard::new(&tok, "ok", "-", "\n").unwrap_err().to_string().contains("`good: \"ok\"` is 2 tokens"));
         assert!(PrmCard::new(&tok, "+", "+", "\n").is_err());
         let dir = tempfile::tempdir().unwrap();
-        let e = PrmCard::load_dir(dir.path(), "lm").unwrap_err();
+        let e = PrmCard::load(dir.path(), "lm", "\n").unwrap_err();
         assert!(e.is::<BadInput>(), "exit 2");
         assert!(e.to_string().contains("model `lm` is not a process reward model") && e.to_string().contains("objective: prm"), "{e}");
         card.save_dir(dir.path()).unwrap();
-        assert_eq!(PrmCard::load_dir(dir.path(), "lm").unwrap(), card);
-        assert_eq!(PrmCard::load_for(dir.path(), "lm", "\n").unwrap(), card);
-        let e = PrmCard::load_for(dir.path(), "lm", ";").unwrap_err();
+        assert_eq!(PrmCard::load(dir.path(), "lm", "\n").unwrap(), card);
+        let e = PrmCard::load(dir.path(), "lm", ";").unwrap_err();
         assert!(e.is::<BadInput>() && e.to_string().contains("set `delimiter: \"\\n\"`"), "{e}");
     }
 }

@@ -100,7 +100,7 @@ pub struct PrmFilterStage {
     #[serde(default)]
     pub scorer: Scorer,
     /// Where one step ends and the next begins.
-    #[serde(default = "newline")]
+    #[serde(default = "crate::methods::steps::default_delimiter")]
     pub delimiter: String,
     /// min (the weakest step) or last.
     #[serde(default = "min")]
@@ -146,9 +146,6 @@ impl PrmFilterStage {
     }
 }
 
-fn newline() -> String {
-    "\n".into()
-}
 fn min() -> Aggregate {
     Aggregate::Min
 }

@@ -69,7 +69,7 @@ pub struct StepSearchStage {
     #[serde(default = "eight")]
     pub max_steps: usize,
     /// Where one step ends.
-    #[serde(default = "newline")]
+    #[serde(default = "crate::methods::steps::default_delimiter")]
     pub delimiter: String,
     /// How a step is sampled (T = 0.8 by default, §9.1); the delimiter and
     /// `</answer>` are added to `stop`.
@@ -119,9 +119,6 @@ fn five() -> usize {
 }
 fn eight() -> usize {
     8
-}
-fn newline() -> String {
-    "\n".into()
 }
 fn half() -> f64 {
     0.5

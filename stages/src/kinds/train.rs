@@ -87,7 +87,7 @@ pub struct Prm {
     #[serde(default = "default_bad")]
     pub bad: String,
     /// Where one step ends and the next begins (as `prm_filter`'s).
-    #[serde(default = "default_delimiter")]
+    #[serde(default = "crate::methods::steps::default_delimiter")]
     pub delimiter: String,
 }
 
@@ -96,9 +96,6 @@ fn default_good() -> String {
 }
 fn default_bad() -> String {
     "-".into()
-}
-fn default_delimiter() -> String {
-    "\n".into()
 }
 
 /// `objective: cascod` (data: `cascade_split` rows).

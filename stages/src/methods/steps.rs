@@ -13,6 +13,12 @@
 //! pool as it was, so the steps after it are judged on their own. The
 //! `<answer>` line is the outcome, not a step.
 
+/// Where one step ends and the next begins unless a stage says otherwise:
+/// a line per step. The serde default of every stage's `delimiter`.
+pub fn default_delimiter() -> String {
+    "\n".into()
+}
+
 /// The steps of `text`: its non-empty lines split at `delimiter`, trimmed,
 /// without the line holding `<answer>` (the outcome) or anything after it.
 pub fn split_steps<'a>(text: &'a str, delimiter: &str) -> Vec<&'a str> {
