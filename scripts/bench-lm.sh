@@ -19,7 +19,8 @@
 #
 # Knobs (environment): BENCH_LM_NDARRAY=0 skips the ndarray build (a second
 # burn build, ~10 minutes); BENCH_LM_PEERS=0 skips the Python peers;
-# BENCH_LM_THREADS (2); BENCH_LM_BUILD=0 reuses the binaries of the last run
+# BENCH_LM_BATCHING=0 skips continuous-against-static batching (issue 17;
+# lm/examples/batching.rs, about 3 minutes); BENCH_LM_THREADS (2); BENCH_LM_BUILD=0 reuses the binaries of the last run
 # (target/bench-lm/bench-*) instead of building.
 set -euo pipefail
 
@@ -51,8 +52,9 @@ if [[ ${BENCH_LM_BUILD:-1} != 0 ]]; then
         cp "$TARGET_DIR/release/examples/bench" "$OUT/bench-ndarray"
     fi
     say "building the bench (default features: flex)"
-    cargo build --release --quiet -p retort-lm --example bench
+    cargo build --release --quiet -p retort-lm --example bench --example batching
     cp "$TARGET_DIR/release/examples/bench" "$OUT/bench-flex"
+    cp "$TARGET_DIR/release/examples/batching" "$OUT/batching"
 fi
 
 if [[ ${BENCH_LM_PEERS:-1} != 0 ]]; then
@@ -108,3 +110,30 @@ json.dump(dict(
 ), open(sys.argv[1], "w"))
 PY
 python3 scripts/bench/lm_report.py "$RESULTS" "$META" | tee "$OUT/../bench-lm.md"
+
+# ---------------------------------------------------------------- batching
+# Issue 17, continuous batching: one mixed-length workload (lm/examples/
+# batching.rs) decoded with static and with continuous batching, on the
+# host engine (SmolLM2) and on burn's path (the tiny preset); target 1.5x.
+if [[ ${BENCH_LM_BATCHING:-1} != 0 && -x $OUT/batching ]]; then
+    : > "$OUT/batching.jsonl"
+    say "continuous against static batching, SmolLM2"
+    RAYON_NUM_THREADS=$THREADS "$OUT/batching" --model "$MODEL" --prompts 48 --batch 16 --new-tokens 160 --repeats 3 \
+        >> "$OUT/batching.jsonl" || say "warning: batching (SmolLM2) failed"
+    say "continuous against static batching, tiny preset"
+    RAYON_NUM_THREADS=$THREADS "$OUT/batching" --preset tiny --prompts 64 --batch 16 --new-tokens 160 --repeats 5 \
+        >> "$OUT/batching.jsonl" || say "warning: batching (tiny) failed"
+    python3 - "$OUT/batching.jsonl" <<'PY' | tee -a "$OUT/../bench-lm.md"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print("\n### Continuous against static batching (median of repeats, same tokens both ways)\n")
+print("| model | engine | prompts | slots | tokens | lengths min/median/max | static tok/s | continuous tok/s | ratio | target 1.5x |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for d in rows:
+    r = d["continuous_over_static"]
+    lens = "/".join(str(x) for x in d["length_min_median_max"])
+    eng = "host (packed)" if d["packed"] else "burn"
+    print(f"| {d['model'].split('/')[-1]} | {eng} | {d['prompts']} | {d['batch']} | {d['tokens']} | {lens} "
+          f"| {d['static_tok_s']:.0f} | {d['continuous_tok_s']:.0f} | {r:.2f}x | {'PASS' if r >= 1.5 else 'FAIL'} |")
+PY
+fi

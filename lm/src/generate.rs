@@ -4,6 +4,8 @@
 //! padding is masked out of attention and skipped by RoPE positions, so
 //! each sequence computes what it would alone. Finished sequences are
 //! dropped from the batch (and its cache) as they accumulate.
+//! [`generate_continuous`] instead refills their rows from a queue of
+//! prompts (continuous batching; see its module).
 //!
 //! # Threads
 //!
@@ -30,6 +32,9 @@ use crate::host::{HostCache, Logits};
 use crate::kv_state::{resume_point, KvState};
 use crate::model::{KvCache, Llama};
 use crate::sampling::{Sampler, SamplingParams};
+
+mod continuous;
+pub use continuous::generate_continuous;
 
 /// Rows (`batch * tokens`) per forward call during prefill: bounds the
 /// activations (and peak memory) for long prompts and big batches while
@@ -423,6 +428,23 @@ impl Cache {
         match self {
             Cache::Burn(c) => c.retain(rows),
             Cache::Host(c) => c.retain(rows),
+        }
+    }
+
+    /// Adds `n` empty sequences after the others.
+    pub(crate) fn grow(&mut self, n: usize) {
+        match self {
+            Cache::Burn(c) => c.grow(n),
+            Cache::Host(c) => c.grow(n),
+        }
+    }
+
+    /// Moves every sequence's filled slots from `s` to `s - drop + add`
+    /// (the callers shift their left paddings with them).
+    pub(crate) fn rebase(&mut self, drop: usize, add: usize) {
+        match self {
+            Cache::Burn(c) => c.rebase(drop, add),
+            Cache::Host(c) => c.rebase(drop, add),
         }
     }
 

@@ -92,6 +92,30 @@ impl HostCache {
         }
     }
 
+    /// Adds `n` empty sequences after the others.
+    pub fn grow(&mut self, n: usize) {
+        let per_seq = self.kv_heads * self.capacity * self.head_dim;
+        for t in self.k.iter_mut().chain(self.v.iter_mut()) {
+            t.resize(t.len() + n * per_seq, 0.0);
+        }
+        self.batch += n;
+    }
+
+    /// Moves every sequence's filled slots: slot `s` becomes `s - drop +
+    /// add` (`drop` at most every sequence's left padding, so only padding
+    /// is dropped). Keys carry their RoPE positions, so they move unchanged;
+    /// a caller shifts its left paddings by the same amount.
+    pub fn rebase(&mut self, drop: usize, add: usize) {
+        let (hd, cap, len) = (self.head_dim, self.capacity, self.len);
+        assert!(drop <= len && len - drop + add <= cap, "KV cache full");
+        for t in self.k.iter_mut().chain(self.v.iter_mut()) {
+            for base in (0..self.batch * self.kv_heads).map(|r| r * cap * hd) {
+                t.copy_within(base + drop * hd..base + len * hd, base + add * hd);
+            }
+        }
+        self.len = len - drop + add;
+    }
+
     /// Sets how many slots are filled (after [`HostCache::write_row`]).
     pub fn set_len(&mut self, len: usize) {
         assert!(len <= self.capacity, "KV cache full");

@@ -97,6 +97,19 @@ impl Cache {
         KvState { tokens, k, v }
     }
 
+    /// Writes all of `state`'s keys and values into sequence `row` at slots
+    /// `at..at + state.tokens().len()` (a sequence joining a running batch).
+    pub(crate) fn place_state(&mut self, row: usize, at: usize, state: &KvState) {
+        let n = state.tokens.len();
+        if n == 0 {
+            return;
+        }
+        match self {
+            Cache::Host(c) => c.write_row(row, at, n, &state.k, &state.v),
+            Cache::Burn(c) => c.write_row(row, at, n, &state.k, &state.v),
+        }
+    }
+
     /// Fills an empty cache with the kept positions of each sequence up to
     /// slot `start` (sequence `b`'s first `start - pads[b]` stream tokens at
     /// slots `pads[b]..start`) and sets its length to `start`. Every state

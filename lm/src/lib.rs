@@ -61,7 +61,7 @@ pub(crate) mod test_util;
 pub use config::LlamaConfig;
 pub use device::DeviceKind;
 pub use error::LmError;
-pub use generate::{generate, generate_kv, FinishReason, Generation, GenerateRequest};
+pub use generate::{generate, generate_continuous, generate_kv, FinishReason, Generation, GenerateRequest};
 pub use kv_state::KvState;
 pub use gguf::{GgufFile, MetaValue, TensorInfo};
 pub use loaded::LoadedModel;

@@ -435,6 +435,53 @@ impl KvCache {
         (k, v)
     }
 
+    /// Adds `n` empty sequences after the others.
+    pub(crate) fn grow(&mut self, n: usize) {
+        for layer in &mut self.layers {
+            for slot in [&mut layer.k, &mut layer.v] {
+                let full = slot.take().expect("cache allocated");
+                let [_, h, cap, d] = full.dims();
+                let empty = Tensor::<4>::zeros([n, h, cap, d], &full.device());
+                *slot = Some(Tensor::cat(vec![full, empty], 0));
+            }
+        }
+        self.batch += n;
+    }
+
+    /// Moves every sequence's filled slots: slot `s` becomes `s - drop +
+    /// add` (see [`crate::host::HostCache::rebase`]).
+    pub(crate) fn rebase(&mut self, drop: usize, add: usize) {
+        let (len, cap) = (self.len, self.capacity);
+        assert!(drop <= len && len - drop + add <= cap, "KV cache full");
+        for layer in &mut self.layers {
+            for slot in [&mut layer.k, &mut layer.v] {
+                let full = slot.take().expect("cache allocated");
+                let [b, h, _, d] = full.dims();
+                let kept = full.clone().slice([0..b, 0..h, drop..len, 0..d]);
+                let moved = Tensor::<4>::zeros([b, h, cap, d], &full.device());
+                *slot = Some(moved.slice_assign([0..b, 0..h, add..add + len - drop, 0..d], kept));
+            }
+        }
+        self.len = len - drop + add;
+    }
+
+    /// Writes `n` positions of host keys and values (per layer `[kv_heads,
+    /// positions, head_dim]`, their first `n`) into sequence `row` at slots
+    /// `at..at + n`.
+    pub(crate) fn write_row(&mut self, row: usize, at: usize, n: usize, keys: &[Vec<f32>], values: &[Vec<f32>]) {
+        assert!(at + n <= self.capacity, "KV cache full");
+        for (layer, (k, v)) in self.layers.iter_mut().zip(keys.iter().zip(values)) {
+            for (slot, data) in [(&mut layer.k, k), (&mut layer.v, v)] {
+                let full = slot.take().expect("cache allocated");
+                let [_, h, _, d] = full.dims();
+                let len = data.len() / (h * d);
+                let part: Vec<f32> = (0..h).flat_map(|g| data[g * len * d..][..n * d].iter().copied()).collect();
+                let part = Tensor::<4>::from_data(TensorData::new(part, [1, h, n, d]), &full.device());
+                *slot = Some(full.slice_assign([row..row + 1, 0..h, at..at + n, 0..d], part));
+            }
+        }
+    }
+
     /// Fills slots `0..len` of every sequence from host keys and values (per
     /// layer `[batch, kv_heads, len, head_dim]`) and sets the length to `len`.
     pub(crate) fn load_prefix(&mut self, keys: Vec<Vec<f32>>, values: Vec<Vec<f32>>, len: usize) {
