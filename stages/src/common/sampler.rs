@@ -243,7 +243,7 @@ struct Local<'a> {
     params: &'a retort_lm::SamplingParams,
     /// Score each sample's tokens (one more forward pass per sample).
     logprobs: bool,
-    /// Sequences per forward pass.
+    /// Sequences decoding together.
     batch_size: usize,
 }
 

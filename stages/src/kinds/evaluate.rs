@@ -71,7 +71,9 @@ pub struct EvaluateStage {
     /// an arm is a model, or a `matrix:` family over `seed` (its seeds pooled).
     #[serde(default)]
     pub compare: Vec<[String; 2]>,
-    /// Sequences per forward pass.
+    /// Sequences decoding together on a local model (continuous batching:
+    /// a finished sequence's row takes the next prompt; a two-step
+    /// `cascade` decodes each step in fixed batches of this size).
     #[serde(default = "default_batch")]
     pub batch_size: usize,
     /// CasCoD's inference: prompts built from each row's question (`prompt`),

@@ -71,7 +71,8 @@ pub struct GenerateStage {
     /// most 20) to every sample, in `logprobs`.
     #[serde(default)]
     pub logprobs: Option<usize>,
-    /// Sequences per forward pass.
+    /// Sequences decoding together on a local model (continuous batching:
+    /// a finished sequence's row takes the next prompt).
     #[serde(default = "default_batch")]
     pub batch_size: usize,
 }
