@@ -298,7 +298,7 @@ fn sample_local(
             };
             let done = put(i, s)?;
             stored += 1;
-            if stored % slots == 0 || stored == todo.len() {
+            if stored.is_multiple_of(slots) || stored == todo.len() {
                 ctx.progress(done, Some(total), "samples");
             }
         }
