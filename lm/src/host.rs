@@ -14,6 +14,9 @@ use crate::config::LlamaConfig;
 use crate::packed::{PackedBlock, PackedModel};
 
 mod ragged;
+mod threads;
+
+use threads::StepThreads;
 
 /// Keys and values of every layer, on the host.
 ///
@@ -27,6 +30,8 @@ pub(crate) struct HostCache {
     len: usize,
     kv_heads: usize,
     head_dim: usize,
+    /// Which pool runs this batch's decode steps ([`threads`]).
+    threads: StepThreads,
 }
 
 impl HostCache {
@@ -41,6 +46,7 @@ impl HostCache {
             len: 0,
             kv_heads,
             head_dim,
+            threads: StepThreads::default(),
         }
     }
 
@@ -136,8 +142,27 @@ pub(crate) enum Logits {
 impl PackedModel {
     /// Runs `seq` new tokens per sequence (`tokens`: `[batch, seq]`
     /// row-major, left-padded by `left_pad[b]` overall) through the model,
-    /// appending their keys and values to `cache`; returns logits.
+    /// appending their keys and values to `cache`; returns logits. A decode
+    /// step (`seq` 1) runs on the pool the cache's [`StepThreads`] picks.
     pub(crate) fn forward(
+        &self,
+        tokens: &[u32],
+        seq: usize,
+        left_pad: &[usize],
+        cache: &mut HostCache,
+        logits: Logits,
+    ) -> Vec<f32> {
+        if seq != 1 {
+            return self.forward_here(tokens, seq, left_pad, cache, logits);
+        }
+        let mut threads = std::mem::take(&mut cache.threads);
+        let out = threads.run(left_pad.len(), || self.forward_here(tokens, seq, left_pad, cache, logits));
+        cache.threads = threads;
+        out
+    }
+
+    /// [`PackedModel::forward`] on the current rayon pool.
+    fn forward_here(
         &self,
         tokens: &[u32],
         seq: usize,
