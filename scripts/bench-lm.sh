@@ -11,7 +11,12 @@
 # targets marked PASS/FAIL (also saved to $TARGET/bench-lm.md). It is a
 # report, not a test: it exits 0 once the report is printed.
 #
-#   scripts/bench-lm.sh
+#   scripts/bench-lm.sh            # idle
+#   scripts/bench-lm.sh --load     # with a spinning process on one core
+#
+# --load starts a busy loop pinned to the last core before measuring and stops
+# it on exit, runs retort at 1 thread too, and the report gives 2 threads ÷
+# 1 thread (issue 17: 2 threads must never be slower than 1 under load).
 #
 # Needs models/ (scripts/fetch-smollm2.sh, run here if the model is missing)
 # and .venv-peers/ (scripts/setup-peers.sh, run here if missing; building
@@ -30,6 +35,8 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 case $TARGET_DIR in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
 export CARGO_TARGET_DIR=$TARGET_DIR
 THREADS=${BENCH_LM_THREADS:-2}
+LOAD=0
+[[ ${1:-} == --load ]] && LOAD=1
 MODEL=$ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf
 OUT=$TARGET_DIR/bench-lm
 mkdir -p "$OUT"
@@ -66,12 +73,24 @@ fi
 T_BUILT=$(date +%s)
 
 # ---------------------------------------------------------------- measure
+if [[ $LOAD == 1 ]]; then
+    last=$(( $(nproc) - 1 ))
+    if command -v taskset >/dev/null; then
+        taskset -c "$last" sh -c 'while :; do :; done' & SPIN=$!
+    else
+        sh -c 'while :; do :; done' & SPIN=$!
+    fi
+    trap 'kill $SPIN 2>/dev/null' EXIT
+    say "spinning on core $last (pid $SPIN) while measuring"
+fi
 # Each configuration runs in its own process so that peak RSS is its own.
 retort() { # LABEL BINARY ARGS...
     local label=$1 bin=$2; shift 2
+    local threads=$THREADS
+    [[ $label == retort-1-thread ]] && threads=1
     for b in 1 16; do
         say "retort $label, batch $b"
-        if RAYON_NUM_THREADS=$THREADS "$bin" --model "$MODEL" --batch "$b" --prompt-len 200 --new-tokens 128 "$@" \
+        if RAYON_NUM_THREADS=$threads "$bin" --model "$MODEL" --batch "$b" --prompt-len 200 --new-tokens 128 "$@" \
             > "$OUT/one.json"; then
             python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["impl"]=sys.argv[2]; print(json.dumps(d))' \
                 "$OUT/one.json" "$label" >> "$RESULTS"
@@ -81,6 +100,7 @@ retort() { # LABEL BINARY ARGS...
     done
 }
 retort retort "$OUT/bench-flex"
+[[ $LOAD == 1 ]] && retort retort-1-thread "$OUT/bench-flex"
 retort retort-unpacked "$OUT/bench-flex" --unpacked
 [[ -x $OUT/bench-ndarray ]] && [[ ${BENCH_LM_NDARRAY:-1} != 0 ]] && retort retort-unpacked-ndarray "$OUT/bench-ndarray" --unpacked
 
@@ -105,7 +125,7 @@ json.dump(dict(
     cpu=run("sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip(),
     cores=run("nproc"), load_start="$LOAD_START", load_end=open("/proc/loadavg").read().split()[:3],
     date=run("date", "-u", "+%Y-%m-%d %H:%M UTC"), commit=run("git", "rev-parse", "--short", "HEAD"),
-    threads=$THREADS, build_s=$T_BUILT - $T_START, measure_s=int(run("date", "+%s")) - $T_BUILT,
+    threads=$THREADS, load=bool($LOAD), build_s=$T_BUILT - $T_START, measure_s=int(run("date", "+%s")) - $T_BUILT,
     peers=peers,
 ), open(sys.argv[1], "w"))
 PY

@@ -10,6 +10,7 @@ import sys
 
 ROWS = (
     ("retort", "retort (default: flex + packed Q4_1/Q8_0 host engine)"),
+    ("retort-1-thread", "retort, 1 thread (`--load` runs only)"),
     ("retort-unpacked", "retort `--unpacked` (burn flex, f32 weights)"),
     ("retort-unpacked-ndarray", "retort `--unpacked`, burn ndarray backend"),
     ("transformers-f32", "transformers, f32 (same GGUF)"),
@@ -86,6 +87,15 @@ def main():
         shown = f"{got:.2f}{unit}" if unit == "×" else f"{got:.0f}{unit}"
         print(f"| {name} | {want} | {shown} | {'PASS' if ok else 'FAIL'} |")
     print()
+    one = "retort-1-thread"
+    if (one, 1) in results:
+        print(("Under load (a spinning process on one core): " if meta.get("load") else "")
+              + "retort at 2 threads ÷ 1 thread: "
+              + ", ".join(f"{what} b{b} {ratio(get(r, b, key), get(one, b, key)):.2f}×"
+                          for what, key in (("prompt", "prefill_tok_s"), ("decode", "decode_tok_s"))
+                          for b in (1, 16) if ratio(get(r, b, key), get(one, b, key)) is not None)
+              + " (issue 17: at least 1× everywhere).")
+        print()
     nd, fl = "retort-unpacked-ndarray", "retort-unpacked"
     if (nd, 1) in results and (fl, 1) in results:
         print("flex ÷ ndarray on burn's own path (`--unpacked`): "
