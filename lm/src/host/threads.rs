@@ -75,12 +75,21 @@ impl StepThreads {
         let Some(pool) = single().filter(|_| rayon::current_num_threads() > 1) else {
             return step();
         };
-        self.steps += 1;
-        let trial = self.steps == self.next_trial;
-        let on_one = self.single != trial;
+        let on_one = self.next_on_one();
         let start = Instant::now();
         let out = if on_one { pool.install(step) } else { step() };
-        let per_row = start.elapsed().as_secs_f64() / rows.max(1) as f64;
+        self.record(on_one, start.elapsed().as_secs_f64() / rows.max(1) as f64);
+        out
+    }
+
+    /// Counts a step and says whether it runs on one thread.
+    fn next_on_one(&mut self) -> bool {
+        self.steps += 1;
+        self.single != (self.steps == self.next_trial)
+    }
+
+    /// Takes in the step's seconds per row and updates the choice.
+    fn record(&mut self, on_one: bool, per_row: f64) {
         let mean = &mut self.per_row[usize::from(on_one)];
         *mean = Some(mean.map_or(per_row, |m| (1.0 - NEWEST) * m + NEWEST * per_row));
         let mut switched = false;
@@ -91,11 +100,10 @@ impl StepThreads {
                 switched = true;
             }
         }
-        if trial {
+        if self.steps == self.next_trial {
             self.gap = if switched { PROBE_EVERY } else { (2 * self.gap).min(MOST_BETWEEN) };
             self.next_trial = self.steps + self.gap;
         }
-        out
     }
 }
 
@@ -103,41 +111,61 @@ impl StepThreads {
 mod tests {
     use super::*;
 
-    /// A step that sleeps `one` µs on one thread and `pool` on rayon's pool.
-    fn sleepy(t: &mut StepThreads, one: u64, pool: u64) -> usize {
-        t.run(1, || {
-            let on_one = rayon::current_num_threads() == 1;
-            std::thread::sleep(std::time::Duration::from_micros(if on_one { one } else { pool }));
-            rayon::current_num_threads()
-        })
+    /// Steps whose time per row is `one` on one thread and `pool` on
+    /// rayon's pool (no clock: the policy alone).
+    fn steps(t: &mut StepThreads, n: u64, one: f64, pool: f64) {
+        for _ in 0..n {
+            let on_one = t.next_on_one();
+            t.record(on_one, if on_one { one } else { pool });
+        }
     }
 
     #[test]
-    fn a_faster_pool_takes_over_and_the_choice_runs_the_step() {
+    fn the_faster_pool_takes_over_and_an_idle_machine_tries_rarely() {
+        let mut t = StepThreads::default();
+        // Slower on rayon's pool: the second step tries one thread and keeps it.
+        steps(&mut t, 2, 1.0, 3.0);
+        assert!(t.single, "{t:?}");
+        // The load goes: the trial PROBE_EVERY steps on takes the pool back.
+        steps(&mut t, PROBE_EVERY - 1, 3.0, 1.0);
+        assert!(t.single, "no trial yet: {t:?}");
+        steps(&mut t, 1, 3.0, 1.0);
+        assert!(!t.single, "{t:?}");
+        // Steady: trials that confirm the choice double the gap, up to MOST_BETWEEN.
+        let trials_before = t.next_trial;
+        steps(&mut t, 4 * MOST_BETWEEN, 2.0, 1.0);
+        assert!(!t.single && t.gap == MOST_BETWEEN && t.next_trial > trials_before, "{t:?}");
+        // A one-step blip on one thread within 10% does not switch.
+        let mut u = StepThreads::default();
+        steps(&mut u, 2, 0.95, 1.0);
+        assert!(!u.single, "{u:?}");
+    }
+
+    #[test]
+    fn the_chosen_pool_runs_the_step() {
         if single().is_none() {
             return; // one thread: nothing to choose
         }
-        let mut t = StepThreads::default();
-        // Slow on rayon's pool, fast on one thread: the second step tries
-        // one thread, and from then on steps run there.
-        for _ in 0..3 {
-            sleepy(&mut t, 100, 1_000);
-        }
-        assert!(t.single, "{t:?}");
-        assert_eq!(sleepy(&mut t, 100, 1_000), 1, "the step ran on one thread");
-        // The load goes: a later trial of rayon's pool takes it back, at
-        // most MOST_BETWEEN steps on.
-        let back = (0..2 * MOST_BETWEEN).position(|_| {
-            sleepy(&mut t, 1_000, 100);
-            !t.single
-        });
-        assert!(back.is_some(), "{t:?}");
-        assert!(sleepy(&mut t, 1_000, 100) > 1, "the step ran on rayon's pool");
-        // An idle machine's steady choice costs few trials: the gaps double.
-        let before = t.steps;
-        for _ in 0..200 {
-            sleepy(&mut t, 300, 100);
-        }
-        assert!(!t.single && t.next_trial > before + 2 * PROBE_EVERY, "{t:?}");
+        let mut t = StepThreads { single: true, next_trial: u64::MAX, ..StepThreads::default() };
+        assert_eq!(t.run(1, rayon::current_num_threads), 1);
+        t.single = false;
+        assert!(t.run(1, rayon::current_num_threads) > 1);
+    }
+
+    /// What a pool computes does not depend on its thread count: the same
+    /// samples (T 1, so any changed bit could change a token) on one thread
+    /// as on rayon's pool, prefill and decode.
+    #[test]
+    fn one_thread_samples_what_the_pool_samples() {
+        use crate::generate::{generate_batch, GenerateRequest};
+        use crate::sampling::SamplingParams;
+        let (_, packed) = crate::test_util::burn_and_packed();
+        let prompts: Vec<Vec<u32>> = (0..5).map(|s| (0..3 + 4 * s).map(|i| ((i * 7 + s * 11) % 60) as u32).collect()).collect();
+        let ids: Vec<u64> = (0..5).collect();
+        let params = SamplingParams { temperature: 1.0, eos_token_ids: Some(vec![]), ..SamplingParams::greedy(24) };
+        let req = GenerateRequest { prompts: &prompts, item_ids: &ids, params: &params, decode: None };
+        let pool = generate_batch(&packed, &req);
+        let one = ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| generate_batch(&packed, &req));
+        assert_eq!(pool, one);
     }
 }
