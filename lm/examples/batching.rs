@@ -9,7 +9,7 @@
 //! The prompts are chat-formatted questions, a quarter asking for a long
 //! answer and the rest for a word or a number, sampled at T 0.7 with the
 //! model's EOS: the lengths a sampler of answers sees (GRPO, SkillFactory,
-//! evaluation). Static batching is what the generate stage did before:
+//! evaluation). Static batching is what the generate stage does:
 //! `--batch` prompts at a time, each chunk running until its longest
 //! sequence stops (finished ones leave the batch). Continuous batching keeps
 //! `--batch` sequences decoding, a finished one's row taking the next prompt.

@@ -12,7 +12,11 @@
 //! padding is `len - L`. Keys carry their RoPE positions (the index in the
 //! sequence, padding not counted), so where a sequence sits in the cache
 //! does not change what it computes, and every sequence samples what it
-//! would alone (the tests check it token for token on both engines).
+//! would alone up to float rounding, as in [`super::generate`]'s batches
+//! (the tests check it token for token on both engines; on burn's path a
+//! prompt prefilled alone can round differently from one prefilled in a
+//! batch, so a sampling near-tie may flip: the stages keep static batching
+//! for now, see BENCHMARKS.md, "Continuous batching").
 //!
 //! A freed row waits until enough rows are open to be worth a prefill
 //! ([`min_join`]); meanwhile the batch runs without it.

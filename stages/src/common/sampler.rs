@@ -13,7 +13,7 @@ use std::sync::Arc;
 use retort_cache::{fingerprint, Hash, ItemLog, Store};
 use retort_engine::StageCtx;
 use retort_lm::chat::ChatMessage;
-use retort_lm::{generate_continuous, GenerateRequest, Generation};
+use retort_lm::{generate, GenerateRequest};
 use serde::{Deserialize, Serialize};
 
 use crate::common::model::{LoadedModel, Sampler};
@@ -243,14 +243,11 @@ struct Local<'a> {
     params: &'a retort_lm::SamplingParams,
     /// Score each sample's tokens (one more forward pass per sample).
     logprobs: bool,
-    /// Sequences decoding together.
+    /// Sequences per forward pass.
     batch_size: usize,
 }
 
-/// Samples `todo` on a model loaded here with continuous batching:
-/// `batch_size` sequences decode together, and a finished one's row takes
-/// the next prompt ([`generate_continuous`]). Each sample is stored as it
-/// finishes, so a killed run keeps every finished one.
+/// Samples `todo` on a model loaded here, `batch_size` sequences at a time.
 fn sample_local(
     ctx: &StageCtx<'_>,
     lm: &LoadedModel,
@@ -262,51 +259,37 @@ fn sample_local(
 ) -> anyhow::Result<()> {
     let tok = lm.text_tokenizer()?;
     let decode = |t: &[u32]| tok.decode(t);
-    let mut prompts = Vec::with_capacity(todo.len());
-    let mut ids = Vec::with_capacity(todo.len());
-    for &i in todo {
-        let Prompt::Text(text) = &items[i].prompt else {
-            anyhow::bail!("row {}: chat turns reach only a remote chat endpoint", items[i].row);
-        };
-        prompts.push(tok.encode(text, false)?);
-        ids.push(item_id(&items[i]));
-    }
-    let req = GenerateRequest { prompts: &prompts, item_ids: &ids, params: local.params, decode: Some(&decode) };
-    let slots = local.batch_size.max(1);
-    // Generation runs on its own thread and sends each sequence as it
-    // finishes; this one scores and stores them meanwhile.
-    let (tx, rx) = std::sync::mpsc::channel::<(usize, Generation)>();
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let req = &req;
-        let running = scope.spawn(move || {
-            let send = |k: usize, g: Generation| {
-                // The receiver is gone only after an error; that is reported.
-                let _ = tx.send((k, g));
+    let params = local.params;
+    for chunk in todo.chunks(local.batch_size.max(1)) {
+        let mut prompts = Vec::with_capacity(chunk.len());
+        let mut ids = Vec::with_capacity(chunk.len());
+        for &i in chunk {
+            let Prompt::Text(text) = &items[i].prompt else {
+                anyhow::bail!("row {}: chat turns reach only a remote chat endpoint", items[i].row);
             };
-            generate_continuous(lm.model(), req, slots, &send)
-        });
-        let mut stored = 0usize;
-        for (k, g) in rx {
-            let i = todo[k];
-            let logprobs = local.logprobs.then(|| scored(lm, tok, &prompts[k], &g.tokens));
+            prompts.push(tok.encode(text, false)?);
+            ids.push(item_id(&items[i]));
+        }
+        let req = GenerateRequest { prompts: &prompts, item_ids: &ids, params, decode: Some(&decode) };
+        let gens = generate(lm.model(), &req).map_err(|e| match e.prompt_index() {
+            Some(k) => anyhow::anyhow!("row {} (sample {}): {e}", items[chunk[k]].row, items[chunk[k]].sample_index),
+            None => e.into(),
+        })?;
+        let mut done = 0;
+        for (((&i, g), id), prompt) in chunk.iter().zip(gens).zip(&ids).zip(&prompts) {
+            let logprobs = local.logprobs.then(|| scored(lm, tok, prompt, &g.tokens));
             let s = Sampled {
                 response: tok.decode_skip_special(&g.tokens),
                 tokens: g.tokens.len(),
                 finish_reason: serde_json::to_value(g.finish_reason)?.as_str().unwrap_or("").to_string(),
-                seed: ids[k],
+                seed: *id,
                 logprobs,
             };
-            let done = put(i, s)?;
-            stored += 1;
-            if stored.is_multiple_of(slots) || stored == todo.len() {
-                ctx.progress(done, Some(total), "samples");
-            }
+            done = put(i, s)?;
         }
-        running.join().map_err(|_| anyhow::anyhow!("generation panicked"))?.map_err(|e| match e.prompt_index() {
-            Some(k) => anyhow::anyhow!("row {} (sample {}): {e}", items[todo[k]].row, items[todo[k]].sample_index),
-            None => e.into(),
-        })
-    })
+        ctx.progress(done, Some(total), "samples");
+    }
+    Ok(())
 }
 
 /// Each of `generated`'s log-probs after `prompt`, under the model's own

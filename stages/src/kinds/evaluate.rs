@@ -71,9 +71,7 @@ pub struct EvaluateStage {
     /// an arm is a model, or a `matrix:` family over `seed` (its seeds pooled).
     #[serde(default)]
     pub compare: Vec<[String; 2]>,
-    /// Sequences decoding together on a local model (continuous batching:
-    /// a finished sequence's row takes the next prompt; a two-step
-    /// `cascade` decodes each step in fixed batches of this size).
+    /// Sequences per forward pass.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
     /// CasCoD's inference: prompts built from each row's question (`prompt`),

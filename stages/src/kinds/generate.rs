@@ -71,8 +71,7 @@ pub struct GenerateStage {
     /// most 20) to every sample, in `logprobs`.
     #[serde(default)]
     pub logprobs: Option<usize>,
-    /// Sequences decoding together on a local model (continuous batching:
-    /// a finished sequence's row takes the next prompt).
+    /// Sequences per forward pass.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
 }
