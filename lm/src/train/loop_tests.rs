@@ -281,6 +281,9 @@ fn same_seed_same_weights() {
     let a = run(1);
     assert!(a == run(1), "same seed, different weights");
     assert!(a != run(2), "the seed should change the data order");
+    // Nor does the thread count change a bit: one thread trains what rayon's pool trains.
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    assert!(a == one.install(|| run(1)), "one thread, different weights");
 }
 
 #[test]
