@@ -14,9 +14,8 @@ use crate::config::LlamaConfig;
 use crate::packed::{PackedBlock, PackedModel};
 
 mod ragged;
-mod threads;
 
-use threads::StepThreads;
+use crate::threads::StepThreads;
 
 /// Keys and values of every layer, on the host.
 ///
@@ -30,7 +29,7 @@ pub(crate) struct HostCache {
     len: usize,
     kv_heads: usize,
     head_dim: usize,
-    /// Which pool runs this batch's decode steps ([`threads`]).
+    /// Which pool runs this batch's decode steps ([`crate::threads`]).
     threads: StepThreads,
 }
 

@@ -51,6 +51,7 @@ pub mod score;
 pub mod weights;
 pub mod train;
 pub mod tokenizer;
+pub(crate) mod threads;
 pub mod chat;
 #[doc(hidden)]
 pub mod fuzzing;

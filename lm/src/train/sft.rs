@@ -175,38 +175,41 @@ pub fn train_sft_resumable(
     let first = tr.step;
     for (index, step) in steps.into_iter().enumerate().skip(first) {
         let total: usize = step.iter().map(|&i| seqs[i].n_scored()).sum();
-        let mut loss_sum = 0.0;
-        let mut extra = BTreeMap::from([("tokens".to_string(), total as f64)]);
         let lambda = idft.map(|(p, _)| p.lambda(index as f64 / n_steps as f64));
-        for mb in micro_batches(step, |i| seqs[i].tokens.len(), cfg.batch_size) {
-            let rows: Vec<&Seq> = mb.iter().map(|&i| &seqs[i]).collect();
-            let batch = make_batch(&rows, &device);
-            if batch.n_tokens == 0 {
-                continue;
-            }
-            let model = tr.model();
-            let [b, t] = batch.inputs.dims();
-            let logits = model.forward(batch.inputs, &model.causal_layout(b, t), None);
-            let (loss, n) = match (idft, lambda) {
-                (Some((params, detach)), Some(lambda)) => {
-                    let mask = to_vec(batch.mask.clone());
-                    let out = idft_forward(logits, batch.targets, batch.mask, lambda, &params, detach);
-                    let w = out.n_tokens as f64 / total as f64;
-                    let (phi, gamma) = (to_vec(out.phi), to_vec(out.gamma));
-                    let mean = |v: &[f32]| v.iter().zip(&mask).map(|(x, m)| (x * m) as f64).sum::<f64>() / out.n_tokens.max(1) as f64;
-                    *extra.entry("phi_mean".into()).or_default() += mean(&phi) * w;
-                    *extra.entry("gamma_mean".into()).or_default() += mean(&gamma) * w;
-                    add_histogram(&mut extra, "phi", &phi, &mask, PHI_BINS, w);
-                    add_histogram(&mut extra, "gamma", &gamma, &mask, (params.gamma_min as f32, params.gamma_max as f32), w);
-                    (out.loss, out.n_tokens)
+        let (loss_sum, mut extra, lr, grad_norm) = tr.run_step(total, |tr| {
+            let mut loss_sum = 0.0;
+            let mut extra = BTreeMap::from([("tokens".to_string(), total as f64)]);
+            for mb in micro_batches(step, |i| seqs[i].tokens.len(), cfg.batch_size) {
+                let rows: Vec<&Seq> = mb.iter().map(|&i| &seqs[i]).collect();
+                let batch = make_batch(&rows, &device);
+                if batch.n_tokens == 0 {
+                    continue;
                 }
-                _ => sft_loss(logits, batch.targets, batch.mask),
-            };
-            let w = n as f64 / total as f64;
-            loss_sum += host(loss.clone()) * w;
-            tr.backward(loss.mul_scalar(w));
-        }
-        let (lr, grad_norm) = tr.step();
+                let model = tr.model();
+                let [b, t] = batch.inputs.dims();
+                let logits = model.forward(batch.inputs, &model.causal_layout(b, t), None);
+                let (loss, n) = match (idft, lambda) {
+                    (Some((params, detach)), Some(lambda)) => {
+                        let mask = to_vec(batch.mask.clone());
+                        let out = idft_forward(logits, batch.targets, batch.mask, lambda, &params, detach);
+                        let w = out.n_tokens as f64 / total as f64;
+                        let (phi, gamma) = (to_vec(out.phi), to_vec(out.gamma));
+                        let mean = |v: &[f32]| v.iter().zip(&mask).map(|(x, m)| (x * m) as f64).sum::<f64>() / out.n_tokens.max(1) as f64;
+                        *extra.entry("phi_mean".into()).or_default() += mean(&phi) * w;
+                        *extra.entry("gamma_mean".into()).or_default() += mean(&gamma) * w;
+                        add_histogram(&mut extra, "phi", &phi, &mask, PHI_BINS, w);
+                        add_histogram(&mut extra, "gamma", &gamma, &mask, (params.gamma_min as f32, params.gamma_max as f32), w);
+                        (out.loss, out.n_tokens)
+                    }
+                    _ => sft_loss(logits, batch.targets, batch.mask),
+                };
+                let w = n as f64 / total as f64;
+                loss_sum += host(loss.clone()) * w;
+                tr.backward(loss.mul_scalar(w));
+            }
+            let (lr, grad_norm) = tr.step();
+            (loss_sum, extra, lr, grad_norm)
+        });
         if let Some(l) = lambda {
             extra.insert("lambda".into(), l);
         }

@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::LmError;
 use crate::model::Llama;
+use crate::threads::StepThreads;
 use crate::rng::Rng;
 use crate::train::losses::token_logprobs;
 use crate::train::optim::Optim;
@@ -361,6 +362,8 @@ pub(crate) struct Trainer {
     pub step: usize,
     /// The learning rate of the last step.
     last_lr: f64,
+    /// Which pool runs the steps ([`crate::threads`]).
+    threads: StepThreads,
 }
 
 impl Trainer {
@@ -389,7 +392,18 @@ impl Trainer {
             base_lr: cfg.lr,
             step,
             last_lr,
+            threads: StepThreads::default(),
         }
+    }
+
+    /// Runs one optimizer step's work (`f`: its micro-batches and
+    /// [`Trainer::step`]) over `tokens` tokens on the pool that has been
+    /// faster, one thread or rayon's ([`crate::threads`]; the same bits either way).
+    pub fn run_step<R: Send>(&mut self, tokens: usize, f: impl FnOnce(&mut Trainer) -> R + Send) -> R {
+        let mut threads = std::mem::take(&mut self.threads);
+        let out = threads.run(tokens, || f(self));
+        self.threads = threads;
+        out
     }
 
     /// The optimizer's state now (cheap: the moments are shared handles).

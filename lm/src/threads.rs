@@ -1,7 +1,8 @@
-//! Decoding on a loaded machine: one thread when two are slower.
+//! Steps on a loaded machine: one thread when two are slower.
 //!
-//! A decode step is some 150 parallel regions (five products and the
-//! attention per layer), each ending in a join. When another process
+//! Used for the host engine's decode steps and for training steps. A decode
+//! step is some 150 parallel regions (five products and the attention per
+//! layer), each ending in a join; a training step, more. When another process
 //! shares a core with one of rayon's threads, that thread is preempted in
 //! the middle of its task for a scheduler slice, and the other thread waits
 //! at the join: measured on SmolLM2 at batch 16 with a spinning process on
@@ -12,7 +13,8 @@
 //! a one-thread pool, and runs on whichever took less time per row.
 //!
 //! Which pool runs a step changes no result: every output of the host
-//! engine is computed by one task whatever the thread count.
+//! engine is computed by one task whatever the thread count, and burn-flex
+//! trains the same bits on one thread as on two (tests for both).
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -67,7 +69,7 @@ impl Default for StepThreads {
 }
 
 impl StepThreads {
-    /// Runs `step` (a decode step of `rows` sequences) on the chosen pool,
+    /// Runs `step` (a step over `rows` sequences or tokens) on the chosen pool,
     /// or on the other one when it is time to try it, and updates the
     /// choice.
     pub(crate) fn run<R: Send>(&mut self, rows: usize, step: impl FnOnce() -> R + Send) -> R {
