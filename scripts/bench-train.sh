@@ -17,7 +17,8 @@
 # PASS/FAIL (also saved to $TARGET/bench-train.md). It is a report, not a
 # test: it exits 0 once the report is printed.
 #
-#   scripts/bench-train.sh
+#   scripts/bench-train.sh           # idle
+#   scripts/bench-train.sh --load    # with a spinning process on one core
 #
 # Needs models/ (scripts/fetch-smollm2.sh, run here if the model is missing)
 # and .venv-peers/ (scripts/setup-peers.sh, run here if missing).
@@ -32,6 +33,11 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 case $TARGET_DIR in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
 export CARGO_TARGET_DIR=$TARGET_DIR
 THREADS=${BENCH_TRAIN_THREADS:-2}
+# --load: a busy loop pinned to the last core while measuring (stopped on
+# exit), and the quickstart's 8×256 step at 1 thread too, to print 2 threads
+# ÷ 1 thread (issue 17: never below 1× under load).
+LOAD=0
+[[ ${1:-} == --load ]] && LOAD=1
 MODEL=$ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf
 OUT=$TARGET_DIR/bench-train
 mkdir -p "$OUT"
@@ -61,6 +67,16 @@ fi
 T_BUILT=$(date +%s)
 
 # ---------------------------------------------------------------- measure
+if [[ $LOAD == 1 ]]; then
+    last=$(( $(nproc) - 1 ))
+    if command -v taskset >/dev/null; then
+        taskset -c "$last" sh -c 'while :; do :; done' & SPIN=$!
+    else
+        sh -c 'while :; do :; done' & SPIN=$!
+    fi
+    trap 'kill $SPIN 2>/dev/null' EXIT
+    say "spinning on core $last (pid $SPIN) while measuring"
+fi
 # case LABEL BATCH SEQ WARMUP STEPS ARGS...: retort, then PyTorch on the
 # config retort reports, one after the other (same load conditions).
 # PyTorch runs twice, with OMP_WAIT_POLICY=PASSIVE and ACTIVE, and the
@@ -91,6 +107,13 @@ case_() {
     done
 }
 case_ tiny-quickstart 8 256 2 7 "${QUICKSTART[@]}"
+if [[ $LOAD == 1 ]]; then
+    say "retort tiny-quickstart at 1 thread (--load)"
+    RAYON_NUM_THREADS=$THREADS "$BENCH" step --label tiny-quickstart --batch 8 --seq 256 --warmup 2 --steps 7 \
+        "${QUICKSTART[@]}" > "$OUT/load-threads-2.json" || true
+    RAYON_NUM_THREADS=1 "$BENCH" step --label tiny-quickstart --batch 8 --seq 256 --warmup 2 --steps 7 \
+        "${QUICKSTART[@]}" > "$OUT/load-threads-1.json" || true
+fi
 case_ tiny-quickstart-b32 32 128 2 7 "${QUICKSTART[@]}"
 case_ tiny 8 256 2 7 --preset tiny --vocab char
 [[ $SMOLLM2 != 0 ]] && case_ smollm2 8 256 1 3 --model "$MODEL"
@@ -117,3 +140,16 @@ json.dump(dict(
 ), open(sys.argv[1], "w"))
 PY
 python3 scripts/bench/train_report.py "$RESULTS" "$META" | tee "$TARGET_DIR/bench-train.md"
+if [[ $LOAD == 1 ]]; then
+    python3 - "$OUT/load-threads-2.json" "$OUT/load-threads-1.json" "$THREADS" <<'PY' | tee -a "$OUT/../bench-train.md"
+import json, sys
+try:
+    two, one = (json.loads(open(p).read().strip().splitlines()[-1]) for p in sys.argv[1:3])
+except Exception as e:
+    print(f"\nUnder load: the 1-thread comparison failed ({e})."); sys.exit(0)
+r = one["median_step_s"] / two["median_step_s"]
+print(f"\nUnder load (a spinning process on one core), quickstart model 8 × 256: {sys.argv[3]} threads "
+      f"{two['median_step_s']:.4f} s/step, 1 thread {one['median_step_s']:.4f} s/step: "
+      f"{r:.2f}× (issue 17: at least 1×, {'PASS' if r >= 1 else 'FAIL'}).")
+PY
+fi
