@@ -154,31 +154,34 @@ pub fn train_dpo(
             .iter()
             .map(|&i| pairs[i].0.n_scored() + pairs[i].1.n_scored())
             .sum();
-        let mut extra = BTreeMap::new();
-        let mut loss_sum = 0.0;
-        for mb in micro_batches(step, len, cfg.batch_size) {
-            let b = mb.len();
-            let lp = pair_logprobs(tr.model(), &pairs, &mb, &device);
-            let rc = vector(mb.iter().map(|&i| ref_c[i]).collect(), &device);
-            let rr = vector(mb.iter().map(|&i| ref_r[i]).collect(), &device);
-            let chosen_lp = lp.clone().narrow(0, 0, b);
-            let out = dpo_loss(chosen_lp.clone(), lp.narrow(0, b, b), rc, rr, beta);
-            let w = b as f64 / n_pairs;
-            let n_chosen = mb.iter().map(|&i| pairs[i].0.n_scored().max(1) as f32);
-            let n_chosen = vector(n_chosen.collect(), &device);
-            let (loss, nll) = rpo_loss(out.loss, chosen_lp, n_chosen, nll_weight);
-            if let Some(nll) = nll {
-                add_weighted(&mut extra, "nll", nll.into(), w);
+        let (extra, loss_sum, lr, grad_norm) = tr.run_step(tokens, |tr| {
+            let mut extra = BTreeMap::new();
+            let mut loss_sum = 0.0;
+            for mb in micro_batches(step, len, cfg.batch_size) {
+                let b = mb.len();
+                let lp = pair_logprobs(tr.model(), &pairs, &mb, &device);
+                let rc = vector(mb.iter().map(|&i| ref_c[i]).collect(), &device);
+                let rr = vector(mb.iter().map(|&i| ref_r[i]).collect(), &device);
+                let chosen_lp = lp.clone().narrow(0, 0, b);
+                let out = dpo_loss(chosen_lp.clone(), lp.narrow(0, b, b), rc, rr, beta);
+                let w = b as f64 / n_pairs;
+                let n_chosen = mb.iter().map(|&i| pairs[i].0.n_scored().max(1) as f32);
+                let n_chosen = vector(n_chosen.collect(), &device);
+                let (loss, nll) = rpo_loss(out.loss, chosen_lp, n_chosen, nll_weight);
+                if let Some(nll) = nll {
+                    add_weighted(&mut extra, "nll", nll.into(), w);
+                }
+                loss_sum += host(loss.clone()) * w;
+                add_weighted(&mut extra, "reward_accuracy", out.reward_accuracy.into(), w);
+                add_weighted(&mut extra, "margin", out.margin.into(), w);
+                add_weighted(&mut extra, "chosen_reward", out.chosen_reward.into(), w);
+                add_weighted(&mut extra, "rejected_reward", out.rejected_reward.into(), w);
+                tr.backward(loss.mul_scalar(w));
             }
-            loss_sum += host(loss.clone()) * w;
-            add_weighted(&mut extra, "reward_accuracy", out.reward_accuracy.into(), w);
-            add_weighted(&mut extra, "margin", out.margin.into(), w);
-            add_weighted(&mut extra, "chosen_reward", out.chosen_reward.into(), w);
-            add_weighted(&mut extra, "rejected_reward", out.rejected_reward.into(), w);
-            tr.backward(loss.mul_scalar(w));
-        }
-        extra.insert("tokens".into(), tokens as f64);
-        let (lr, grad_norm) = tr.step();
+            extra.insert("tokens".into(), tokens as f64);
+            let (lr, grad_norm) = tr.step();
+            (extra, loss_sum, lr, grad_norm)
+        });
         on_step(&StepMetrics {
             step: index,
             loss: loss_sum,

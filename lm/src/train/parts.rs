@@ -149,23 +149,26 @@ pub fn train_parts(
             }
         }
         let token_w = part_token_weights(parts, &counts);
-        let mut nll = vec![0f64; parts.len()];
-        let longest = |i: usize| items[i].iter().map(|s| s.seq.tokens.len()).max().unwrap_or(0);
-        for mb in micro_batches(step, longest, cfg.batch_size) {
-            let rows: Vec<&Scored> = mb.iter().flat_map(|&i| &items[i]).collect();
-            let batch = make_batch(&rows.iter().map(|s| &s.seq).collect::<Vec<_>>(), &device);
-            if batch.n_tokens == 0 {
-                continue;
+        let (nll, lr, grad_norm) = tr.run_step(counts.iter().sum::<usize>(), |tr| {
+            let mut nll = vec![0f64; parts.len()];
+            let longest = |i: usize| items[i].iter().map(|s| s.seq.tokens.len()).max().unwrap_or(0);
+            for mb in micro_batches(step, longest, cfg.batch_size) {
+                let rows: Vec<&Scored> = mb.iter().flat_map(|&i| &items[i]).collect();
+                let batch = make_batch(&rows.iter().map(|s| &s.seq).collect::<Vec<_>>(), &device);
+                if batch.n_tokens == 0 {
+                    continue;
+                }
+                let weights = weight_tensor(&rows, &token_w, batch.width, &device);
+                let model = tr.model();
+                let [b, t] = batch.inputs.dims();
+                let logits = model.forward(batch.inputs, &model.causal_layout(b, t), None);
+                let lp = token_logprobs(logits, batch.targets);
+                add_part_nll(&mut nll, &rows, &lp, batch.width);
+                tr.backward(weighted_nll(lp, weights));
             }
-            let weights = weight_tensor(&rows, &token_w, batch.width, &device);
-            let model = tr.model();
-            let [b, t] = batch.inputs.dims();
-            let logits = model.forward(batch.inputs, &model.causal_layout(b, t), None);
-            let lp = token_logprobs(logits, batch.targets);
-            add_part_nll(&mut nll, &rows, &lp, batch.width);
-            tr.backward(weighted_nll(lp, weights));
-        }
-        let (lr, grad_norm) = tr.step();
+            let (lr, grad_norm) = tr.step();
+            (nll, lr, grad_norm)
+        });
         on_step(&StepMetrics {
             step: index,
             loss: parts_loss(parts, &nll, &counts),

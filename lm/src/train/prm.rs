@@ -118,20 +118,23 @@ pub fn train_prm(
     let device = tr.device();
     for (index, step) in steps.into_iter().enumerate() {
         let total: usize = step.iter().map(|&i| kept[i].marks.len()).sum();
-        let (mut loss_sum, mut right) = (0.0, 0usize);
-        for mb in micro_batches(step, |i| kept[i].tokens.len(), cfg.batch_size) {
-            let rows: Vec<&PrmExample> = mb.iter().map(|&i| &kept[i]).collect();
-            let (inputs, labels, mask) = batch(&rows, &device);
-            let model = tr.model();
-            let [b, t] = inputs.dims();
-            let logits = model.forward(inputs, &model.causal_layout(b, t), None);
-            let out = prm_loss(logits, tokens.good, tokens.bad, labels, mask);
-            right += agreeing(out.gap, &rows);
-            let w = out.n_marks as f64 / total as f64;
-            loss_sum += host(out.loss.clone()) * w;
-            tr.backward(out.loss.mul_scalar(w));
-        }
-        let (lr, grad_norm) = tr.step();
+        let (loss_sum, right, lr, grad_norm) = tr.run_step(total, |tr| {
+            let (mut loss_sum, mut right) = (0.0, 0usize);
+            for mb in micro_batches(step, |i| kept[i].tokens.len(), cfg.batch_size) {
+                let rows: Vec<&PrmExample> = mb.iter().map(|&i| &kept[i]).collect();
+                let (inputs, labels, mask) = batch(&rows, &device);
+                let model = tr.model();
+                let [b, t] = inputs.dims();
+                let logits = model.forward(inputs, &model.causal_layout(b, t), None);
+                let out = prm_loss(logits, tokens.good, tokens.bad, labels, mask);
+                right += agreeing(out.gap, &rows);
+                let w = out.n_marks as f64 / total as f64;
+                loss_sum += host(out.loss.clone()) * w;
+                tr.backward(out.loss.mul_scalar(w));
+            }
+            let (lr, grad_norm) = tr.step();
+            (loss_sum, right, lr, grad_norm)
+        });
         let extra = BTreeMap::from([("marks".to_string(), total as f64), ("accuracy".to_string(), right as f64 / total as f64)]);
         on_step(&StepMetrics { step: index, loss: loss_sum, lr, grad_norm, extra, secs: Default::default() });
     }
