@@ -68,14 +68,9 @@ T_BUILT=$(date +%s)
 
 # ---------------------------------------------------------------- measure
 if [[ $LOAD == 1 ]]; then
-    last=$(( $(nproc) - 1 ))
-    if command -v taskset >/dev/null; then
-        taskset -c "$last" sh -c 'while :; do :; done' & SPIN=$!
-    else
-        sh -c 'while :; do :; done' & SPIN=$!
-    fi
-    trap 'kill $SPIN 2>/dev/null' EXIT
-    say "spinning on core $last (pid $SPIN) while measuring"
+    source "$ROOT/scripts/lib/spinner.sh"
+    start_spinner
+    say "spinning on $SPIN_AT while measuring"
 fi
 # case LABEL BATCH SEQ WARMUP STEPS ARGS...: retort, then PyTorch on the
 # config retort reports, one after the other (same load conditions).
