@@ -5,8 +5,8 @@
 # `generate` with `num_return_sequences`, the same contexts, the same K,
 # 2 threads), on the tiny model and on SmolLM2-135M-Instruct, in one run.
 #
-# The rows are Countdown problems in SmolLM2's few-shot step prompt
-# (pipelines/sphere-smollm2.yaml's), each with a right two-step solution,
+# The rows are Countdown problems in a few-shot step prompt (two worked
+# problems in `a op b = c` steps), each with a right two-step solution,
 # so there are two step prefixes per row and K rollouts of each (T = 0.7,
 # up to BENCH_SPHERE_TOKENS new tokens, stopping at `</answer>`). The tiny
 # model is trained here for a few steps on those rows (its rollouts are
