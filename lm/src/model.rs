@@ -12,7 +12,7 @@
 mod attention;
 mod block;
 #[cfg(feature = "flex")]
-mod causal;
+pub(crate) mod causal;
 #[cfg(feature = "flex")]
 pub(crate) mod logprobs;
 #[cfg(feature = "flex")]

@@ -2,7 +2,8 @@
 //! [`train_dpo`], [`train_grpo`]) and the numerics they use.
 //!
 //! - [`trainer`]: [`TrainConfig`], [`StepMetrics`], batching, truncation,
-//!   the step plan; `optim` (private): AdamW, accumulation, global-norm clipping.
+//!   the step plan; `optim` (private): AdamW, accumulation, global-norm clipping;
+//!   `adamw` (private): AdamW fused into one pass per parameter on the CPU.
 //! - [`sft`] (with IDFT and DFT's token losses), [`dpo`], [`grpo`]: the objectives' loops; [`parts`]:
 //!   SFT with per-part token means (CasCoD, Std-CoT, the weighted control).
 //! - [`losses`]: masked SFT, token log-probs, DPO, GRPO clipped surrogate
@@ -13,6 +14,7 @@
 //! - [`prm`]: process reward models, Math-Shepherd's two-token classifier at each step's end.
 //! - [`influence`]: local data influence, one AdamW step per example (METHODS §5 M5).
 
+mod adamw;
 pub mod advantages;
 pub mod dpo;
 pub mod grpo;

@@ -25,14 +25,16 @@ pub(crate) struct Optim {
 }
 
 /// AdamW with `cfg`'s betas, epsilon and (decoupled) weight decay,
-/// applied to every parameter (norm weights and embeddings included).
+/// applied to every parameter (norm weights and embeddings included):
+/// [`adamw::AdamW`](super::adamw::AdamW), one fused pass per parameter on
+/// flex, burn's own elsewhere, with the same bits and the same state
+/// records. `RETORT_FUSED_ADAMW=0` takes burn's everywhere (for comparing).
 pub(crate) fn adamw(cfg: &TrainConfig) -> ModuleOptimizer {
-    AdamWConfig::new()
-        .with_beta_1(cfg.betas.0 as f32)
-        .with_beta_2(cfg.betas.1 as f32)
-        .with_epsilon(cfg.adam_eps as f32)
-        .with_weight_decay(cfg.weight_decay as f32)
-        .init()
+    let (b1, b2, eps, wd) = (cfg.betas.0 as f32, cfg.betas.1 as f32, cfg.adam_eps as f32, cfg.weight_decay as f32);
+    if crate::model::causal::env_on("RETORT_FUSED_ADAMW") {
+        return ModuleOptimizer::from(super::adamw::AdamW::new(b1, b2, eps, wd));
+    }
+    AdamWConfig::new().with_beta_1(b1).with_beta_2(b2).with_epsilon(eps).with_weight_decay(wd).init()
 }
 
 impl Optim {

@@ -129,7 +129,7 @@ impl OptimState {
 
 /// burn's record of `optim`, its tensors in name order: burn lists them in
 /// the order of a `HashMap`, which differs from process to process.
-fn canonical_bytes(optim: &ModuleOptimizer) -> Result<burn::tensor::Bytes, String> {
+pub(crate) fn canonical_bytes(optim: &ModuleOptimizer) -> Result<burn::tensor::Bytes, String> {
     let bytes = optim.into_bytes().map_err(|e| format!("{e:?}"))?;
     let reader = burn_pack::Reader::from_bytes(bytes).map_err(|e| format!("{e:?}"))?;
     let (scalars, metadata) = (reader.scalars().clone(), reader.metadata().clone());
