@@ -245,19 +245,38 @@ impl Io {
         while i < end {
             let len = BLOCK.min(end - i);
             let (mut p, mut m, mut v, mut g) = ([0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK]);
+            // SAFETY (all four blocks): `i + len <= end`, within every buffer.
             unsafe {
-                std::ptr::copy_nonoverlapping(self.g.add(i), g.as_mut_ptr(), len);
-                std::ptr::copy_nonoverlapping(self.p.0.add(i), p.as_mut_ptr(), len);
-                if !first {
-                    std::ptr::copy_nonoverlapping(self.m.0.add(i), m.as_mut_ptr(), len);
-                    std::ptr::copy_nonoverlapping(self.v.0.add(i), v.as_mut_ptr(), len);
+                if len == BLOCK {
+                    // Whole blocks as fixed-size reads and writes (vector
+                    // moves, where a length known only at run time is a
+                    // `memcpy` call per block).
+                    g = (self.g.add(i) as *const [f32; BLOCK]).read_unaligned();
+                    p = (self.p.0.add(i) as *const [f32; BLOCK]).read_unaligned();
+                    if !first {
+                        m = (self.m.0.add(i) as *const [f32; BLOCK]).read_unaligned();
+                        v = (self.v.0.add(i) as *const [f32; BLOCK]).read_unaligned();
+                    }
+                } else {
+                    std::ptr::copy_nonoverlapping(self.g.add(i), g.as_mut_ptr(), len);
+                    std::ptr::copy_nonoverlapping(self.p.0.add(i), p.as_mut_ptr(), len);
+                    if !first {
+                        std::ptr::copy_nonoverlapping(self.m.0.add(i), m.as_mut_ptr(), len);
+                        std::ptr::copy_nonoverlapping(self.v.0.add(i), v.as_mut_ptr(), len);
+                    }
                 }
             }
             update(&mut p, &mut m, &mut v, &g, first, s);
             unsafe {
-                std::ptr::copy_nonoverlapping(p.as_ptr(), self.p.1.add(i), len);
-                std::ptr::copy_nonoverlapping(m.as_ptr(), self.m.1.add(i), len);
-                std::ptr::copy_nonoverlapping(v.as_ptr(), self.v.1.add(i), len);
+                if len == BLOCK {
+                    (self.p.1.add(i) as *mut [f32; BLOCK]).write_unaligned(p);
+                    (self.m.1.add(i) as *mut [f32; BLOCK]).write_unaligned(m);
+                    (self.v.1.add(i) as *mut [f32; BLOCK]).write_unaligned(v);
+                } else {
+                    std::ptr::copy_nonoverlapping(p.as_ptr(), self.p.1.add(i), len);
+                    std::ptr::copy_nonoverlapping(m.as_ptr(), self.m.1.add(i), len);
+                    std::ptr::copy_nonoverlapping(v.as_ptr(), self.v.1.add(i), len);
+                }
             }
             i += len;
         }
