@@ -17,7 +17,8 @@ sets=(device=cpu stages.data.params.seeds=16 stages.data.params.reference=8 stag
       stages.synth0.sampling.max_tokens=96 stages.answers0.sampling.max_tokens=64
       stages.split0.params.warmup=4 stages.split0.params.probe=16
       stages.influence.batch_size=4 stages.influence.max_len=256 stages.warm.max_len=256
-      stages.eval.sampling.max_tokens=64)
+      stages.eval.sampling.max_tokens=64 stages.eval_tuned.sampling.max_tokens=64
+      stages.eval_untuned.sampling.max_tokens=64)
 for arm in untuned tuned random; do
     sets+=("stages.synth_$arm.prompts=4" "stages.synth_$arm.prompts_per_round=2" "stages.synth_$arm.shots=4"
            "stages.synth_$arm.from_generated=1" "stages.synth_$arm.sampling.max_tokens=96"

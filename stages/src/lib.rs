@@ -30,7 +30,7 @@ pub mod verifiers;
 
 pub use kinds::{
     CascadeSplitStage, CllScoreStage, CommandStage, ComposeStage, DiversifyStage, EvaluateStage, ExportFormat, ExportStage, GenerateStage,
-    HintRewriteStage, InfluenceStage, PairsStage, PrmFilterStage, SelectStage, SynthesizeStage, TaskStage, TrainStage, VerifyStage,
+    HintRewriteStage, InfluenceStage, JudgeStage, PairsStage, PrmFilterStage, SelectStage, SynthesizeStage, TaskStage, TrainStage, VerifyStage,
 };
 pub use kinds::StepSearchStage;
 #[doc(hidden)]
@@ -54,6 +54,7 @@ pub fn registry() -> Registry {
         .register::<SynthesizeStage>()
         .register::<InfluenceStage>()
         .register::<PairsStage>()
+        .register::<JudgeStage>()
         .register::<PrmFilterStage>()
         .register::<DiversifyStage>()
         .register::<StepSearchStage>()

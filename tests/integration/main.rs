@@ -16,6 +16,7 @@ mod exports;
 mod fingerprints;
 mod gguf_export;
 mod inspect;
+mod judge;
 mod interop;
 mod montessori;
 mod onpolicy;

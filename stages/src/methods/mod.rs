@@ -16,6 +16,7 @@
 //! - [`steps`]: solutions as steps, the Countdown rule scorer, trajectory values (SPHERE, METHODS §2).
 //! - [`mc`]: Math-Shepherd's Monte-Carlo step scores from rollouts (SPHERE's `mc` scorer).
 //! - [`search`]: SPHERE's PRM-guided search: max/min branches, self-correction, diversity, pairs (METHODS §9.1).
+//! - [`judge`]: pairwise verdicts with position swapping, win rates (the `judge` kind).
 //! - [`metrics`]: accuracy by arity, pass@k, SkillFactory skill use (METHODS §1).
 
 pub mod arithmetic;
@@ -26,6 +27,7 @@ pub mod countdown;
 pub mod dedupe;
 mod error;
 pub mod instructions;
+pub mod judge;
 pub mod mc;
 pub mod metrics;
 mod ratio;
