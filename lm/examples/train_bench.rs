@@ -217,8 +217,8 @@ fn main() {
             let mut last = Instant::now();
             let reward = |_: usize, r: &[u32]| f32::from(r.first() == Some(&1));
             train_grpo(model, &prompts, &reward, None, &grpo, &train, &mut |m| {
-                sample.push(m.extra["sample_secs"]);
-                update.push(m.extra["update_secs"]);
+                sample.push(m.secs["sample_secs"]);
+                update.push(m.secs["update_secs"]);
                 round.push(last.elapsed().as_secs_f64());
                 last = Instant::now();
             })

@@ -258,6 +258,7 @@ pub fn train_grpo(
     let mut prompt_rng = Rng::for_item(cfg.seed, 0x5052_4d54); // "PRMT"
     let mut batch_rng = Rng::for_item(cfg.seed, 0x4d42_4154); // "MBAT"
     let mut queue: Vec<usize> = Vec::new();
+    let mut score_threads = crate::threads::StepThreads::default();
 
     for round in 0..grpo.steps {
         // 1. Sample from the current policy.
@@ -306,74 +307,81 @@ pub fn train_grpo(
         let mut refs: Rows = vec![Vec::new(); n];
         if need_old || reference.is_some() {
             let plain = policy.device();
-            for mb in micro_batches((0..n).collect(), len, cfg.batch_size) {
-                let rows: Vec<&Seq> = mb.iter().map(|&i| &seqs[i]).collect();
-                let batch = make_batch(&rows, &plain);
-                if need_old {
-                    fill_rows(&policy, &seqs, &mb, &batch, temp, &mut old);
+            let tokens: usize = seqs.iter().map(|s| s.tokens.len()).sum();
+            // These forward passes choose their pool too (their own timings:
+            // a forward pass costs less per token than a training step).
+            score_threads.run(tokens, || {
+                for mb in micro_batches((0..n).collect(), len, cfg.batch_size) {
+                    let rows: Vec<&Seq> = mb.iter().map(|&i| &seqs[i]).collect();
+                    let batch = make_batch(&rows, &plain);
+                    if need_old {
+                        fill_rows(&policy, &seqs, &mb, &batch, temp, &mut old);
+                    }
+                    if let Some(r) = &reference {
+                        fill_rows(r, &seqs, &mb, &batch, temp, &mut refs);
+                    }
                 }
-                if let Some(r) = &reference {
-                    fill_rows(r, &seqs, &mb, &batch, temp, &mut refs);
-                }
-            }
+            });
         }
         drop(policy);
 
         // 3. Updates.
+        let has_reference = reference.is_some();
         let mut extra = BTreeMap::new();
         let (mut loss_sum, mut norm_sum, mut lr, mut updates) = (0.0, 0.0, 0.0, 0usize);
         for _ in 0..grpo.ppo_epochs {
             let order = shuffled(n, &mut batch_rng);
             for chunk in order.chunks(per_update) {
                 let total: usize = chunk.iter().map(|&i| seqs[i].n_scored()).sum();
-                for mb in micro_batches(chunk.to_vec(), len, cfg.batch_size) {
-                    let rows: Vec<&Seq> = mb.iter().map(|&i| &seqs[i]).collect();
-                    let batch = make_batch(&rows, &device);
-                    if batch.n_tokens == 0 {
-                        continue;
+                // One optimizer step, on the pool that has been faster (the same bits either way).
+                let (step_lr, norm) = tr.run_step(total, |tr| {
+                    for mb in micro_batches(chunk.to_vec(), len, cfg.batch_size) {
+                        let rows: Vec<&Seq> = mb.iter().map(|&i| &seqs[i]).collect();
+                        let batch = make_batch(&rows, &device);
+                        if batch.n_tokens == 0 {
+                            continue;
+                        }
+                        let model = tr.model();
+                        let [b, t] = batch.inputs.dims();
+                        let logits = tempered(
+                            model.forward(batch.inputs.clone(), &model.causal_layout(b, t), None),
+                            temp,
+                        );
+                        let new_lp = token_logprobs(logits.clone(), batch.targets.clone());
+                        let old_lp = if need_old {
+                            rows_tensor(&old, &mb, t, &device)
+                        } else {
+                            new_lp.clone().detach()
+                        };
+                        let ref_lp = has_reference.then(|| rows_tensor(&refs, &mb, t, &device));
+                        let a: Vec<f32> = mb.iter().map(|&i| adv[i]).collect();
+                        let a = Tensor::from_data(TensorData::new(a, [b]), &device);
+                        let out = grpo_loss(
+                            new_lp,
+                            old_lp,
+                            ref_lp,
+                            a,
+                            batch.mask.clone(),
+                            f64::from(grpo.clip),
+                            f64::from(grpo.kl_coef),
+                        );
+                        let mut loss = out.loss;
+                        let w = out.n_tokens as f64 / total as f64;
+                        if grpo.entropy_coef != 0.0 {
+                            let h = (token_entropy(logits) * batch.mask)
+                                .sum()
+                                .div_scalar(out.n_tokens as f64);
+                            add_weighted(&mut extra, "entropy", host(h.clone()), w);
+                            loss = loss - h.mul_scalar(f64::from(grpo.entropy_coef));
+                        }
+                        loss_sum += host(loss.clone()) * w;
+                        add_weighted(&mut extra, "pg_loss", out.pg_loss.into(), w);
+                        add_weighted(&mut extra, "kl", out.kl.into(), w);
+                        add_weighted(&mut extra, "clip_fraction", out.clip_fraction.into(), w);
+                        tr.backward(loss.mul_scalar(w));
                     }
-                    let model = tr.model();
-                    let [b, t] = batch.inputs.dims();
-                    let logits = tempered(
-                        model.forward(batch.inputs.clone(), &model.causal_layout(b, t), None),
-                        temp,
-                    );
-                    let new_lp = token_logprobs(logits.clone(), batch.targets.clone());
-                    let old_lp = if need_old {
-                        rows_tensor(&old, &mb, t, &device)
-                    } else {
-                        new_lp.clone().detach()
-                    };
-                    let ref_lp = reference
-                        .as_ref()
-                        .map(|_| rows_tensor(&refs, &mb, t, &device));
-                    let a: Vec<f32> = mb.iter().map(|&i| adv[i]).collect();
-                    let a = Tensor::from_data(TensorData::new(a, [b]), &device);
-                    let out = grpo_loss(
-                        new_lp,
-                        old_lp,
-                        ref_lp,
-                        a,
-                        batch.mask.clone(),
-                        f64::from(grpo.clip),
-                        f64::from(grpo.kl_coef),
-                    );
-                    let mut loss = out.loss;
-                    let w = out.n_tokens as f64 / total as f64;
-                    if grpo.entropy_coef != 0.0 {
-                        let h = (token_entropy(logits) * batch.mask)
-                            .sum()
-                            .div_scalar(out.n_tokens as f64);
-                        add_weighted(&mut extra, "entropy", host(h.clone()), w);
-                        loss = loss - h.mul_scalar(f64::from(grpo.entropy_coef));
-                    }
-                    loss_sum += host(loss.clone()) * w;
-                    add_weighted(&mut extra, "pg_loss", out.pg_loss.into(), w);
-                    add_weighted(&mut extra, "kl", out.kl.into(), w);
-                    add_weighted(&mut extra, "clip_fraction", out.clip_fraction.into(), w);
-                    tr.backward(loss.mul_scalar(w));
-                }
-                let (step_lr, norm) = tr.step();
+                    tr.step()
+                });
                 lr = step_lr;
                 norm_sum += norm;
                 updates += 1;
