@@ -3,8 +3,8 @@
 # learns the step format (60 SFT steps on the noisy solver's traces), searches
 # 48 Countdown problems with 3 numbers step by step (E = 3, the rule PRM), its
 # own samples make the baselines' data, every arm trains for 12 steps, and all
-# are evaluated on 60 + 60 held-out problems. About 15 minutes with a release build; the counts
-# are too small for a confident comparison (README, "SPHERE").
+# are evaluated on 60 + 60 held-out problems. About 15 minutes with a release
+# build; the counts are too small for a confident comparison (README, "SPHERE").
 #
 #   scripts/sphere-smollm2-small.sh [extra retort run arguments, e.g. --cache-dir D --format json]
 #
@@ -21,8 +21,8 @@ for s in search search_nocorr search_r2; do sets+=("stages.$s.explore=4"); done
 for arm in rs_sft outcome_dpo sphere sphere_nocorr sphere_nodiv sphere_r2; do
     sets+=("stages.$arm.steps=12" "stages.$arm.batch_size=4" "stages.$arm.max_len=80")
 done
-# 12 steps at §2 P5's rates move nothing; 1e-5 (DPO) overfits a handful of
-# pairs (margins past 4 within 12 steps, every arm below the base).
+# §2 P5's rates are meant for 100 steps; at 12, DPO at 1e-5 overfit a handful
+# of pairs (margins past 4, every arm below the base), so these sit between.
 sets+=(stages.rs_sft.lr=0.000005)
 for arm in outcome_dpo sphere sphere_nocorr sphere_nodiv sphere_r2; do sets+=("stages.$arm.lr=0.000003"); done
 args=()
