@@ -88,3 +88,17 @@ fn the_same_rows_on_both_sides_are_refused_at_load_time() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("same rows as `a`"), "{}", r.stderr);
 }
+
+/// A prefilled reply is read with the prefill: "Response 1 is better." names the
+/// first position whatever the model adds, in both orders, so every pair
+/// ties (what position swapping is for) and the bias shows in the metrics.
+#[test]
+fn a_prefill_is_read_with_the_reply_and_position_bias_ties() {
+    let t = TestPipeline::new(&PIPELINE.replace("    sampling:", "    prefill: \"Response 1 is better.\"\n    sampling:"));
+    t.write("a.jsonl", A);
+    t.write("b.jsonl", B);
+    let m = t.run_ok(&[]).stage("judged")["metrics"].clone();
+    assert_eq!((m["unparsed"].as_u64(), m["ties"].as_u64(), m["first_position"].as_f64()), (Some(0), Some(3), Some(1.0)), "{m}");
+    assert_eq!(m["win_rate"], 0.5, "{m}");
+    assert_eq!(m["consistency"], 0.0, "{m}");
+}

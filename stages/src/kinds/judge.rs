@@ -33,7 +33,7 @@ use serde_json::Value;
 use crate::common::model;
 use crate::common::round4;
 use crate::common::rows::field;
-use crate::common::sampler::{sample_all, Item};
+use crate::common::sampler::{sample_all, Item, Prompt};
 use crate::common::sampling::Sampling;
 use crate::common::template::Templates;
 use crate::methods::judge::{parse_verdict, summarize};
@@ -69,6 +69,12 @@ pub struct JudgeStage {
     /// A system message for `chat`.
     #[serde(default)]
     pub system: Option<String>,
+    /// Text that starts the judge's reply (after the chat template's
+    /// assistant turn with `chat`), e.g. `"Response "`, so that a small
+    /// model continues with a number; the verdict is read from it and the
+    /// reply together. Local models only.
+    #[serde(default)]
+    pub prefill: Option<String>,
     /// The judge's sampling: greedy, up to 8 new tokens, by default.
     #[serde(default = "default_sampling")]
     pub sampling: Sampling,
@@ -97,13 +103,15 @@ impl StageImpl for JudgeStage {
 
     fn hashed(&self) -> Hashed {
         // batch_size is not hashed: a judgment does not depend on its batch.
-        let JudgeStage { model: _, a: _, b: _, key, field, template, chat, system, sampling, batch_size: _ } = self;
+        let JudgeStage { model: _, a: _, b: _, key, field, template, chat, system, prefill, sampling, batch_size: _ } = self;
         Hashed::new()
             .field("key", key)
             .field("field", field)
             .field("template", template.as_deref().unwrap_or(DEFAULT_TEMPLATE))
             .field("chat", chat)
             .opt("system", system)
+            // Only when set, so judges without it keep their fingerprints.
+            .opt("prefill", prefill)
             .field("sampling", sampling.hashed().into_value())
     }
 }
@@ -181,6 +189,13 @@ impl Stage for JudgeStage {
                 let mut prompt_row = Row::new();
                 prompt_row.insert(field::PROMPT.into(), text.into());
                 let prompt = judge.prompt(&prompt_row, self.chat, self.system.as_deref()).map_err(|e| anyhow!("judge: row {ai} of `a`: {e}"))?;
+                let prompt = match (prompt, &self.prefill) {
+                    (Prompt::Text(t), Some(p)) => Prompt::Text(t + p),
+                    (Prompt::Chat(_), Some(_)) => {
+                        return Err(bad(anyhow!("judge: `prefill` needs a model loaded here; an `openai:` model takes chat turns, which cannot start the reply")))
+                    }
+                    (prompt, None) => prompt,
+                };
                 items.push(Item { prompt, sample_index: 0, row: i });
             }
         }
@@ -188,7 +203,8 @@ impl Stage for JudgeStage {
         let mut verdicts = Vec::with_capacity(pairs.len());
         let mut out = Vec::with_capacity(pairs.len());
         for ((&(ai, bi), r), _) in pairs.iter().zip(replies.chunks(2)).zip(0..) {
-            let (ab, ba) = (parse_verdict(&r[0].response), parse_verdict(&r[1].response));
+            let prefill = self.prefill.as_deref().unwrap_or("");
+            let (ab, ba) = (parse_verdict(&format!("{prefill}{}", r[0].response)), parse_verdict(&format!("{prefill}{}", r[1].response)));
             verdicts.push((ab, ba));
             let mut row = Row::new();
             row.insert(self.key.clone(), a[ai].get(&self.key).cloned().unwrap_or(Value::Null));
