@@ -23,6 +23,8 @@ struct Args {
     device: DeviceKind,
     /// Run burn's forward pass on f32 weights instead of the packed host engine.
     unpacked: bool,
+    /// Decode on 8-bit activations (llama.cpp's arithmetic).
+    q8: bool,
     /// Bench a randomly initialised preset (`tiny`, `small`) instead of `--model`.
     preset: Option<String>,
     /// Vocabulary size for `--preset`.
@@ -37,6 +39,7 @@ fn parse() -> Args {
         new_tokens: 128,
         device: DeviceKind::Cpu,
         unpacked: false,
+        q8: false,
         preset: None,
         vocab: 512,
     };
@@ -44,6 +47,10 @@ fn parse() -> Args {
     while let Some(flag) = it.next() {
         if flag == "--unpacked" {
             args.unpacked = true;
+            continue;
+        }
+        if flag == "--q8" {
+            args.q8 = true;
             continue;
         }
         let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -80,6 +87,9 @@ fn main() {
     };
     if args.unpacked {
         model.set_packed(None);
+    }
+    if args.q8 {
+        assert!(model.set_q8_activations(true), "--q8 needs packed weights (a GGUF model)");
     }
     let model = &model;
     let load_s = t0.elapsed().as_secs_f64();

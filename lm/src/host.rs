@@ -184,11 +184,11 @@ impl PackedModel {
         for (l, block) in self.blocks.iter().enumerate() {
             let h = rms_norm(&x, &block.attn_norm, cfg.rms_norm_eps);
             let att = self.attention(block, &h, &positions, left_pad, seq, cache, l);
-            add_assign(&mut x, &block.o.matmul(&att, batch * seq));
+            add_assign(&mut x, &self.product(&block.o, &att, batch * seq));
             let h = rms_norm(&x, &block.mlp_norm, cfg.rms_norm_eps);
-            let gate_up = block.gate_up.matmul(&h, batch * seq);
+            let gate_up = self.product(&block.gate_up, &h, batch * seq);
             let act = swiglu(&gate_up, cfg.intermediate_size);
-            add_assign(&mut x, &block.down.matmul(&act, batch * seq));
+            add_assign(&mut x, &self.product(&block.down, &act, batch * seq));
         }
         cache.len += seq;
         let rows: Vec<usize> = match logits {
@@ -198,7 +198,7 @@ impl PackedModel {
         };
         let last: Vec<f32> = rows.iter().flat_map(|&r| x[r * d..(r + 1) * d].iter().copied()).collect();
         let h = rms_norm(&last, &self.norm, cfg.rms_norm_eps);
-        self.head().matmul(&h, rows.len())
+        self.product(self.head(), &h, rows.len())
     }
 
     /// Self-attention of one block: projections, RoPE, cache update and
@@ -218,7 +218,7 @@ impl PackedModel {
         let cfg = &self.cfg;
         let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.n_kv_heads(), cfg.head_dim());
         let (batch, width) = (left_pad.len(), (nh + 2 * nkv) * hd);
-        let mut qkv = block.qkv.matmul(h, batch * seq);
+        let mut qkv = self.product(&block.qkv, h, batch * seq);
         self.bias_and_rope(block, &mut qkv, positions);
         let (offset, cap) = (cache.len, cache.capacity);
         let (kc, vc) = (&mut cache.k[layer], &mut cache.v[layer]);

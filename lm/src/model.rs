@@ -215,6 +215,19 @@ impl Llama {
         self.packed = PackedSlot(packed.map(Arc::new));
     }
 
+    /// Decodes on 8-bit activations with integer dot products, as
+    /// llama.cpp does ([`PackedModel::set_q8_activations`]); returns false
+    /// (and changes nothing) without packed weights.
+    pub fn set_q8_activations(&mut self, on: bool) -> bool {
+        match self.packed.0.as_mut() {
+            Some(p) => {
+                Arc::make_mut(p).set_q8_activations(on);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Whether packed weights are attached.
     pub fn is_packed(&self) -> bool {
         self.packed.0.is_some()

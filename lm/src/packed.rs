@@ -21,6 +21,9 @@ pub struct PackedModel {
     /// RoPE tables, `[max_positions, head_dim]`.
     pub(crate) rope_cos: Vec<f32>,
     pub(crate) rope_sin: Vec<f32>,
+    /// Decode-sized products quantize their activations to 8 bits
+    /// (`crate::qmatmul::q8`): llama.cpp's arithmetic, off the f32 model's.
+    pub(crate) q8_activations: bool,
 }
 
 /// One decoder block's weights, fused like the model's (`qkv`, `gate_up`).
@@ -39,6 +42,24 @@ impl PackedModel {
     /// The output head.
     pub(crate) fn head(&self) -> &QMatrix {
         self.head.as_ref().unwrap_or(&self.embed)
+    }
+
+    /// Switches decode-sized products (up to [`crate::qmatmul::MAX_ROWS`]
+    /// rows) to 8-bit activations and integer dot products, as llama.cpp
+    /// computes them: faster on one stream, but the outputs leave the f32
+    /// model's (the default, which the golden tests hold to transformers').
+    pub fn set_q8_activations(&mut self, on: bool) {
+        self.q8_activations = on;
+    }
+
+    /// `x @ wᵀ` for `m` rows, on 8-bit activations where this model asks
+    /// for them and the product is decode-sized.
+    pub(crate) fn product(&self, w: &QMatrix, x: &[f32], m: usize) -> Vec<f32> {
+        if self.q8_activations && m <= crate::qmatmul::row_kernel_rows() {
+            w.matmul_q8(x, m)
+        } else {
+            w.matmul(x, m)
+        }
     }
 }
 

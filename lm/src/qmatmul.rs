@@ -422,5 +422,6 @@ fn row_dot_scalar(row: &Row<'_>, xs: &[f32], cols: usize, ys: &mut [f32]) {
 }
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod q8;
 #[cfg(test)]
 mod tests;

@@ -158,3 +158,44 @@ fn smollm2_on_wgpu_matches_transformers() {
         assert_eq!(o.tokens, g.hf_greedy, "{:?} on wgpu", g.prompt);
     }
 }
+
+/// The 8-bit activation mode (`set_q8_activations`, llama.cpp's arithmetic
+/// for decode-sized products) against llama.cpp's own greedy tokens. The
+/// prompt runs on the f32 path either way, so the first token is the f32
+/// model's; after it, each decode step rounds its activations as llama.cpp
+/// does, so this mode stays with llama.cpp at least as long as the f32 path
+/// does (which leaves it after 5 and 15 tokens on these prompts).
+#[test]
+fn smollm2_q8_activations_follow_llamacpp() {
+    let model_path = workspace().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !model_path.exists() {
+        eprintln!("skipping: {} is absent (run scripts/fetch-smollm2.sh)", model_path.display());
+        return;
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(workspace().join("../shared/golden/smollm2-135m-q4_1.json")).unwrap()).unwrap();
+    let mut model = LoadedModel::load(&model_path, DeviceKind::Cpu).unwrap().model().clone();
+    assert!(model.set_q8_activations(true));
+    let params = SamplingParams {
+        eos_token_ids: Some(vec![EOS]),
+        ..SamplingParams::greedy(32)
+    };
+    let common = |a: &[u32], b: &[u32]| a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    for (i, (g, j)) in goldens().iter().zip(json.as_array().unwrap()).enumerate() {
+        let llamacpp: Vec<u32> = j["llamacpp_greedy"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let out = generate(
+            &model,
+            &GenerateRequest {
+                prompts: std::slice::from_ref(&g.prompt_tokens),
+                item_ids: &[i as u64],
+                params: &params,
+                decode: None,
+            },
+        )
+        .unwrap();
+        let (with_llamacpp, f32_with_llamacpp) = (common(&out[0].tokens, &llamacpp), common(&g.hf_greedy, &llamacpp));
+        eprintln!("{:?}: q8 shares {with_llamacpp} tokens with llama.cpp (f32: {f32_with_llamacpp}), {} with transformers", g.prompt, common(&out[0].tokens, &g.hf_greedy));
+        assert_eq!(out[0].tokens[0], g.llamacpp_first, "{:?}", g.prompt);
+        assert!(with_llamacpp >= f32_with_llamacpp, "{:?}: q8 {:?}\nllama.cpp {:?}", g.prompt, out[0].tokens, llamacpp);
+    }
+}

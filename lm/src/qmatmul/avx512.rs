@@ -90,3 +90,76 @@ pub(super) unsafe fn row_dot2(a: &Row<'_>, b: &Row<'_>, xs: &[f32], cols: usize,
         yb[i] = _mm512_reduce_add_ps(acc_b[i]);
     }
 }
+
+/// [`super::q8`]'s kernel: weight row `row` against activation rows
+/// `first..first + ys.len()` of `xq`, two blocks (64 weights) per step.
+/// Each activation row is reduced in the same order whatever `ys.len()`.
+///
+/// # Safety
+/// The CPU must support AVX-512F, BW, VL and VNNI; `xq` is laid out for
+/// `row.dtype` ([`super::q8::Layout::for_type`]) and holds the rows.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn row_dot_q8(row: &Row<'_>, xq: &super::q8::Q8Rows, first: usize, ys: &mut [f32]) {
+    let n = ys.len();
+    let (cols, nb, pairs) = (xq.cols, xq.cols / 32, xq.cols / 64);
+    debug_assert!(n <= MAX_ROWS && (first + n) * cols <= xq.quants.len());
+    let dtype = row.dtype;
+    let lanes = super::q8::lane_blocks(super::q8::Layout::for_type(dtype));
+    let lanes = _mm512_loadu_si512(lanes.as_ptr() as *const _);
+    let nibble = _mm256_set1_epi8(0x0F);
+    let zero = _mm512_setzero_si512();
+    let mut acc = [_mm512_setzero_ps(); MAX_ROWS];
+    let (xs, x_scales, w_scales) = (xq.quants.as_ptr(), xq.lane_scales.as_ptr(), row.scales.as_ptr());
+    for p in 0..pairs {
+        // Both blocks' weights as 64 bytes in the activations' order.
+        let (w, neg) = if dtype == GgmlType::Q8_0 {
+            let w = _mm512_loadu_si512(row.quants.as_ptr().add(p * 64) as *const _);
+            (_mm512_abs_epi8(w), _mm512_movepi8_mask(w))
+        } else {
+            let v = _mm256_loadu_si256(row.quants.as_ptr().add(p * 32) as *const __m256i);
+            let lo = _mm256_and_si256(v, nibble);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+            (_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), 0)
+        };
+        // The pair's two weight scales, each over its block's lanes.
+        let pair_scales = _mm_castsi128_ps(_mm_loadl_epi64(w_scales.add(2 * p) as *const __m128i));
+        let ws = _mm512_permutexvar_ps(lanes, _mm512_castps128_ps512(pair_scales));
+        for (i, acc) in acc.iter_mut().enumerate().take(n) {
+            let a = first + i;
+            let mut x = _mm512_loadu_si512(xs.add(a * cols + p * 64) as *const _);
+            if dtype == GgmlType::Q8_0 {
+                // Signed × signed as unsigned × signed: |w| · (x with w's sign).
+                x = _mm512_mask_sub_epi8(x, neg, zero, x);
+            }
+            let isum = _mm512_dpbusd_epi32(zero, w, x);
+            let s = _mm512_mul_ps(ws, _mm512_loadu_ps(x_scales.add((a * pairs + p) * 16)));
+            *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), s, *acc);
+        }
+    }
+    // The per-block offset terms over the paired blocks, 16 blocks per step:
+    // Q4_1's minimum (`mw · dx·Σq`), Q4_0's `-8 · dw · dx·Σq`.
+    let paired = 2 * pairs;
+    let (w_side, factor) = match dtype {
+        GgmlType::Q4_1 => (row.mins.as_ptr(), 1.0),
+        _ => (w_scales, -8.0),
+    };
+    for (i, y) in ys.iter_mut().enumerate() {
+        let a = first + i;
+        let mut total = _mm512_reduce_add_ps(acc[i]);
+        if dtype != GgmlType::Q8_0 {
+            let mut off = _mm512_setzero_ps();
+            for b0 in (0..paired).step_by(16) {
+                let k = (paired - b0).min(16);
+                let mask: __mmask16 = if k == 16 { 0xFFFF } else { (1u16 << k) - 1 };
+                let wv = _mm512_maskz_loadu_ps(mask, w_side.add(b0));
+                let sv = _mm512_maskz_loadu_ps(mask, xq.sums.as_ptr().add(a * nb + b0));
+                off = _mm512_fmadd_ps(wv, _mm512_mul_ps(sv, _mm512_set1_ps(factor)), off);
+            }
+            total += _mm512_reduce_add_ps(off);
+        }
+        if nb % 2 == 1 {
+            total += super::q8::block_dot(row, xq, a, nb - 1);
+        }
+        *y = total;
+    }
+}

@@ -121,3 +121,101 @@ fn gemm_rows_do_not_depend_on_the_row_count() {
         assert!(bad.is_empty(), "{rows}x{cols}: row counts {bad:?} differ from 150 rows");
     }
 }
+
+/// 8-bit activations: every kernel against the portable one (same integer
+/// sums; floats in another order), and both near the f32 product (the
+/// activations' rounding is at most half a step of `max|x| / 127`).
+#[test]
+fn q8_activations_match_the_portable_kernel_and_the_f32_product() {
+    let rows = 37;
+    for cols in [64, 96, 576] {
+        for dtype in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+            let data = random_blocks(dtype, rows, cols);
+            let w = dequantize(dtype, &data, rows * cols).unwrap();
+            let q = QMatrix::new(dtype, rows, cols, &data);
+            for m in [1, 3, 16] {
+                let x: Vec<f32> = (0..m * cols)
+                    .map(|i| ((i * 37 % 29) as f32 - 14.0) / 9.0)
+                    .collect();
+                let y = q.matmul_q8(&x, m);
+                let xq = q8::quantize(&x, m, cols, q8::Layout::for_type(dtype));
+                for r in 0..rows {
+                    let mut portable = vec![0f32; m];
+                    q8::row_dot_q8_scalar(&q.row(r), &xq, 0, &mut portable);
+                    for i in 0..m {
+                        let got = y[i * rows + r];
+                        // Float sums in another order: relative to the terms' size.
+                        let size: f32 = (0..cols)
+                            .map(|k| (x[i * cols + k] * w[r * cols + k]).abs())
+                            .sum();
+                        assert!(
+                            (got - portable[i]).abs() <= 1e-5 * (1.0 + size),
+                            "{dtype} {cols} m={m} [{i},{r}]: {got} vs portable {}",
+                            portable[i]
+                        );
+                        let exact: f32 = (0..cols).map(|k| x[i * cols + k] * w[r * cols + k]).sum();
+                        let bound: f32 = (0..cols / 32)
+                            .map(|b| {
+                                let xb = &x[i * cols + b * 32..i * cols + b * 32 + 32];
+                                let step = xb.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
+                                0.5 * step
+                                    * w[r * cols + b * 32..r * cols + b * 32 + 32]
+                                        .iter()
+                                        .map(|v| v.abs())
+                                        .sum::<f32>()
+                            })
+                            .sum();
+                        assert!(
+                            (got - exact).abs() <= bound * 1.001 + 1e-5,
+                            "{dtype} {cols} m={m} [{i},{r}]: {got} vs f32 {exact} (bound {bound})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A row's result does not depend on the other rows of the product.
+#[test]
+fn q8_rows_do_not_depend_on_the_batch() {
+    let (rows, cols) = (19, 160);
+    for dtype in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+        let q = QMatrix::new(dtype, rows, cols, &random_blocks(dtype, rows, cols));
+        let x: Vec<f32> = (0..16 * cols)
+            .map(|i| ((i * 11 % 31) as f32 - 15.0) / 4.0)
+            .collect();
+        let all = q.matmul_q8(&x, 16);
+        for i in [0, 7, 15] {
+            let alone = q.matmul_q8(&x[i * cols..(i + 1) * cols], 1);
+            assert_eq!(alone, all[i * rows..(i + 1) * rows], "{dtype} row {i}");
+        }
+    }
+}
+
+/// The activations' order within a block pair is the unpacked nibbles'.
+#[test]
+fn q8_layout_puts_nibble_pairs_together() {
+    let cols = 96; // a pair and a lone block
+    let x: Vec<f32> = (0..cols).map(|k| k as f32 - 40.0).collect();
+    let natural = q8::quantize(&x, 1, cols, q8::Layout::Natural);
+    let nibbles = q8::quantize(&x, 1, cols, q8::Layout::Nibbles);
+    let order: Vec<usize> = (0..16)
+        .chain(32..48)
+        .chain(16..32)
+        .chain(48..64)
+        .chain(64..96)
+        .collect();
+    let want: Vec<i8> = order.iter().map(|&k| natural.quants[k]).collect();
+    assert_eq!(nibbles.quants, want);
+    // Block 1 (elements 32..64, values -8..=23): d = 23/127, q(-8) = round(-8·127/23) = -44.
+    assert_eq!(natural.quants[32], -44);
+    assert_eq!(natural.quants[63], 127);
+    assert_eq!(
+        natural.qsums[1],
+        natural.quants[32..64]
+            .iter()
+            .map(|&q| q as i32)
+            .sum::<i32>()
+    );
+}

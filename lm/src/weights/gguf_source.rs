@@ -201,6 +201,7 @@ pub fn pack_gguf(file: &GgufFile, cfg: &LlamaConfig) -> Result<Option<PackedMode
         norm: vector("model.norm.weight", d)?,
         rope_cos,
         rope_sin,
+        q8_activations: false,
     }))
 }
 
