@@ -3,6 +3,7 @@
 # its GGUF, a 200-token prompt and 128 new tokens (greedy, EOS ignored), at
 # batch 1 and 16, 2 threads each, for
 #   retort       default build (flex + packed Q4_1/Q8_0 host engine)
+#   retort       --q8 (8-bit activations and integer dot products, as llama.cpp)
 #   retort       --unpacked (burn's flex path over f32 weights)
 #   retort       --unpacked on the ndarray backend (flex vs ndarray)
 #   transformers f32, the same GGUF dequantized (PyTorch)
@@ -95,6 +96,7 @@ retort() { # LABEL BINARY ARGS...
     done
 }
 retort retort "$OUT/bench-flex"
+retort retort-q8 "$OUT/bench-flex" --q8
 [[ $LOAD == 1 ]] && retort retort-1-thread "$OUT/bench-flex"
 retort retort-unpacked "$OUT/bench-flex" --unpacked
 [[ -x $OUT/bench-ndarray ]] && [[ ${BENCH_LM_NDARRAY:-1} != 0 ]] && retort retort-unpacked-ndarray "$OUT/bench-ndarray" --unpacked

@@ -164,7 +164,8 @@ fn smollm2_on_wgpu_matches_transformers() {
 /// prompt runs on the f32 path either way, so the first token is the f32
 /// model's; after it, each decode step rounds its activations as llama.cpp
 /// does, so this mode stays with llama.cpp at least as long as the f32 path
-/// does (which leaves it after 5 and 15 tokens on these prompts).
+/// does (which leaves it after 5 and 15 tokens on these prompts): on this
+/// machine it gives llama.cpp's tokens on both, all 32 and all 15.
 #[test]
 fn smollm2_q8_activations_follow_llamacpp() {
     let model_path = workspace().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
@@ -196,6 +197,14 @@ fn smollm2_q8_activations_follow_llamacpp() {
         let (with_llamacpp, f32_with_llamacpp) = (common(&out[0].tokens, &llamacpp), common(&g.hf_greedy, &llamacpp));
         eprintln!("{:?}: q8 shares {with_llamacpp} tokens with llama.cpp (f32: {f32_with_llamacpp}), {} with transformers", g.prompt, common(&out[0].tokens, &g.hf_greedy));
         assert_eq!(out[0].tokens[0], g.llamacpp_first, "{:?}", g.prompt);
-        assert!(with_llamacpp >= f32_with_llamacpp, "{:?}: q8 {:?}\nllama.cpp {:?}", g.prompt, out[0].tokens, llamacpp);
+        // Where the f32 path leaves llama.cpp early, this mode goes further
+        // (all 32 tokens on the first prompt on an AVX-512 machine).
+        assert!(
+            with_llamacpp == llamacpp.len() || with_llamacpp > f32_with_llamacpp,
+            "{:?}: q8 {:?}\nllama.cpp {:?}",
+            g.prompt,
+            out[0].tokens,
+            llamacpp
+        );
     }
 }

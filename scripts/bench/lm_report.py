@@ -10,6 +10,7 @@ import sys
 
 ROWS = (
     ("retort", "retort (default: flex + packed Q4_1/Q8_0 host engine)"),
+    ("retort-q8", "retort `--q8` (8-bit activations, integer dot products: llama.cpp's arithmetic)"),
     ("retort-1-thread", "retort, 1 thread (`--load` runs only)"),
     ("retort-unpacked", "retort `--unpacked` (burn flex, f32 weights)"),
     ("retort-unpacked-ndarray", "retort `--unpacked`, burn ndarray backend"),
@@ -87,6 +88,16 @@ def main():
         shown = f"{got:.2f}{unit}" if unit == "×" else f"{got:.0f}{unit}"
         print(f"| {name} | {want} | {shown} | {'PASS' if ok else 'FAIL'} |")
     print()
+    q8 = "retort-q8"
+    if (q8, 1) in results:
+        print("Issue 17, single-stream decode (target ≥ 1.2× llama.cpp): "
+              + ", ".join(f"{label} {x:.2f}×" for label, x in (
+                  ("default", ratio(get(r, 1, "decode_tok_s"), get(lc, 1, "decode_tok_s"))),
+                  ("`--q8`", ratio(get(q8, 1, "decode_tok_s"), get(lc, 1, "decode_tok_s")))) if x is not None)
+              + "; batch-16 aggregate `--q8` ÷ default "
+              + (f"{ratio(get(q8, 16, 'decode_tok_s'), get(r, 16, 'decode_tok_s')):.2f}×" if ratio(get(q8, 16, 'decode_tok_s'), get(r, 16, 'decode_tok_s')) else "–")
+              + ".")
+        print()
     one = "retort-1-thread"
     if (one, 1) in results:
         print(("Under load (a spinning process on one core): " if meta.get("load") else "")

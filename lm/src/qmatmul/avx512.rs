@@ -92,23 +92,38 @@ pub(super) unsafe fn row_dot2(a: &Row<'_>, b: &Row<'_>, xs: &[f32], cols: usize,
 }
 
 /// [`super::q8`]'s kernel: weight row `row` against activation rows
-/// `first..first + ys.len()` of `xq`, two blocks (64 weights) per step.
-/// Each activation row is reduced in the same order whatever `ys.len()`.
+/// `first..first + ys.len()` of `xq`, in groups of up to 4 rows whose
+/// accumulators stay in registers (an array indexed at run time lives on
+/// the stack, and every block pair then waits for a store to come back).
+/// Each activation row is reduced in the same order whatever the group.
 ///
 /// # Safety
 /// The CPU must support AVX-512F, BW, VL and VNNI; `xq` is laid out for
 /// `row.dtype` ([`super::q8::Layout::for_type`]) and holds the rows.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn row_dot_q8(row: &Row<'_>, xq: &super::q8::Q8Rows, first: usize, ys: &mut [f32]) {
-    let n = ys.len();
+    debug_assert!((first + ys.len()) * xq.cols <= xq.quants.len());
+    for (g, ys) in ys.chunks_mut(4).enumerate() {
+        let first = first + 4 * g;
+        match ys.len() {
+            1 => rows_q8::<1>(row, xq, first, ys),
+            2 => rows_q8::<2>(row, xq, first, ys),
+            3 => rows_q8::<3>(row, xq, first, ys),
+            _ => rows_q8::<4>(row, xq, first, ys),
+        }
+    }
+}
+
+/// [`row_dot_q8`] for `N` activation rows, two blocks (64 weights) per step.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn rows_q8<const N: usize>(row: &Row<'_>, xq: &super::q8::Q8Rows, first: usize, ys: &mut [f32]) {
     let (cols, nb, pairs) = (xq.cols, xq.cols / 32, xq.cols / 64);
-    debug_assert!(n <= MAX_ROWS && (first + n) * cols <= xq.quants.len());
     let dtype = row.dtype;
     let lanes = super::q8::lane_blocks(super::q8::Layout::for_type(dtype));
     let lanes = _mm512_loadu_si512(lanes.as_ptr() as *const _);
     let nibble = _mm256_set1_epi8(0x0F);
     let zero = _mm512_setzero_si512();
-    let mut acc = [_mm512_setzero_ps(); MAX_ROWS];
+    let mut acc = [_mm512_setzero_ps(); N];
     let (xs, x_scales, w_scales) = (xq.quants.as_ptr(), xq.lane_scales.as_ptr(), row.scales.as_ptr());
     for p in 0..pairs {
         // Both blocks' weights as 64 bytes in the activations' order.
@@ -124,7 +139,7 @@ pub(super) unsafe fn row_dot_q8(row: &Row<'_>, xq: &super::q8::Q8Rows, first: us
         // The pair's two weight scales, each over its block's lanes.
         let pair_scales = _mm_castsi128_ps(_mm_loadl_epi64(w_scales.add(2 * p) as *const __m128i));
         let ws = _mm512_permutexvar_ps(lanes, _mm512_castps128_ps512(pair_scales));
-        for (i, acc) in acc.iter_mut().enumerate().take(n) {
+        for (i, acc) in acc.iter_mut().enumerate() {
             let a = first + i;
             let mut x = _mm512_loadu_si512(xs.add(a * cols + p * 64) as *const _);
             if dtype == GgmlType::Q8_0 {

@@ -148,16 +148,20 @@ impl QMatrix {
     pub(super) fn row_dot_q8(&self, r: usize, xq: &Q8Rows, y: &mut [f32]) {
         let row = self.row(r);
         #[cfg(target_arch = "x86_64")]
-        if vnni() {
-            for (start, ys) in (0..y.len())
-                .step_by(super::MAX_ROWS)
-                .zip(y.chunks_mut(super::MAX_ROWS))
-            {
-                // SAFETY: AVX-512F/BW/VL and VNNI are available (checked);
-                // `xq` is laid out for this weight type and holds the rows.
-                unsafe { super::avx512::row_dot_q8(&row, xq, start, ys) };
+        {
+            if vnni() {
+                for (start, ys) in (0..y.len()).step_by(super::MAX_ROWS).zip(y.chunks_mut(super::MAX_ROWS)) {
+                    // SAFETY: AVX-512F/BW/VL and VNNI are available (checked);
+                    // `xq` is laid out for this weight type and holds the rows.
+                    unsafe { super::avx512::row_dot_q8(&row, xq, start, ys) };
+                }
+                return;
             }
-            return;
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                // SAFETY: AVX2 and FMA are available (checked).
+                unsafe { row_dot_q8_avx2(&row, xq, 0, y) };
+                return;
+            }
         }
         row_dot_q8_scalar(&row, xq, 0, y);
     }
@@ -213,5 +217,55 @@ pub(super) fn row_dot_q8_scalar(row: &Row<'_>, xq: &Q8Rows, first: usize, y: &mu
         *y = (0..xq.cols / 32)
             .map(|b| block_dot(row, xq, first + i, b))
             .sum();
+    }
+}
+
+/// The AVX2 kernel (machines without AVX-512 VNNI): one block per step,
+/// `maddubs` and `madd` for the integer sums, as llama.cpp's AVX2 path.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA; `xq` is laid out for `row.dtype`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn row_dot_q8_avx2(row: &Row<'_>, xq: &Q8Rows, first: usize, ys: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (cols, nb) = (xq.cols, xq.cols / 32);
+    let nibbles = Layout::for_type(row.dtype) == Layout::Nibbles;
+    let (mask, ones) = (_mm_set1_epi8(0x0F), _mm256_set1_epi16(1));
+    for (i, y) in ys.iter_mut().enumerate() {
+        let a = first + i;
+        let xrow = xq.quants.as_ptr().add(a * cols);
+        let mut acc = _mm256_setzero_ps();
+        let mut offset = 0f32;
+        for b in 0..nb {
+            // This block's 32 activations, in the order its weights unpack.
+            let x = if nibbles && b / 2 * 2 + 1 < nb {
+                let base = xrow.add(b / 2 * 64 + b % 2 * 16);
+                _mm256_loadu2_m128i(base.add(32) as *const __m128i, base as *const __m128i)
+            } else {
+                _mm256_loadu_si256(xrow.add(b * 32) as *const __m256i)
+            };
+            let (w, x) = if row.dtype == GgmlType::Q8_0 {
+                let w = _mm256_loadu_si256(row.quants.as_ptr().add(b * 32) as *const __m256i);
+                (_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w))
+            } else {
+                let v = _mm_loadu_si128(row.quants.as_ptr().add(b * 16) as *const __m128i);
+                let (lo, hi) = (_mm_and_si128(v, mask), _mm_and_si128(_mm_srli_epi16(v, 4), mask));
+                (_mm256_set_m128i(hi, lo), x)
+            };
+            let isum = _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), ones);
+            let blk = a * nb + b;
+            let d = _mm256_set1_ps(row.scales[b] * xq.scales[blk]);
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, acc);
+            offset += match row.dtype {
+                GgmlType::Q4_1 => row.mins[b] * xq.sums[blk],
+                GgmlType::Q4_0 => row.scales[b] * (-8.0 * xq.sums[blk]),
+                _ => 0.0,
+            };
+        }
+        let h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+        let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        let h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+        *y = _mm_cvtss_f32(h) + offset;
     }
 }

@@ -219,3 +219,32 @@ fn q8_layout_puts_nibble_pairs_together() {
             .sum::<i32>()
     );
 }
+
+/// The AVX2 kernel (what machines without AVX-512 VNNI run) against the
+/// portable one, on this machine when it has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn q8_avx2_kernel_matches_the_portable_kernel() {
+    if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")) {
+        eprintln!("skipping: no AVX2");
+        return;
+    }
+    let rows = 9;
+    for cols in [64, 96, 576] {
+        for dtype in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+            let q = QMatrix::new(dtype, rows, cols, &random_blocks(dtype, rows, cols));
+            let m = 3;
+            let x: Vec<f32> = (0..m * cols).map(|i| ((i * 19 % 41) as f32 - 20.0) / 6.0).collect();
+            let xq = q8::quantize(&x, m, cols, q8::Layout::for_type(dtype));
+            for r in 0..rows {
+                let (mut simd, mut portable) = (vec![0f32; m], vec![0f32; m]);
+                // SAFETY: AVX2 and FMA are available (checked above).
+                unsafe { q8::row_dot_q8_avx2(&q.row(r), &xq, 0, &mut simd) };
+                q8::row_dot_q8_scalar(&q.row(r), &xq, 0, &mut portable);
+                for i in 0..m {
+                    assert!((simd[i] - portable[i]).abs() <= 1e-4 * (1.0 + portable[i].abs()), "{dtype} {cols} [{i},{r}]: {} vs {}", simd[i], portable[i]);
+                }
+            }
+        }
+    }
+}
