@@ -25,7 +25,8 @@
 #
 # Knobs (environment): BENCH_LM_NDARRAY=0 skips the ndarray build (a second
 # burn build, ~10 minutes); BENCH_LM_PEERS=0 skips the Python peers;
-# BENCH_LM_BATCHING=0 skips continuous-against-static batching (issue 17;
+# BENCH_LM_REPEAT (5) runs of each single stream (retort batch 1, llama.cpp),
+# reported as their median; BENCH_LM_BATCHING=0 skips continuous-against-static batching (issue 17;
 # lm/examples/batching.rs, about 3 minutes); BENCH_LM_THREADS (2); BENCH_LM_BUILD=0 reuses the binaries of the last run
 # (target/bench-lm/bench-*) instead of building.
 set -euo pipefail
@@ -36,6 +37,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 case $TARGET_DIR in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
 export CARGO_TARGET_DIR=$TARGET_DIR
 THREADS=${BENCH_LM_THREADS:-2}
+REPEAT=${BENCH_LM_REPEAT:-5}
 LOAD=0
 [[ ${1:-} == --load ]] && LOAD=1
 MODEL=$ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -85,14 +87,20 @@ retort() { # LABEL BINARY ARGS...
     local threads=$THREADS
     [[ $label == retort-1-thread ]] && threads=1
     for b in 1 16; do
-        say "retort $label, batch $b"
-        if RAYON_NUM_THREADS=$threads "$bin" --model "$MODEL" --batch "$b" --prompt-len 200 --new-tokens 128 "$@" \
-            > "$OUT/one.json"; then
-            python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["impl"]=sys.argv[2]; print(json.dumps(d))' \
-                "$OUT/one.json" "$label" >> "$RESULTS"
-        else
-            say "warning: retort $label batch $b failed"
-        fi
+        # Single streams are short and this machine's speed drifts: the
+        # report takes the median of $REPEAT runs at batch 1.
+        local runs=1
+        [[ $b == 1 ]] && runs=$REPEAT
+        for ((rep = 1; rep <= runs; rep++)); do
+            say "retort $label, batch $b (run $rep of $runs)"
+            if RAYON_NUM_THREADS=$threads "$bin" --model "$MODEL" --batch "$b" --prompt-len 200 --new-tokens 128 "$@" \
+                > "$OUT/one.json"; then
+                python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["impl"]=sys.argv[2]; print(json.dumps(d))' \
+                    "$OUT/one.json" "$label" >> "$RESULTS"
+            else
+                say "warning: retort $label batch $b failed"
+            fi
+        done
     done
 }
 retort retort "$OUT/bench-flex"
@@ -105,6 +113,11 @@ if [[ ${BENCH_LM_PEERS:-1} != 0 && -x .venv-peers/bin/python ]]; then
     say "llama.cpp and transformers (lm/benches/peers.py)"
     OMP_NUM_THREADS=$THREADS .venv-peers/bin/python lm/benches/peers.py --model "$MODEL" >> "$RESULTS" \
         || say "warning: peers.py failed"
+    for ((rep = 2; rep <= REPEAT; rep++)); do
+        say "llama.cpp again (run $rep of $REPEAT)"
+        OMP_NUM_THREADS=$THREADS .venv-peers/bin/python lm/benches/peers.py --model "$MODEL" --which llamacpp >> "$RESULTS" \
+            || say "warning: peers.py failed"
+    done
 fi
 
 # ---------------------------------------------------------------- report

@@ -20,13 +20,16 @@ ROWS = (
 
 
 def main():
-    results = {}
+    runs = {}
     with open(sys.argv[1]) as f:
         for line in f:
             line = line.strip()
             if line.startswith("{"):
                 d = json.loads(line)
-                results[(d["impl"], d["batch"])] = d
+                runs.setdefault((d["impl"], d["batch"]), []).append(d)
+    # Repeated runs (single streams): the median run by decode speed.
+    results = {k: sorted(v, key=lambda d: d.get("decode_tok_s") or 0)[len(v) // 2] for k, v in runs.items()}
+    spreads = {k: sorted(round(d.get("decode_tok_s") or 0) for d in v) for k, v in runs.items() if len(v) > 1}
     meta = json.load(open(sys.argv[2]))
 
     def get(impl, batch, key):
@@ -88,6 +91,10 @@ def main():
         shown = f"{got:.2f}{unit}" if unit == "×" else f"{got:.0f}{unit}"
         print(f"| {name} | {want} | {shown} | {'PASS' if ok else 'FAIL'} |")
     print()
+    if spreads:
+        print("Decode tok/s of the repeated runs (the table shows the median): "
+              + "; ".join(f"{impl} b{b}: {' '.join(map(str, v))}" for (impl, b), v in sorted(spreads.items())) + ".")
+        print()
     q8 = "retort-q8"
     if (q8, 1) in results:
         print("Issue 17, single-stream decode (target ≥ 1.2× llama.cpp): "
