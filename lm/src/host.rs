@@ -128,6 +128,9 @@ impl HostCache {
     }
 }
 
+/// Most tokens of a prefill that runs on rayon's pool ([`PackedModel::forward`]).
+const POOL_PREFILL_TOKENS: usize = 1024;
+
 /// Which rows of the last hidden states to turn into logits.
 pub(crate) enum Logits {
     /// The last position of each sequence: `[batch, vocab]`.
@@ -152,6 +155,14 @@ impl PackedModel {
         logits: Logits,
     ) -> Vec<f32> {
         if seq != 1 {
+            // A short prefill runs on rayon's pool too, for the same reason as
+            // a decode step (`crate::threads::on_pool`): a 200-token prompt
+            // prefilled 1.23× faster there. A long one does not: 16 such
+            // prompts at once were 8% slower on the pool (BENCHMARKS.md,
+            // "8-bit activations and steps on rayon's pool").
+            if tokens.len() <= POOL_PREFILL_TOKENS {
+                return crate::threads::on_pool(|| self.forward_here(tokens, seq, left_pad, cache, logits));
+            }
             return self.forward_here(tokens, seq, left_pad, cache, logits);
         }
         let mut threads = std::mem::take(&mut cache.threads);

@@ -51,7 +51,7 @@ fn single() -> Option<&'static ThreadPool> {
 /// handed to the pool and back, each hand-off a sleep and a wake-up: some
 /// 150 per decode step, which on one thread (`RAYON_NUM_THREADS=1`) cost
 /// more than half the time of a SmolLM2 decode step (38 against 84 tokens/s).
-fn on_pool<R: Send>(step: impl FnOnce() -> R + Send) -> R {
+pub(crate) fn on_pool<R: Send>(step: impl FnOnce() -> R + Send) -> R {
     if rayon::current_thread_index().is_some() {
         step()
     } else {
