@@ -35,6 +35,10 @@ pub struct SampleArgs {
     /// cpu, wgpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Decode with 8-bit activations and integer dot products, as llama.cpp
+    /// does (a GGUF model on the CPU): llama.cpp's tokens, not the f32 model's.
+    #[arg(long)]
+    q8: bool,
     /// `human` prints the text; `json` prints {"prompt_tokens", "tokens", "text"}.
     #[arg(long, default_value = "human")]
     format: String,
@@ -54,7 +58,14 @@ pub fn run(a: SampleArgs) -> ExitCode {
 
 fn sample(a: &SampleArgs) -> anyhow::Result<()> {
     let device = a.device.parse::<DeviceKind>()?;
-    let lm = LoadedModel::load(&a.model, device)?;
+    let mut lm = LoadedModel::load(&a.model, device)?;
+    if a.q8 {
+        anyhow::ensure!(
+            lm.set_q8_activations(true),
+            "--q8 needs a GGUF model with Q4_0, Q4_1 or Q8_0 weights on the CPU; {} has none: leave out --q8",
+            a.model.display()
+        );
+    }
     let tok = lm.text_tokenizer()?;
     let text = if a.chat { tok.apply_chat_template(&[ChatMessage::user(&a.prompt)], true)? } else { a.prompt.clone() };
     let prompt = tok.encode(&text, false)?;

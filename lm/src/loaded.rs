@@ -86,6 +86,12 @@ impl LoadedModel {
         &mut self.model
     }
 
+    /// Decodes on 8-bit activations, as llama.cpp does
+    /// ([`Llama::set_q8_activations`]); false without packed weights.
+    pub fn set_q8_activations(&mut self, on: bool) -> bool {
+        self.model.set_q8_activations(on)
+    }
+
     /// The model alone (e.g. to train it), without packed decoding weights.
     pub fn into_model(mut self) -> Llama {
         self.model.set_packed(None);

@@ -176,6 +176,9 @@ fn smollm2_q8_activations_follow_llamacpp() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(workspace().join("../shared/golden/smollm2-135m-q4_1.json")).unwrap()).unwrap();
     let mut model = LoadedModel::load(&model_path, DeviceKind::Cpu).unwrap().model().clone();
+    let mut f32_only = model.clone();
+    f32_only.set_packed(None);
+    assert!(!f32_only.set_q8_activations(true), "no packed weights, no 8-bit mode");
     assert!(model.set_q8_activations(true));
     let params = SamplingParams {
         eos_token_ids: Some(vec![EOS]),

@@ -116,3 +116,21 @@ fn exported_gguf_runs_in_llama_cpp_with_retorts_tokens() {
         assert_eq!(ids(&tok["tokens"]), chat_ids, "{q}: chat template");
     }
 }
+
+/// `retort sample --q8` decodes as llama.cpp does: its greedy tokens equal
+/// llama.cpp's in `shared/golden` (all 32), where the default f32 path
+/// leaves them after 5.
+#[test]
+fn sample_q8_gives_llamacpps_greedy_tokens() {
+    let Some(src) = source() else { return };
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/golden/smollm2-135m-q4_1.json");
+    let golden: Value = serde_json::from_str(&std::fs::read_to_string(golden).unwrap()).unwrap();
+    let g = &golden[0];
+    assert_eq!(g["prompt"], "The capital of France is");
+    let t = TestPipeline::new("stages: {}\n");
+    let r = t.retort(&["sample", "--model", src.to_str().unwrap(), "--prompt", "The capital of France is", "--max-tokens", "32", "--format", "json", "--q8"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(ids(&v["prompt_tokens"]), ids(&g["prompt_tokens"]));
+    assert_eq!(ids(&v["tokens"]), ids(&g["llamacpp_greedy"]), "{}", r.stdout);
+}
