@@ -141,11 +141,7 @@ impl QMatrix {
         if m > row_kernel_rows() {
             return self.matmul_gemm(x, m);
         }
-        let mut yt = vec![0f32; self.rows * m]; // [rows, m]
-        // A few tasks per thread balance load without much scheduling.
-        let per_task = (self.rows / (4 * rayon::current_num_threads())).clamp(8, 256);
-        yt.par_chunks_mut(per_task * m).enumerate().for_each(|(t, y)| {
-            let r0 = t * per_task;
+        self.by_weight_rows(m, |r0, y| {
             let mut k = 0;
             let n_rows = y.len() / m;
             while k < n_rows {
@@ -159,7 +155,17 @@ impl QMatrix {
                     k += 1;
                 }
             }
-        });
+        })
+    }
+
+    /// The block kernels' product over `m` activation rows: `f(r0, y)` fills
+    /// `y`, the results of weight rows `r0..` (`[n, m]`, one weight row's
+    /// results per `m`), in parallel tasks; returns them as `[m, rows]`.
+    fn by_weight_rows(&self, m: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+        let mut yt = vec![0f32; self.rows * m]; // [rows, m]
+        // A few tasks per thread balance load without much scheduling.
+        let per_task = (self.rows / (4 * rayon::current_num_threads())).clamp(8, 256);
+        yt.par_chunks_mut(per_task * m).enumerate().for_each(|(t, y)| f(t * per_task, y));
         let mut out = vec![0f32; m * self.rows];
         for r in 0..self.rows {
             for i in 0..m {

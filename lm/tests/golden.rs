@@ -15,13 +15,23 @@ fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The model's path, or `None` (with a notice) when it is absent.
+fn smollm2() -> Option<PathBuf> {
+    let path = workspace().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !path.exists() {
+        eprintln!("skipping: {} is absent (run scripts/fetch-smollm2.sh)", path.display());
+        return None;
+    }
+    Some(path)
+}
+
 struct Golden {
     prompt: String,
     chat: bool,
     prompt_tokens: Vec<u32>,
     hf_greedy: Vec<u32>,
     hf_top5: Vec<(u32, f32)>,
-    llamacpp_first: u32,
+    llamacpp_greedy: Vec<u32>,
 }
 
 fn goldens() -> Vec<Golden> {
@@ -43,18 +53,14 @@ fn goldens() -> Vec<Golden> {
                 .iter()
                 .map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_f64().unwrap() as f32))
                 .collect(),
-            llamacpp_first: ids(&g["llamacpp_greedy"])[0],
+            llamacpp_greedy: ids(&g["llamacpp_greedy"]),
         })
         .collect()
 }
 
 #[test]
 fn smollm2_matches_transformers_and_llamacpp() {
-    let model_path = workspace().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if !model_path.exists() {
-        eprintln!("skipping: {} is absent (run scripts/fetch-smollm2.sh)", model_path.display());
-        return;
-    }
+    let Some(model_path) = smollm2() else { return };
     let goldens = goldens();
     assert!(!goldens.is_empty());
     // The f32 model, then with packed Q4_1/Q8_0 weights for decoding
@@ -97,7 +103,7 @@ fn smollm2_matches_transformers_and_llamacpp() {
     ).unwrap();
     for (g, o) in goldens.iter().zip(&out) {
         assert_eq!(o.tokens, g.hf_greedy, "{:?}", g.prompt);
-        assert_eq!(o.tokens[0], g.llamacpp_first, "{:?}", g.prompt);
+        assert_eq!(o.tokens[0], g.llamacpp_greedy[0], "{:?}", g.prompt);
     }
     // And each prompt alone.
     for (i, g) in goldens.iter().enumerate() {
@@ -124,11 +130,7 @@ fn smollm2_matches_transformers_and_llamacpp() {
 #[cfg(feature = "wgpu")]
 #[test]
 fn smollm2_on_wgpu_matches_transformers() {
-    let model_path = workspace().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if !model_path.exists() {
-        eprintln!("skipping: {} is absent (run scripts/fetch-smollm2.sh)", model_path.display());
-        return;
-    }
+    let Some(model_path) = smollm2() else { return };
     if let Err(e) = DeviceKind::Wgpu.device() {
         assert!(std::env::var_os("RETORT_REQUIRE_WGPU").is_none(), "RETORT_REQUIRE_WGPU is set but wgpu is unusable: {e}");
         eprintln!("skipping: {e}");
@@ -168,13 +170,7 @@ fn smollm2_on_wgpu_matches_transformers() {
 /// machine it gives llama.cpp's tokens on both, all 32 and all 15.
 #[test]
 fn smollm2_q8_activations_follow_llamacpp() {
-    let model_path = workspace().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if !model_path.exists() {
-        eprintln!("skipping: {} is absent (run scripts/fetch-smollm2.sh)", model_path.display());
-        return;
-    }
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(workspace().join("../shared/golden/smollm2-135m-q4_1.json")).unwrap()).unwrap();
+    let Some(model_path) = smollm2() else { return };
     let mut model = LoadedModel::load(&model_path, DeviceKind::Cpu).unwrap().model().clone();
     let mut f32_only = model.clone();
     f32_only.set_packed(None);
@@ -185,8 +181,8 @@ fn smollm2_q8_activations_follow_llamacpp() {
         ..SamplingParams::greedy(32)
     };
     let common = |a: &[u32], b: &[u32]| a.iter().zip(b).take_while(|(x, y)| x == y).count();
-    for (i, (g, j)) in goldens().iter().zip(json.as_array().unwrap()).enumerate() {
-        let llamacpp: Vec<u32> = j["llamacpp_greedy"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    for (i, g) in goldens().iter().enumerate() {
+        let llamacpp = &g.llamacpp_greedy;
         let out = generate(
             &model,
             &GenerateRequest {
@@ -197,9 +193,9 @@ fn smollm2_q8_activations_follow_llamacpp() {
             },
         )
         .unwrap();
-        let (with_llamacpp, f32_with_llamacpp) = (common(&out[0].tokens, &llamacpp), common(&g.hf_greedy, &llamacpp));
+        let (with_llamacpp, f32_with_llamacpp) = (common(&out[0].tokens, llamacpp), common(&g.hf_greedy, llamacpp));
         eprintln!("{:?}: q8 shares {with_llamacpp} tokens with llama.cpp (f32: {f32_with_llamacpp}), {} with transformers", g.prompt, common(&out[0].tokens, &g.hf_greedy));
-        assert_eq!(out[0].tokens[0], g.llamacpp_first, "{:?}", g.prompt);
+        assert_eq!(out[0].tokens[0], g.llamacpp_greedy[0], "{:?}", g.prompt);
         // Where the f32 path leaves llama.cpp early, this mode goes further
         // (all 32 tokens on the first prompt on an AVX-512 machine).
         assert!(

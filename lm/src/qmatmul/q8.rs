@@ -25,10 +25,9 @@ pub(super) struct Q8Rows {
     pub(super) cols: usize,
     /// `[m * cols / 32]`: each block's `d`.
     pub(super) scales: Vec<f32>,
-    /// `[m * cols / 32]`: each block's `d · Σ q` (Q4_1's minimum term).
+    /// `[m * cols / 32]`: each block's `d · Σ q` (Q4_1's minimum term and
+    /// Q4_0's offset of 8).
     pub(super) sums: Vec<f32>,
-    /// `[m * cols / 32]`: each block's `Σ q` (Q4_0's offset of 8).
-    pub(super) qsums: Vec<i32>,
     /// `[m, cols]`, in the order the weight type's kernel reads (see
     /// [`Layout`]).
     pub(super) quants: Vec<i8>,
@@ -90,7 +89,6 @@ pub(super) fn quantize(x: &[f32], m: usize, cols: usize, layout: Layout) -> Q8Ro
         cols,
         scales: Vec::with_capacity(nb),
         sums: Vec::with_capacity(nb),
-        qsums: Vec::with_capacity(nb),
         quants: vec![0; m * cols],
         lane_scales: Vec::with_capacity(m * (cols / 64) * 16),
     };
@@ -109,7 +107,6 @@ pub(super) fn quantize(x: &[f32], m: usize, cols: usize, layout: Layout) -> Q8Ro
             }
             out.scales.push(d);
             out.sums.push(d * qsum as f32);
-            out.qsums.push(qsum);
         }
         let row_scales = &out.scales[i * (cols / 32)..];
         for p in 0..cols / 64 {
@@ -124,24 +121,12 @@ impl QMatrix {
     /// arithmetic; see the module doc). For decoding: up to
     /// [`super::MAX_ROWS`] rows per pass over a weight row.
     pub fn matmul_q8(&self, x: &[f32], m: usize) -> Vec<f32> {
-        use rayon::prelude::*;
         let xq = quantize(x, m, self.cols, Layout::for_type(self.dtype));
-        let mut yt = vec![0f32; self.rows * m]; // [rows, m]
-        let per_task = (self.rows / (4 * rayon::current_num_threads())).clamp(8, 256);
-        yt.par_chunks_mut(per_task * m)
-            .enumerate()
-            .for_each(|(t, y)| {
-                for (k, yr) in y.chunks_mut(m).enumerate() {
-                    self.row_dot_q8(t * per_task + k, &xq, yr);
-                }
-            });
-        let mut out = vec![0f32; m * self.rows];
-        for r in 0..self.rows {
-            for i in 0..m {
-                out[i * self.rows + r] = yt[r * m + i];
+        self.by_weight_rows(m, |r0, y| {
+            for (k, yr) in y.chunks_mut(m).enumerate() {
+                self.row_dot_q8(r0 + k, &xq, yr);
             }
-        }
-        out
+        })
     }
 
     /// `y[i] = dot(row r, activation row i)` for every row of `xq`.
@@ -203,7 +188,7 @@ pub(super) fn block_dot(row: &Row<'_>, xq: &Q8Rows, a: usize, b: usize) -> f32 {
                 .map(|j| (q[j] & 0xF) as i32 * x(j) + (q[j] >> 4) as i32 * x(j + 16))
                 .sum();
             if dtype == GgmlType::Q4_0 {
-                dw * dx * (isum - 8 * xq.qsums[blk]) as f32
+                dw * dx * isum as f32 + dw * (-8.0 * xq.sums[blk])
             } else {
                 dw * dx * isum as f32 + row.mins[b] * xq.sums[blk]
             }

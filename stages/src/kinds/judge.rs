@@ -202,8 +202,8 @@ impl Stage for JudgeStage {
         let (replies, cached) = sample_all(ctx, &judge, input.hash, &self.sampling, ctx.seed, None, &items, self.batch_size)?;
         let mut verdicts = Vec::with_capacity(pairs.len());
         let mut out = Vec::with_capacity(pairs.len());
-        for ((&(ai, bi), r), _) in pairs.iter().zip(replies.chunks(2)).zip(0..) {
-            let prefill = self.prefill.as_deref().unwrap_or("");
+        let prefill = self.prefill.as_deref().unwrap_or("");
+        for (&(ai, bi), r) in pairs.iter().zip(replies.chunks(2)) {
             let (ab, ba) = (parse_verdict(&format!("{prefill}{}", r[0].response)), parse_verdict(&format!("{prefill}{}", r[1].response)));
             verdicts.push((ab, ba));
             let mut row = Row::new();
