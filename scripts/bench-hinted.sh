@@ -22,7 +22,9 @@
 # BENCH_HINTED_ROWS (default 32), BENCH_HINTED_TOKENS (default 64),
 # BENCH_HINTED_REPEATS (default 3; each repeat uses a fresh cache),
 # BENCH_CLL_ROWS (default 128), BENCH_HINTED_HALVES (default "decode cll":
-# which halves to run), BENCH_HINTED_BATCHES (default "1 16"). RETORT:
+# which halves to run), BENCH_HINTED_BATCHES (default "1 16"),
+# BENCH_CLL_PRECISIONS (default "f32 bf16": `cll_score`'s `precision`
+# arms, each against transformers at the same precision). RETORT:
 # the binary (default: a release build). Prints a Markdown table with the
 # medians and the ratio; the issue's target is hinted ≥ 0.45× plain.
 set -euo pipefail
@@ -33,6 +35,7 @@ TOKENS=${BENCH_HINTED_TOKENS:-64}
 REPEATS=${BENCH_HINTED_REPEATS:-3}
 HALVES=" ${BENCH_HINTED_HALVES:-decode cll} "
 BATCHES=${BENCH_HINTED_BATCHES:-1 16}
+PRECISIONS=${BENCH_CLL_PRECISIONS:-f32 bf16}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 rows_of() {
@@ -81,12 +84,19 @@ stages:
     kind: task
     task: file
     path: cll_rows.jsonl
-  phi:
+  phi_f32:
     kind: cll_score
     model: smollm2
     data: cll_rows
     field: reference
     batch_size: 32
+  phi_bf16:
+    kind: cll_score
+    model: smollm2
+    data: cll_rows
+    field: reference
+    batch_size: 32
+    precision: bf16
 YAML
 
 # "tokens seconds" of one stage on a fresh cache, at `batch`.
@@ -129,38 +139,61 @@ echo "Target: hinted ≥ 0.45× plain."
 fi
 
 if [[ $HALVES == *" cll "* ]]; then
-# The scoring half: cll_score against transformers on the same rows.
-cll=""
-for r in $(seq "$REPEATS"); do
-    cache=$work/cache-phi-$r
-    "$RETORT" run "$work/bench.yaml" --cache-dir "$cache" --only cll_rows -q >/dev/null
-    cll+="$("$RETORT" run "$work/bench.yaml" --cache-dir "$cache" --only phi --format json -q | python3 -c '
+# The scoring half: cll_score against transformers on the same rows, each
+# at f32 and at bf16 (`precision: bf16`; torch's model cast to bfloat16).
+declare -A cll
+for precision in $PRECISIONS; do
+    for r in $(seq "$REPEATS"); do
+        cache=$work/cache-phi-$precision-$r
+        "$RETORT" run "$work/bench.yaml" --cache-dir "$cache" --only cll_rows -q >/dev/null
+        cll[$precision]+="$("$RETORT" run "$work/bench.yaml" --cache-dir "$cache" --only "phi_$precision" --format json -q | python3 -c '
 import json, sys
-s = [s for s in json.load(sys.stdin)["stages"] if s["name"] == "phi"][0]
-print(round(s["metrics"]["rows"] / (s["duration_ms"] / 1000), 1))') "
+s = [s for s in json.load(sys.stdin)["stages"] if s["name"] == sys.argv[1]][0]
+print(round(s["metrics"]["rows"] / (s["duration_ms"] / 1000), 1))' "phi_$precision") "
+    done
+    "$RETORT" show "$work/bench.yaml" --cache-dir "$work/cache-phi-$precision-1" "phi_$precision.out" -q > "$work/phi-$precision.jsonl"
 done
-c=$(tr ' ' '\n' <<<"$cll" | grep . | median)
-"$RETORT" show "$work/bench.yaml" --cache-dir "$work/cache-phi-1" phi.out -q > "$work/phi.jsonl"
 echo
-echo "cll_score, $NCLL rows (prompt + reference, ~$(python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; print(round(sum(len(x["phi"]) for x in r)/len(r)))' "$work/phi.jsonl") scored tokens each), batch 32, 2 threads; median of $REPEATS fresh-cache runs."
+echo "cll_score, $NCLL rows (prompt + reference, ~$(python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; print(round(sum(len(x["phi"]) for x in r)/len(r)))' "$work/phi-${PRECISIONS%% *}.jsonl") scored tokens each), batch 32, 2 threads; median of $REPEATS fresh-cache runs."
 echo
 if [[ -x $ROOT/.venv-peers/bin/python ]]; then
-    peer=$("$ROOT/.venv-peers/bin/python" "$ROOT/scripts/bench/cll_peer.py" "$ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$work/cll_rows.jsonl" --field reference --repeats "$REPEATS" 2>/dev/null | tail -1)
-    python3 - "$peer" "$work/phi.jsonl" "$cll" <<'PY'
+    for precision in $PRECISIONS; do
+        "$ROOT/.venv-peers/bin/python" "$ROOT/scripts/bench/cll_peer.py" "$ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$work/cll_rows.jsonl" \
+            --field reference --repeats "$REPEATS" --dtype "$precision" 2>/dev/null | tail -1 > "$work/peer-$precision.json"
+    done
+    args=()
+    for precision in $PRECISIONS; do args+=("$precision" "${cll[$precision]}"); done
+    python3 - "$work" "${args[@]}" <<'PY'
 import json, statistics, sys
-peer = json.loads(sys.argv[1])
-ours = [json.loads(l)["avg_phi"] for l in open(sys.argv[2])]
-runs = [float(x) for x in sys.argv[3].split()]
-p, c = statistics.median(peer["rows_per_s"]), statistics.median(runs)
-diff = [abs(a - b) for a, b in zip(ours, peer["avg_phi"])]
-print("| implementation | rows/s (runs) | median |")
-print("|---|---|---:|")
-print(f"| retort cll_score (Q4_1 packed, load included) | {' '.join(f'{x:.1f}' for x in runs)} | {c:.1f} |")
-print(f"| transformers {peer['torch']} (f32, load excluded) | {' '.join(f'{x:.1f}' for x in peer['rows_per_s'])} | {p:.1f} |")
+work, rest = sys.argv[1], sys.argv[2:]
+arms = dict(zip(rest[::2], rest[1::2]))
+peer = {p: json.load(open(f"{work}/peer-{p}.json")) for p in arms}
+ours = {p: [json.loads(l)["avg_phi"] for l in open(f"{work}/phi-{p}.jsonl")] for p in arms}
+med = lambda xs: statistics.median(xs)
+print("| implementation | precision | rows/s (runs) | median | avg φ vs transformers f32: mean / max abs Δ |")
+print("|---|---|---|---:|---|")
+ref = peer["f32"]["avg_phi"] if "f32" in peer else None
+def delta(phis):
+    if ref is None:
+        return "–"
+    d = [abs(a - b) for a, b in zip(phis, ref)]
+    return f"{statistics.mean(d):.4f} / {max(d):.4f}"
+for p, runs in arms.items():
+    runs = [float(x) for x in runs.split()]
+    print(f"| retort cll_score (Q4_1 packed, load included) | {p} | {' '.join(f'{x:.1f}' for x in runs)} | {med(runs):.1f} | {delta(ours[p])} |")
+for p in arms:
+    q = peer[p]
+    print(f"| transformers {q['torch']} (load excluded) | {p} | {' '.join(f'{x:.1f}' for x in q['rows_per_s'])} | {med(q['rows_per_s']):.1f} | {delta(q['avg_phi'])} |")
 print()
-print(f"cll_score ÷ transformers: {c / p:.2f}× (target ≥ 1.5×). avg φ per row: mean |Δ| {statistics.mean(diff):.4f}, max {max(diff):.4f} over {len(diff)} rows.")
+for p, runs in arms.items():
+    c = med([float(x) for x in runs.split()])
+    line = ", ".join(f"÷ transformers {q}: {c / med(peer[q]['rows_per_s']):.2f}×" for q in arms)
+    print(f"retort {p} {line}.")
+print("Target: cll_score ≥ 1.5× transformers.")
 PY
 else
-    echo "cll_score rows/s: $cll→ $c (no .venv-peers: run scripts/setup-peers.sh for the transformers peer)"
+    for precision in $PRECISIONS; do
+        echo "cll_score rows/s at $precision: ${cll[$precision]}(no .venv-peers: run scripts/setup-peers.sh for the transformers peer)"
+    done
 fi
 fi

@@ -428,6 +428,10 @@ fn row_dot_scalar(row: &Row<'_>, xs: &[f32], cols: usize, ys: &mut [f32]) {
 }
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod bf16;
 mod q8;
+
+pub use bf16::round_bf16;
+pub(crate) use bf16::Bf16Rows;
 #[cfg(test)]
 mod tests;

@@ -2,12 +2,14 @@
 """The centred log-likelihood of `cll_score` computed with transformers: the
 peer of `scripts/bench-hinted.sh`'s scoring half (issue 12).
 
-    .venv-peers/bin/python scripts/bench/cll_peer.py MODEL.gguf ROWS.jsonl [--field response] [--batch 32] [--threads 2] [--repeats 3]
+    .venv-peers/bin/python scripts/bench/cll_peer.py MODEL.gguf ROWS.jsonl [--field response] [--batch 32] [--threads 2] [--repeats 3] [--dtype f32|bf16]
 
 Each row's tokens are `encode(prompt) + encode(response) + [eos]`, no special
 tokens added, as `cll_score` builds them (chat: false). φ_t = log p_t(y_t) +
 H(p_t) for every response token (EOS included), from one padded forward pass
-per batch in f32 (the GGUF dequantized, as shared/golden/hf.py loads it).
+per batch in f32 (the GGUF dequantized, as shared/golden/hf.py loads it), or
+with `--dtype bf16` the model cast to bfloat16 (torch's CPU bf16 matmuls; the
+log-softmax in f32), the peer of `cll_score`'s `precision: bf16`.
 Prints one JSON object: rows/s of each repeat (model load excluded, the
 tokenization included) and each row's avg φ, for the agreement check.
 """
@@ -26,8 +28,11 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
     args = ap.parse_args()
     torch, tok, model = load(args.model, args.threads)
+    if args.dtype == "bf16":
+        model = model.to(torch.bfloat16)
     model.eval()
     rows = [json.loads(line) for line in open(args.rows) if line.strip()]
 

@@ -12,17 +12,21 @@
 //! Every product goes through gemm whatever its row count, and gemm blocks
 //! the inner dimension by that dimension alone, so each token's result does
 //! not depend on which other sequences share the pass: a sequence scores
-//! the same bits alone or in a batch (a test pins this).
+//! the same bits alone or in a batch (a test pins this). With
+//! [`Precision::Bf16`] the products run on bf16 operands
+//! (`crate::qmatmul::bf16`), which keep that property.
 
 use rayon::prelude::*;
 
 use super::{add_assign, prefill_head, rms_norm, swiglu};
 use crate::packed::{PackedBlock, PackedModel};
+use crate::qmatmul::{Bf16Rows, QMatrix};
+use crate::score::Precision;
 
 impl PackedModel {
     /// The final-normed hidden states of every position of every sequence,
     /// `[Σ len, hidden]` in order (sequence by sequence).
-    pub(crate) fn hidden_ragged(&self, seqs: &[&[u32]]) -> Vec<f32> {
+    pub(crate) fn hidden_ragged(&self, seqs: &[&[u32]], precision: Precision) -> Vec<f32> {
         let cfg = &self.cfg;
         let d = cfg.hidden_size;
         let m: usize = seqs.iter().map(|s| s.len()).sum();
@@ -31,25 +35,36 @@ impl PackedModel {
         for (row, &t) in x.chunks_mut(d).zip(seqs.iter().flat_map(|s| s.iter())) {
             self.embed.dequantize_row(t as usize, row);
         }
+        let product = |w: &QMatrix, x: &[f32]| match precision {
+            Precision::F32 => w.matmul_gemm(x, m),
+            Precision::Bf16 => w.matmul_bf16(&Bf16Rows::new(x, m, w.cols())),
+        };
         for block in &self.blocks {
             let h = rms_norm(&x, &block.attn_norm, cfg.rms_norm_eps);
-            let att = self.attention_ragged(block, &h, &positions, seqs);
-            add_assign(&mut x, &block.o.matmul_gemm(&att, m));
+            let att = self.attention_ragged(block, &h, &positions, seqs, &product);
+            add_assign(&mut x, &product(&block.o, &att));
             let h = rms_norm(&x, &block.mlp_norm, cfg.rms_norm_eps);
-            let gate_up = block.gate_up.matmul_gemm(&h, m);
+            let gate_up = product(&block.gate_up, &h);
             let act = swiglu(&gate_up, cfg.intermediate_size);
-            add_assign(&mut x, &block.down.matmul_gemm(&act, m));
+            add_assign(&mut x, &product(&block.down, &act));
         }
         rms_norm(&x, &self.norm, cfg.rms_norm_eps)
     }
 
     /// Causal self-attention of one block within each sequence; returns
     /// `[Σ len, heads * head_dim]`, before the output projection.
-    fn attention_ragged(&self, block: &PackedBlock, h: &[f32], positions: &[usize], seqs: &[&[u32]]) -> Vec<f32> {
+    fn attention_ragged(
+        &self,
+        block: &PackedBlock,
+        h: &[f32],
+        positions: &[usize],
+        seqs: &[&[u32]],
+        product: &dyn Fn(&QMatrix, &[f32]) -> Vec<f32>,
+    ) -> Vec<f32> {
         let cfg = &self.cfg;
         let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.n_kv_heads(), cfg.head_dim());
         let (m, width, groups) = (positions.len(), (nh + 2 * nkv) * hd, nh / nkv);
-        let mut qkv = block.qkv.matmul_gemm(h, m);
+        let mut qkv = product(&block.qkv, h);
         self.bias_and_rope(block, &mut qkv, positions);
         let starts: Vec<usize> = seqs
             .iter()

@@ -243,3 +243,60 @@ fn q8_avx2_kernel_matches_the_portable_kernel() {
         }
     }
 }
+
+#[test]
+fn bf16_rounding_by_hand() {
+    assert_eq!(round_bf16(1.0), 1.0);
+    // 1 + 2⁻⁸ lies halfway between 1 and 1 + 2⁻⁷: ties go to the even one, 1.
+    assert_eq!(round_bf16(1.0 + 2f32.powi(-8)), 1.0);
+    // 1 + 3·2⁻⁸ lies halfway between 1 + 2⁻⁷ (odd) and 1 + 2⁻⁶ (even).
+    assert_eq!(round_bf16(1.0 + 3.0 * 2f32.powi(-8)), 1.0 + 2f32.powi(-6));
+    assert_eq!(round_bf16(1.0 + 2f32.powi(-8) + 2f32.powi(-20)), 1.0 + 2f32.powi(-7));
+    assert_eq!(round_bf16(-3.0), -3.0);
+    assert!(round_bf16(f32::NAN).is_nan());
+    assert_eq!(round_bf16(f32::INFINITY), f32::INFINITY);
+}
+
+/// bf16 products: both paths (the AVX-512 BF16 kernel where this CPU has
+/// it, and the portable one) against the f64 sum of the rounded operands;
+/// and each row the same bits alone as in a batch.
+#[test]
+fn bf16_products_sum_the_rounded_operands_and_do_not_depend_on_the_batch() {
+    let kernel = bf16::kernel_available();
+    if !kernel {
+        eprintln!("this CPU has no AVX-512 BF16: only the portable path is tested");
+    }
+    // 33,000 × 32 spans two of `matmul_tiles_bf16`'s tiles.
+    for (rows, cols) in [(70, 96), (48, 64), (97, 576), (33_000, 32)] {
+        for dtype in [GgmlType::Q4_1, GgmlType::Q8_0] {
+            let data = random_blocks(dtype, rows, cols);
+            let w = dequantize(dtype, &data, rows * cols).unwrap();
+            let q = QMatrix::new(dtype, rows, cols, &data);
+            let big = 21;
+            let x: Vec<f32> = (0..big * cols).map(|i| ((i * 37 % 29) as f32 - 14.0) / 9.0 + 1e-3 * (i % 7) as f32).collect();
+            for path in [false, true].into_iter().filter(|&p| !p || kernel) {
+                let all = q.matmul_bf16(&Bf16Rows::for_path(&x, big, cols, path));
+                for i in 0..big {
+                    for r in 0..rows {
+                        let want: f64 = (0..cols).map(|k| round_bf16(x[i * cols + k]) as f64 * round_bf16(w[r * cols + k]) as f64).sum();
+                        let got = all[i * rows + r] as f64;
+                        assert!((got - want).abs() <= 1e-5 * (1.0 + want.abs()), "{dtype} kernel={path} [{i},{r}]: {got} vs {want}");
+                    }
+                }
+                for m in [1, 3, 8, 9, 16] {
+                    let some = q.matmul_bf16(&Bf16Rows::for_path(&x[..m * cols], m, cols, path));
+                    assert!(some[..] == all[..m * rows], "{dtype} {rows}x{cols} kernel={path}: {m} rows differ from {big}");
+                }
+                // A tile at a time: the same bits as the whole product.
+                let mut tiled = vec![0f32; big * rows];
+                q.matmul_tiles_bf16(&Bf16Rows::for_path(&x, big, cols, path), |r0, t| {
+                    let n = t.len() / big;
+                    for i in 0..big {
+                        tiled[i * rows + r0..i * rows + r0 + n].copy_from_slice(&t[i * n..(i + 1) * n]);
+                    }
+                });
+                assert!(tiled == all, "{dtype} kernel={path}: tiles differ");
+            }
+        }
+    }
+}

@@ -16,7 +16,7 @@
 
 use retort_cache::{fingerprint, Hash};
 use retort_engine::{FieldError, Fields, Hashed, InputDecl, Metrics, Row, Stage, StageCtx, StageImpl};
-use retort_lm::score::token_stats_many;
+use retort_lm::score::token_stats_many_at;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +50,32 @@ pub struct CllScoreStage {
     /// on a held-out set.
     #[serde(default)]
     pub nll: bool,
+    /// The weight products' arithmetic: `f32` (the model's own outputs) or
+    /// `bf16` (both operands rounded to bf16, products summed in f32: about
+    /// twice as fast on CPUs with AVX-512 BF16, and each φ moves by about
+    /// a hundredth). `bf16` needs a GGUF model on the CPU.
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+/// [`CllScoreStage::precision`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 operands.
+    #[default]
+    F32,
+    /// bf16 operands, f32 sums.
+    Bf16,
+}
+
+impl From<Precision> for retort_lm::score::Precision {
+    fn from(p: Precision) -> Self {
+        match p {
+            Precision::F32 => Self::F32,
+            Precision::Bf16 => Self::Bf16,
+        }
+    }
 }
 
 fn default_field() -> String {
@@ -76,14 +102,16 @@ impl StageImpl for CllScoreStage {
     const ABOUT: &'static str = "Score each row's response by its centred log-likelihood φ under a model (METHODS §4.1).";
 
     fn hashed(&self) -> Hashed {
-        let CllScoreStage { model: _, data: _, field, chat, per_token, batch_size: _, nll } = self;
-        let h = Hashed::new().field("field", field).field("chat", chat).field("per_token", per_token);
-        // Only when on, so stages without it keep their fingerprints.
+        let CllScoreStage { model: _, data: _, field, chat, per_token, batch_size: _, nll, precision } = self;
+        let mut h = Hashed::new().field("field", field).field("chat", chat).field("per_token", per_token);
+        // Each only when set, so stages without them keep their fingerprints.
         if *nll {
-            h.field("nll", true)
-        } else {
-            h
+            h = h.field("nll", true);
         }
+        if *precision != Precision::F32 {
+            h = h.field("precision", precision);
+        }
+        h
     }
 }
 
@@ -97,6 +125,12 @@ struct ItemKey<'a> {
     /// With `nll`, an item holds `[φ..., log p...]` (twice the tokens).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     nll: bool,
+    #[serde(skip_serializing_if = "is_f32")]
+    precision: Precision,
+}
+
+fn is_f32(p: &Precision) -> bool {
+    *p == Precision::F32
 }
 
 /// Bump when what a cached item means changes (2: as `VERSION` 2).
@@ -137,6 +171,12 @@ impl Stage for CllScoreStage {
     fn run(&self, ctx: &mut StageCtx<'_>) -> anyhow::Result<Metrics> {
         let input = ctx.input("model")?.clone();
         let lm = model::load(&input, &self.model, ctx)?;
+        if self.precision == Precision::Bf16 && !lm.model().is_packed() {
+            anyhow::bail!(
+                "`precision: bf16` needs model `{}` in a GGUF block format (Q4_0, Q4_1 or Q8_0) on the CPU, which this model is not; use `precision: f32`",
+                self.model
+            );
+        }
         let tok = lm.text_tokenizer()?;
         let rows = ctx.read_rows_nonempty("data", "rows to score")?;
         let eos = tok.eos_id();
@@ -149,7 +189,7 @@ impl Stage for CllScoreStage {
             texts.push((prompt, text));
         }
         let keys: Vec<Hash> =
-            texts.iter().map(|(prompt, text)| fingerprint(&ItemKey { model: input.hash, prompt, text, eos: eos.is_some(), nll: self.nll })).collect();
+            texts.iter().map(|(prompt, text)| fingerprint(&ItemKey { model: input.hash, prompt, text, eos: eos.is_some(), nll: self.nll, precision: self.precision })).collect();
         let log = ctx.store.items(&fingerprint(&("cll_score", input.hash, ITEM_CACHE_VERSION)))?;
         let mut phis: Vec<Option<Vec<f32>>> = keys.iter().map(|k| log.get(k).and_then(|b| serde_json::from_slice(&b).ok())).collect();
         let cached = phis.iter().filter(|p| p.is_some()).count();
@@ -174,7 +214,7 @@ impl Stage for CllScoreStage {
         };
         for chunk in todo.chunks(self.batch_size) {
             let batch = chunk.iter().map(|&i| sequence(i)).collect::<anyhow::Result<Vec<_>>>()?;
-            for (&i, stats) in chunk.iter().zip(token_stats_many(lm.model(), &batch)) {
+            for (&i, stats) in chunk.iter().zip(token_stats_many_at(lm.model(), &batch, self.precision.into())) {
                 let mut phi: Vec<f32> = stats.iter().map(|s| s.phi()).collect();
                 if self.nll {
                     phi.extend(stats.iter().map(|s| s.logprob));
