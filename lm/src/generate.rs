@@ -448,6 +448,27 @@ impl Cache {
         }
     }
 
+    /// Copies `n` slots of sequence `src_row` of `src` (from slot `src_at`)
+    /// into sequence `row` at slot `at`; false (nothing copied) unless both
+    /// are host caches. The length is the caller's to set ([`Cache::set_len`]).
+    pub(crate) fn copy_slots(&mut self, row: usize, at: usize, src: &Cache, src_row: usize, src_at: usize, n: usize) -> bool {
+        match (self, src) {
+            (Cache::Host(c), Cache::Host(s)) => {
+                c.copy_slots(row, at, s, src_row, src_at, n);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Sets how many slots are filled (a host cache after [`Cache::copy_slots`]).
+    pub(crate) fn set_len(&mut self, len: usize) {
+        match self {
+            Cache::Host(c) => c.set_len(len),
+            Cache::Burn(_) => panic!("only a host cache takes copied slots"),
+        }
+    }
+
     /// Runs `seq` tokens per sequence; returns last-position logits
     /// (`[batch * vocab]`) when `want_logits`.
     fn forward(&mut self, model: &Llama, ids: Vec<u32>, seq: usize, pads: &[usize], want_logits: bool) -> Vec<f32> {
@@ -476,10 +497,13 @@ impl Cache {
 /// row-major.
 pub(crate) fn prefill(model: &Llama, prompts: &[Vec<u32>], pads: &[usize], cache: &mut Cache) -> Vec<f32> {
     let max_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let chunk = (PREFILL_ROWS / prompts.len()).max(16);
+    let chunk = prefill_chunk(prompts.len());
     loop {
+        // Chunks end at multiples of `chunk` also when the cache came with
+        // slots filled (`crate::joint`'s shared prefixes), so each position
+        // sees the same keys as in a prefill from the start.
         let start = cache.len();
-        let len = chunk.min(max_len - start);
+        let len = (chunk - start % chunk).min(max_len - start);
         let mut ids = Vec::with_capacity(prompts.len() * len);
         for (p, &pad) in prompts.iter().zip(pads) {
             ids.extend((start..start + len).map(|i| if i < pad { PAD_ID } else { p[i - pad] }));
@@ -490,6 +514,11 @@ pub(crate) fn prefill(model: &Llama, prompts: &[Vec<u32>], pads: &[usize], cache
             return logits;
         }
     }
+}
+
+/// Positions per [`prefill`] chunk for `rows` prompts.
+pub(crate) fn prefill_chunk(rows: usize) -> usize {
+    (PREFILL_ROWS / rows).max(16)
 }
 
 /// One decoding step for every active sequence (`pads` their left padding).

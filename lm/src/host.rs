@@ -97,6 +97,22 @@ impl HostCache {
         }
     }
 
+    /// Copies `n` slots of sequence `src_row` of `src` (from slot `src_at`)
+    /// into sequence `row` at slot `at`: a prompt prefix two caches share.
+    /// The cache's length is the caller's to set.
+    pub fn copy_slots(&mut self, row: usize, at: usize, src: &HostCache, src_row: usize, src_at: usize, n: usize) {
+        let hd = self.head_dim;
+        assert_eq!((self.kv_heads, hd, self.k.len()), (src.kv_heads, src.head_dim, src.k.len()), "caches of one model");
+        assert!(at + n <= self.capacity && src_at + n <= src.capacity, "KV cache full");
+        for (dst, from) in self.k.iter_mut().zip(&src.k).chain(self.v.iter_mut().zip(&src.v)) {
+            for g in 0..self.kv_heads {
+                let d = ((row * self.kv_heads + g) * self.capacity + at) * hd;
+                let s = ((src_row * src.kv_heads + g) * src.capacity + src_at) * hd;
+                dst[d..d + n * hd].copy_from_slice(&from[s..s + n * hd]);
+            }
+        }
+    }
+
     /// Adds `n` empty sequences after the others.
     pub fn grow(&mut self, n: usize) {
         let per_seq = self.kv_heads * self.capacity * self.head_dim;
@@ -568,4 +584,43 @@ fn swiglu(gate_up: &[f32], inter: usize) -> Vec<f32> {
         }
     });
     out
+}
+
+#[cfg(test)]
+mod prefill_tests {
+    /// A prefill chunk's attention for its last `m` queries alone gives the
+    /// bits of the whole chunk's wherever `crate::joint` counts on it
+    /// (shared prompt prefixes): the premise of its kernel rule.
+    #[test]
+    fn a_suffix_of_queries_attends_as_in_the_whole_chunk_where_the_kernels_agree() {
+        let mut seed = 1u64;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        let mut checked = 0;
+        for hd in [16usize, 64] {
+            for total in [25usize, 59, 110] {
+                let width = 3 * hd;
+                let q: Vec<f32> = (0..total * width).map(|_| rnd()).collect();
+                let keys: Vec<f32> = (0..total * hd).map(|_| rnd()).collect();
+                let values: Vec<f32> = (0..total * hd).map(|_| rnd()).collect();
+                for pad in [0usize, 3] {
+                    let mut full = vec![0f32; total * hd];
+                    super::prefill_head(&q, width, &keys, &values, hd, 0, pad, 0.25, &mut full);
+                    for m in 1..=total - pad {
+                        if !crate::joint::same_attention_kernels(m, total - pad, total - pad) {
+                            continue;
+                        }
+                        let off = total - m;
+                        let mut part = vec![0f32; m * hd];
+                        super::prefill_head(&q[off * width..], width, &keys, &values, hd, off, pad, 0.25, &mut part);
+                        assert!(part[..] == full[off * hd..], "hd {hd}, {total} positions, pad {pad}: the last {m} queries differ");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 100);
+    }
 }

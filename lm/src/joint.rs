@@ -204,28 +204,33 @@ fn joint_batch<M: Mix>(req: &JointRequest<'_>, mix: &M, range: std::ops::Range<u
     let eos = params.eos_token_ids.clone().unwrap_or_else(|| req.models[0].config().eos_ids());
     let vocab = req.models[0].config().vocab_size;
     let mut streams = Streams::new(req, &items);
-    let mut logp: Vec<Vec<f32>> = (0..k).map(|_| Vec::with_capacity(vocab)).collect();
-    let mut entropy = vec![0f32; k];
-    let mut mixed = vec![0f32; vocab];
+    // Each row's scratch: its contexts' log-probs and the mixed logits.
+    let mut scratch: Vec<(Vec<Vec<f32>>, Vec<f32>)> =
+        (0..items.len()).map(|_| ((0..k).map(|_| Vec::with_capacity(vocab)).collect(), vec![0f32; vocab])).collect();
     loop {
-        let mut finished = Vec::new();
-        for (row, seq) in active.iter_mut().enumerate() {
-            for c in 0..k {
-                entropy[c] = log_softmax(streams.logits(row, c, vocab), &mut logp[c]);
-            }
-            let views: Vec<&[f32]> = logp.iter().map(Vec::as_slice).collect();
-            mix.mix(&mut seq.state, &seq.tokens, &views, &entropy, &mut mixed);
-            let token = seq.sampler.sample(&mixed);
-            seq.stats.push((0..k).map(|c| TokenStat { logprob: logp[c][token as usize], entropy: entropy[c] }).collect());
-            seq.tokens.push(token);
-            let reason = stop_reason(&seq.tokens, token, &eos, params, req.decode).or_else(|| {
-                let r = req.repeat?;
-                (r.every > 0 && seq.tokens.len() % r.every == 0 && r.repeats(&seq.tokens)).then_some((FinishReason::Repeat, None))
-            });
-            if let Some((finish_reason, stop)) = reason {
-                finished.push((row, finish_reason, stop));
-            }
-        }
+        // Rows are independent (own sampler, state and scratch), so they
+        // mix and sample side by side: two log-softmaxes over the
+        // vocabulary per row were a quarter of a batch-16 step on one thread.
+        let logits: Vec<Vec<&[f32]>> = (0..active.len()).map(|row| (0..k).map(|c| streams.logits(row, c, vocab)).collect()).collect();
+        let reasons: Vec<Option<(FinishReason, Option<String>)>> = active
+            .par_iter_mut()
+            .zip(scratch.par_iter_mut())
+            .zip(logits.par_iter())
+            .map(|((seq, (logp, mixed)), logits)| {
+                let entropy: Vec<f32> = logp.iter_mut().zip(logits).map(|(lp, l)| log_softmax(l, lp)).collect();
+                let views: Vec<&[f32]> = logp.iter().map(Vec::as_slice).collect();
+                mix.mix(&mut seq.state, &seq.tokens, &views, &entropy, mixed);
+                let token = seq.sampler.sample(mixed);
+                seq.stats.push((0..k).map(|c| TokenStat { logprob: logp[c][token as usize], entropy: entropy[c] }).collect());
+                seq.tokens.push(token);
+                stop_reason(&seq.tokens, token, &eos, params, req.decode).or_else(|| {
+                    let r = req.repeat?;
+                    (r.every > 0 && seq.tokens.len() % r.every == 0 && r.repeats(&seq.tokens)).then_some((FinishReason::Repeat, None))
+                })
+            })
+            .collect();
+        let finished: Vec<(usize, FinishReason, Option<String>)> =
+            reasons.into_iter().enumerate().filter_map(|(row, r)| r.map(|(f, s)| (row, f, s))).collect();
         if !finished.is_empty() {
             let done: Vec<usize> = finished.iter().map(|f| f.0).collect();
             let keep: Vec<usize> = (0..active.len()).filter(|r| !done.contains(r)).collect();
@@ -238,6 +243,7 @@ fn joint_batch<M: Mix>(req: &JointRequest<'_>, mix: &M, range: std::ops::Range<u
                 break;
             }
             streams.retain(&keep);
+            scratch.truncate(keep.len());
             active = keep.iter().map(|&r| rows[r].take().expect("kept once")).collect();
         }
         let last: Vec<u32> = active.iter().map(|s| *s.tokens.last().expect("sampled")).collect();
@@ -297,18 +303,19 @@ impl<'a> Streams<'a> {
                 at[c] = (g, j);
             }
         }
-        let groups = members
-            .into_iter()
-            .map(|(model, contexts)| {
-                let prompts: Vec<Vec<u32>> =
-                    items.iter().flat_map(|&i| contexts.iter().map(move |&c| req.contexts[i][c].clone())).collect();
-                let max_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
-                let pads: Vec<usize> = prompts.iter().map(|p| max_len - p.len()).collect();
-                let mut cache = Cache::new(model, prompts.len(), max_len + req.params.max_new_tokens);
-                let logits = prefill(model, &prompts, &pads, &mut cache);
-                Group { model, contexts, cache, pads, logits }
-            })
-            .collect();
+        let mut groups: Vec<Group<'a>> = Vec::with_capacity(members.len());
+        for (model, contexts) in members {
+            let prompts: Vec<Vec<u32>> =
+                items.iter().flat_map(|&i| contexts.iter().map(move |&c| req.contexts[i][c].clone())).collect();
+            let max_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
+            let pads: Vec<usize> = prompts.iter().map(|p| max_len - p.len()).collect();
+            let mut cache = Cache::new(model, prompts.len(), max_len + req.params.max_new_tokens);
+            if contexts.len() == 1 {
+                share_prefixes(req, items, &groups, model, &prompts, &pads, &mut cache);
+            }
+            let logits = prefill(model, &prompts, &pads, &mut cache);
+            groups.push(Group { model, contexts, cache, pads, logits });
+        }
         Streams { groups, at }
     }
 
@@ -338,6 +345,80 @@ impl<'a> Streams<'a> {
             g.logits = step(g.model, &ids, &g.pads, &mut g.cache);
         }
     }
+}
+
+/// Before a one-context group of `model` is prefilled: the prefix each
+/// row's prompt shares with the same item's prompt in an earlier
+/// one-context group of that model (Hinted Decoding's plain prompt is its
+/// hinted prompt up to the hint) is copied from that group's cache, and the
+/// cache's length is set past the slots every row then holds, so the
+/// prefill computes only what is left.
+///
+/// The copies are the keys and values the prefill would compute: a
+/// position's keys and values depend on the tokens before it alone, the
+/// weight products give each row the same bits whatever shares them, and
+/// attention reads keys from a row's first unpadded slot on. What is left
+/// is prefilled in chunks that end where a whole prefill's do, from a start
+/// where its products take the kernels a whole prefill's take
+/// ([`same_attention_kernels`]), so the bits are the same (a joint test
+/// pins this).
+#[expect(clippy::too_many_arguments, reason = "one group's prefill inputs")]
+fn share_prefixes(
+    req: &JointRequest<'_>,
+    items: &[usize],
+    earlier: &[Group<'_>],
+    model: &Llama,
+    prompts: &[Vec<u32>],
+    pads: &[usize],
+    cache: &mut Cache,
+) {
+    let Some(src) = earlier.iter().find(|g| std::ptr::eq(g.model, model) && g.contexts.len() == 1) else {
+        return;
+    };
+    let max_len = pads[0] + prompts[0].len();
+    let theirs = |r: usize| &req.contexts[items[r]][src.contexts[0]];
+    let shared: Vec<usize> =
+        prompts.iter().enumerate().map(|(r, p)| p.iter().zip(theirs(r)).take_while(|(a, b)| a == b).count()).collect();
+    let rows = prompts.len();
+    let chunk = crate::generate::prefill_chunk(rows);
+    let want = (0..rows).map(|r| pads[r] + shared[r]).min().unwrap_or(0).min(max_len.saturating_sub(1));
+    let (chunk_start, chunk_end) = (want / chunk * chunk, (want / chunk * chunk + chunk).min(max_len));
+    // The latest start from which what is left runs the kernels a whole
+    // prefill runs for the same positions (from `chunk_start` it trivially does).
+    let whole = chunk_end - chunk_start;
+    let start = (chunk_start + 1..=want)
+        .rev()
+        .find(|&s| {
+            let left = chunk_end - s;
+            (rows * left > crate::qmatmul::row_kernel_rows()) == (rows * whole > crate::qmatmul::row_kernel_rows())
+                && pads.iter().all(|&pad| pad >= s || same_attention_kernels(left, chunk_end - pad.max(chunk_start), chunk_end - pad))
+        })
+        .unwrap_or(chunk_start);
+    if start == 0 {
+        return;
+    }
+    for (r, &pad) in pads.iter().enumerate() {
+        let n = start.saturating_sub(pad);
+        if n > 0 && !cache.copy_slots(r, pad, &src.cache, r, src.pads[r], n) {
+            return;
+        }
+        #[cfg(test)]
+        tests::COPIED_SLOTS.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+    cache.set_len(start);
+}
+
+/// Whether gemm (gemm-common 0.19) multiplies a prefill chunk's attention
+/// (`crate::host`'s `prefill_head`) with the same kernels for `m` as for
+/// `whole` queries of a row over `keys` visible keys: its scores product
+/// takes a small-output path for `m · keys ≤ 256`, one-row products a
+/// gemv, and its weighted sum blocks the inner dimension differently past
+/// 64 queries; each changes the last bits.
+pub(crate) fn same_attention_kernels(m: usize, whole: usize, keys: usize) -> bool {
+    let small_output = |q: usize| q * keys <= 256;
+    let one_row = |q: usize| q <= 1;
+    let few_rows = |q: usize| q <= 64;
+    small_output(m) == small_output(whole) && one_row(m) == one_row(whole) && few_rows(m) == few_rows(whole)
 }
 
 #[cfg(test)]

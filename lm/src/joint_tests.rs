@@ -6,6 +6,9 @@ use crate::config::{LlamaConfig, TokenIds};
 use crate::generate::{generate, GenerateRequest};
 use crate::test_util::device;
 
+/// Slots [`share_prefixes`] copied, over every test in this process.
+pub(super) static COPIED_SLOTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 fn micro(seed: u64, vocab: usize) -> Llama {
     let mut cfg = LlamaConfig::preset("micro", vocab).unwrap();
     cfg.eos_token_id = Some(TokenIds::One(vocab as u32 - 1));
@@ -122,4 +125,44 @@ fn two_models_and_repeats() {
     let g = generate_joint(&req, &Loop).unwrap();
     assert_eq!(g[0].tokens, [3, 4, 3, 4, 3, 4]);
     assert_eq!(g[0].finish_reason, FinishReason::Repeat);
+}
+
+/// Enough items that each context of a packed model gets its own cache:
+/// the second context's prompts share a prefix with the first's, which is
+/// copied from the first cache, not recomputed. The continuations and
+/// every stat under both contexts are the same bits as a run whose second
+/// context is another copy of the model (so nothing is shared).
+#[test]
+fn shared_prompt_prefixes_give_the_same_bits_as_prefilling_them() {
+    let (_, packed) = crate::test_util::burn_and_packed();
+    let other = packed.clone();
+    let n = 10;
+    assert!(2 * n > crate::qmatmul::row_kernel_rows(), "one cache per context");
+    // Context 0: a question and a hint; context 1: the question and a tail.
+    let ctxs: Vec<Vec<Vec<u32>>> = (0..n as u32)
+        .map(|i| {
+            let question: Vec<u32> = (0..20 + i % 4).map(|t| (t * 7 + i * 3 + 1) % 60).collect();
+            let hint: Vec<u32> = (0..6 + i % 3).map(|t| (t * 5 + i) % 60).collect();
+            let tail = vec![61, 62 - i % 2];
+            vec![[question.clone(), hint].concat(), [question, tail].concat()]
+        })
+        .collect();
+    let ids: Vec<u64> = (0..n as u64).collect();
+    let params = SamplingParams { temperature: 0.8, seed: 3, ..SamplingParams::greedy(8) };
+    let run = |second: &Llama| {
+        let models = [&packed, second];
+        let req = JointRequest { models: &models, contexts: &ctxs, item_ids: &ids, params: &params, decode: None, repeat: None };
+        generate_joint(&req, &Pick(1)).unwrap()
+    };
+    let before = COPIED_SLOTS.load(std::sync::atomic::Ordering::Relaxed);
+    let shared = run(&packed);
+    assert!(COPIED_SLOTS.load(std::sync::atomic::Ordering::Relaxed) > before, "no prefix was shared");
+    let alone = run(&other);
+    for (s, a) in shared.iter().zip(&alone) {
+        assert_eq!(s.tokens, a.tokens);
+        assert_eq!(s.stats, a.stats);
+    }
+    // And what the second context decodes is what it decodes by itself.
+    let by_itself = plain(&packed, ctxs.iter().map(|c| c[1].clone()).collect(), &params);
+    assert_eq!(shared.iter().map(|g| g.tokens.clone()).collect::<Vec<_>>(), by_itself);
 }

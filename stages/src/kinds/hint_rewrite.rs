@@ -119,7 +119,10 @@ fn default_batch() -> usize {
 
 impl StageImpl for HintRewriteStage {
     const KIND: &'static str = "hint_rewrite";
-    const VERSION: u32 = 1;
+    // 2: each stream's log-softmax and entropy from one f32 exponential per
+    // logit (sums in f64), where two f64 exponentials were: log-probs and λ
+    // move in their last bits, so a sampled token can differ.
+    const VERSION: u32 = 2;
     const ABOUT: &'static str = "Rewrite references into the model's own words with Hinted Decoding (METHODS §4.3).";
 
     fn hashed(&self) -> Hashed {
