@@ -362,7 +362,6 @@ impl<'a> Streams<'a> {
 /// where its products take the kernels a whole prefill's take
 /// ([`same_attention_kernels`]), so the bits are the same (a joint test
 /// pins this).
-#[expect(clippy::too_many_arguments, reason = "one group's prefill inputs")]
 fn share_prefixes(
     req: &JointRequest<'_>,
     items: &[usize],
