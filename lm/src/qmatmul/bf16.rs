@@ -33,6 +33,40 @@ fn pair(lo: f32, hi: f32) -> u32 {
     (round_bf16(lo).to_bits() >> 16) | (round_bf16(hi).to_bits() & 0xFFFF_0000)
 }
 
+/// `row` as element pairs ([`pair`]), 32 elements per instruction where
+/// the CPU converts them (`vcvtne2ps2bf16` rounds to nearest even, as
+/// [`round_bf16`] does; it flushes subnormals, which no activation is).
+pub(super) fn pack_row(row: &[f32], out: &mut [u32]) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if kernel_available() {
+        // SAFETY: AVX-512F and BF16 are available (checked); 32 elements
+        // are read and 16 pairs written per step, within both slices.
+        unsafe { done = pack_row_avx512(row, out) };
+    }
+    for p in done..out.len() {
+        out[p] = pair(row[2 * p], row[2 * p + 1]);
+    }
+}
+
+/// [`pack_row`]'s vector part; returns the pairs written.
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512 BF16; `out` holds
+/// `row.len() / 2` pairs.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn pack_row_avx512(row: &[f32], out: &mut [u32]) -> usize {
+    use std::arch::x86_64::*;
+    let n = row.len() / 32;
+    for i in 0..n {
+        let (lo, hi) = (_mm512_loadu_ps(row.as_ptr().add(32 * i)), _mm512_loadu_ps(row.as_ptr().add(32 * i + 16)));
+        let v: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+        _mm512_storeu_si512(out.as_mut_ptr().add(16 * i) as *mut _, v);
+    }
+    16 * n
+}
+
 /// Activation rows per micro-kernel call.
 const MR: usize = 8;
 /// Weight rows per micro-kernel call (three 16-lane registers).
@@ -67,10 +101,11 @@ impl Bf16Rows {
         let kp = k / 2;
         let mut packed = vec![0u32; m.div_ceil(MR) * MR * kp];
         packed.par_chunks_mut(MR * kp).enumerate().for_each(|(ib, block)| {
+            let mut pairs = vec![0u32; kp];
             for r in 0..MR.min(m - ib * MR) {
-                let row = &x[(ib * MR + r) * k..][..k];
-                for p in 0..kp {
-                    block[p * MR + r] = pair(row[2 * p], row[2 * p + 1]);
+                pack_row(&x[(ib * MR + r) * k..][..k], &mut pairs);
+                for (p, &v) in pairs.iter().enumerate() {
+                    block[p * MR + r] = v;
                 }
             }
         });

@@ -300,3 +300,15 @@ fn bf16_products_sum_the_rounded_operands_and_do_not_depend_on_the_batch() {
         }
     }
 }
+
+/// The vector packing of activations gives [`round_bf16`]'s pairs.
+#[test]
+fn bf16_pairs_packed_by_the_cpu_match_the_portable_rounding() {
+    let row: Vec<f32> = (0..96).map(|i| (i as f32 * 0.37).sin() * 10f32.powi(i % 7 - 3) + if i % 5 == 0 { 1.0 + 2f32.powi(-8) } else { 0.0 }).collect();
+    let mut got = vec![0u32; 48];
+    bf16::pack_row(&row, &mut got);
+    for (p, g) in got.iter().enumerate() {
+        let want = (round_bf16(row[2 * p]).to_bits() >> 16) | (round_bf16(row[2 * p + 1]).to_bits() & 0xFFFF_0000);
+        assert_eq!(*g, want, "pair {p}");
+    }
+}
