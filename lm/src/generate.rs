@@ -496,14 +496,22 @@ impl Cache {
 /// model in chunks; returns the last position's logits, `[batch * vocab]`
 /// row-major.
 pub(crate) fn prefill(model: &Llama, prompts: &[Vec<u32>], pads: &[usize], cache: &mut Cache) -> Vec<f32> {
+    prefill_chunks(model, prompts, pads, cache, false)
+}
+
+/// [`prefill`] of a cache that came with slots filled ([`crate::joint`]'s
+/// shared prefixes), in chunks that end at multiples of the chunk size, so
+/// each position sees the keys it would see in a prefill from the start.
+pub(crate) fn prefill_aligned(model: &Llama, prompts: &[Vec<u32>], pads: &[usize], cache: &mut Cache) -> Vec<f32> {
+    prefill_chunks(model, prompts, pads, cache, true)
+}
+
+fn prefill_chunks(model: &Llama, prompts: &[Vec<u32>], pads: &[usize], cache: &mut Cache, aligned: bool) -> Vec<f32> {
     let max_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let chunk = prefill_chunk(prompts.len());
     loop {
-        // Chunks end at multiples of `chunk` also when the cache came with
-        // slots filled (`crate::joint`'s shared prefixes), so each position
-        // sees the same keys as in a prefill from the start.
         let start = cache.len();
-        let len = (chunk - start % chunk).min(max_len - start);
+        let len = if aligned { chunk - start % chunk } else { chunk }.min(max_len - start);
         let mut ids = Vec::with_capacity(prompts.len() * len);
         for (p, &pad) in prompts.iter().zip(pads) {
             ids.extend((start..start + len).map(|i| if i < pad { PAD_ID } else { p[i - pad] }));

@@ -18,7 +18,7 @@
 use rayon::prelude::*;
 
 use crate::error::LmError;
-use crate::generate::{prefill, split_parts, step, stop_reason, Cache, Decode, FinishReason};
+use crate::generate::{prefill_aligned, split_parts, step, stop_reason, Cache, Decode, FinishReason};
 use crate::model::Llama;
 use crate::sampling::{Sampler, SamplingParams};
 use crate::score::{log_softmax, TokenStat};
@@ -313,7 +313,7 @@ impl<'a> Streams<'a> {
             if contexts.len() == 1 {
                 share_prefixes(req, items, &groups, model, &prompts, &pads, &mut cache);
             }
-            let logits = prefill(model, &prompts, &pads, &mut cache);
+            let logits = prefill_aligned(model, &prompts, &pads, &mut cache);
             groups.push(Group { model, contexts, cache, pads, logits });
         }
         Streams { groups, at }
