@@ -449,15 +449,15 @@ impl Cache {
     }
 
     /// Copies `n` slots of sequence `src_row` of `src` (from slot `src_at`)
-    /// into sequence `row` at slot `at`; false (nothing copied) unless both
-    /// are host caches. The length is the caller's to set ([`Cache::set_len`]).
-    pub(crate) fn copy_slots(&mut self, row: usize, at: usize, src: &Cache, src_row: usize, src_at: usize, n: usize) -> bool {
+    /// into sequence `row` at slot `at`: a prompt prefix two host caches
+    /// share. The length is the caller's to set ([`Cache::set_len`]).
+    pub(crate) fn copy_slots(&mut self, row: usize, at: usize, src: &Cache, src_row: usize, src_at: usize, n: usize) {
         match (self, src) {
             (Cache::Host(c), Cache::Host(s)) => {
-                c.copy_slots(row, at, s, src_row, src_at, n);
-                true
+                let (keys, values) = s.row_kv(src_row, src_at);
+                c.write_row(row, at, n, &keys, &values);
             }
-            _ => false,
+            _ => panic!("only host caches share slots"),
         }
     }
 

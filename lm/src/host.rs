@@ -97,22 +97,6 @@ impl HostCache {
         }
     }
 
-    /// Copies `n` slots of sequence `src_row` of `src` (from slot `src_at`)
-    /// into sequence `row` at slot `at`: a prompt prefix two caches share.
-    /// The cache's length is the caller's to set.
-    pub fn copy_slots(&mut self, row: usize, at: usize, src: &HostCache, src_row: usize, src_at: usize, n: usize) {
-        let hd = self.head_dim;
-        assert_eq!((self.kv_heads, hd, self.k.len()), (src.kv_heads, src.head_dim, src.k.len()), "caches of one model");
-        assert!(at + n <= self.capacity && src_at + n <= src.capacity, "KV cache full");
-        for (dst, from) in self.k.iter_mut().zip(&src.k).chain(self.v.iter_mut().zip(&src.v)) {
-            for g in 0..self.kv_heads {
-                let d = ((row * self.kv_heads + g) * self.capacity + at) * hd;
-                let s = ((src_row * src.kv_heads + g) * src.capacity + src_at) * hd;
-                dst[d..d + n * hd].copy_from_slice(&from[s..s + n * hd]);
-            }
-        }
-    }
-
     /// Adds `n` empty sequences after the others.
     pub fn grow(&mut self, n: usize) {
         let per_seq = self.kv_heads * self.capacity * self.head_dim;

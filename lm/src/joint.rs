@@ -371,6 +371,9 @@ fn share_prefixes(
     pads: &[usize],
     cache: &mut Cache,
 ) {
+    if model.packed().is_none() {
+        return; // only host caches (the packed engine's) share slots
+    }
     let Some(src) = earlier.iter().find(|g| std::ptr::eq(g.model, model) && g.contexts.len() == 1) else {
         return;
     };
@@ -398,8 +401,8 @@ fn share_prefixes(
     }
     for (r, &pad) in pads.iter().enumerate() {
         let n = start.saturating_sub(pad);
-        if n > 0 && !cache.copy_slots(r, pad, &src.cache, r, src.pads[r], n) {
-            return;
+        if n > 0 {
+            cache.copy_slots(r, pad, &src.cache, r, src.pads[r], n);
         }
         #[cfg(test)]
         tests::COPIED_SLOTS.fetch_add(n, std::sync::atomic::Ordering::Relaxed);

@@ -231,35 +231,7 @@ impl QMatrix {
             let w = &mut scratch[..n * self.cols];
             self.dequantize_rows(r0, w);
             let w = &*w;
-            let mut gemm = |dst: &mut [f32], dst_rs: usize| {
-                assert!(dst_rs >= n && dst.len() >= (m_eff - 1) * dst_rs + n, "gemm destination too short");
-                // SAFETY: dst holds [m_eff, n] with row stride dst_rs (checked
-                // above); x is [m_eff, cols], w is [n, cols], read as its
-                // transpose [cols, n].
-                unsafe {
-                    gemm::gemm(
-                        m_eff,
-                        n,
-                        self.cols,
-                        dst.as_mut_ptr(),
-                        1,
-                        dst_rs as isize,
-                        false,
-                        x.as_ptr(),
-                        1,
-                        self.cols as isize,
-                        w.as_ptr(),
-                        self.cols as isize,
-                        1,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::Rayon(rayon::current_num_threads()),
-                    );
-                }
-            };
+            let mut gemm = |dst: &mut [f32], dst_rs: usize| gemm_xwt(x, m_eff, w, n, self.cols, dst, dst_rs);
             f(r0, n, &mut gemm);
         }
         GEMM_SCRATCH.with(|s| *s.borrow_mut() = scratch);
@@ -339,6 +311,41 @@ impl QMatrix {
         }
     }
 }
+/// `dst = x · wᵀ` with gemm on rayon's threads: `x` is `[m, k]`, `w`
+/// `[n, k]` (read as its transpose), `dst` `[m, n]` with row stride `dst_rs`.
+///
+/// # Panics
+/// If a slice is too short for that.
+fn gemm_xwt(x: &[f32], m: usize, w: &[f32], n: usize, k: usize, dst: &mut [f32], dst_rs: usize) {
+    assert!(x.len() >= m * k && w.len() >= n * k, "gemm operands too short");
+    assert!(dst_rs >= n && dst.len() >= (m - 1) * dst_rs + n, "gemm destination too short");
+    // SAFETY: the sizes are checked above; x rows are k apart, w is read as
+    // [k, n] with column stride k, dst rows are dst_rs apart.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            false,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(rayon::current_num_threads()),
+        );
+    }
+}
+
 /// One weight row's blocks.
 struct Row<'a> {
     dtype: GgmlType,

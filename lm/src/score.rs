@@ -77,50 +77,25 @@ impl Running {
 
     /// Adds the logits `l` of tokens `v0..v0 + l.len()`; `y` is the scored token.
     fn add(&mut self, l: &[f32], v0: usize, y: u32) {
-        let tile_max = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        if tile_max > self.max {
-            if self.z > 0.0 {
-                let c = f64::from(self.max - tile_max);
-                let e = c.exp();
-                self.s = e * (self.s + c * self.z);
-                self.z *= e;
-            }
-            self.max = tile_max;
-        }
-        let (mut z, mut s) = (0f64, 0f64);
-        for &x in l {
-            let d = x - self.max;
-            let e = d.exp();
-            z += f64::from(e);
-            s += f64::from(e * d);
-        }
-        self.z += z;
-        self.s += s;
-        if let Some(i) = (y as usize).checked_sub(v0).filter(|&i| i < l.len()) {
-            self.y_logit = l[i];
-        }
+        self.add_with(l, v0, y, tile_sums)
     }
 
-    /// [`Running::add`] with a vectorized exponential (Cephes' `expf`
-    /// polynomial, within ~2 ulp of libm's) and the sums in another order:
-    /// for bf16 passes, whose products already move φ by ~0.01, where the
-    /// head's one scalar `expf` per logit was 9% of the pass.
+    /// [`Running::add`] with the tile's sums from a vectorized exponential
+    /// (Cephes' `expf` polynomial, within a few ulp of libm's) summed in
+    /// another order: for bf16 passes, whose products already move φ by
+    /// ~0.01, where the head's one scalar `expf` per logit was 9% of the pass.
     fn add_fast(&mut self, l: &[f32], v0: usize, y: u32) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: AVX-512F is available (checked).
-            unsafe { self.add_avx512(l, v0, y) };
-            return;
+            return self.add_with(l, v0, y, |l, max| unsafe { tile_sums_avx512(l, max) });
         }
         self.add(l, v0, y)
     }
 
-    /// # Safety
-    /// The CPU must support AVX-512F.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn add_avx512(&mut self, l: &[f32], v0: usize, y: u32) {
-        use std::arch::x86_64::*;
+    /// Rescales to the tile's maximum, adds the tile's `(Σ e^d, Σ e^d·d)`
+    /// from `sums(l, max)`, and notes the scored token's logit.
+    fn add_with(&mut self, l: &[f32], v0: usize, y: u32, sums: impl Fn(&[f32], f32) -> (f64, f64)) {
         let tile_max = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         if tile_max > self.max {
             if self.z > 0.0 {
@@ -131,34 +106,9 @@ impl Running {
             }
             self.max = tile_max;
         }
-        let max = _mm512_set1_ps(self.max);
-        let (mut z, mut s) = ([_mm512_setzero_pd(); 2], [_mm512_setzero_pd(); 2]);
-        let chunks = l.chunks_exact(16);
-        let rest = chunks.remainder();
-        for c in chunks {
-            let d = _mm512_sub_ps(_mm512_loadu_ps(c.as_ptr()), max);
-            let e = exp_ps(d);
-            let ed = _mm512_mul_ps(e, d);
-            for (h, (e, ed)) in [(_mm512_castps512_ps256(e), _mm512_castps512_ps256(ed)), (
-                _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1)),
-                _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(ed), 1)),
-            )]
-            .into_iter()
-            .enumerate()
-            {
-                z[h] = _mm512_add_pd(z[h], _mm512_cvtps_pd(e));
-                s[h] = _mm512_add_pd(s[h], _mm512_cvtps_pd(ed));
-            }
-        }
-        let (mut zt, mut st) = (_mm512_reduce_add_pd(_mm512_add_pd(z[0], z[1])), _mm512_reduce_add_pd(_mm512_add_pd(s[0], s[1])));
-        for &x in rest {
-            let d = x - self.max;
-            let e = d.exp();
-            zt += f64::from(e);
-            st += f64::from(e * d);
-        }
-        self.z += zt;
-        self.s += st;
+        let (z, s) = sums(l, self.max);
+        self.z += z;
+        self.s += s;
         if let Some(i) = (y as usize).checked_sub(v0).filter(|&i| i < l.len()) {
             self.y_logit = l[i];
         }
@@ -171,6 +121,53 @@ impl Running {
             entropy: (ln_z - self.s / self.z) as f32,
         }
     }
+}
+
+/// `(Σ e^d, Σ e^d·d)` over `d = l − max`: one `f32` exponential per
+/// logit, sums in `f64`.
+fn tile_sums(l: &[f32], max: f32) -> (f64, f64) {
+    let (mut z, mut s) = (0f64, 0f64);
+    for &x in l {
+        let d = x - max;
+        let e = d.exp();
+        z += f64::from(e);
+        s += f64::from(e * d);
+    }
+    (z, s)
+}
+
+/// [`tile_sums`] 16 logits at a time with [`exp_ps`] (the last few through
+/// [`tile_sums`]).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_sums_avx512(l: &[f32], max: f32) -> (f64, f64) {
+    use std::arch::x86_64::*;
+    let maxv = _mm512_set1_ps(max);
+    let (mut z, mut s) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+    let chunks = l.chunks_exact(16);
+    let (zr, sr) = tile_sums(chunks.remainder(), max);
+    for c in chunks {
+        let d = _mm512_sub_ps(_mm512_loadu_ps(c.as_ptr()), maxv);
+        let e = exp_ps(d);
+        z = _mm512_add_pd(z, widen(e));
+        s = _mm512_add_pd(s, widen(_mm512_mul_ps(e, d)));
+    }
+    (_mm512_reduce_add_pd(z) + zr, _mm512_reduce_add_pd(s) + sr)
+}
+
+/// The two halves of `v`, widened to f64 and added.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn widen(v: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512d {
+    use std::arch::x86_64::*;
+    let high = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(v)), _mm512_cvtps_pd(high))
 }
 
 /// `e^x` for `x ≤ 0` (Cephes' `expf`: `x = n·ln 2 + r`, a degree-5

@@ -49,6 +49,20 @@ pub(super) fn pack_row(row: &[f32], out: &mut [u32]) {
     }
 }
 
+/// `rows` (each `k` elements) as `[k / 2, width]` element pairs, row `r`
+/// in column `r`: the micro-kernel's layout of an activation block or a
+/// weight panel. Columns past the rows given keep what `out` held.
+fn interleave<'a>(rows: impl Iterator<Item = &'a [f32]>, width: usize, out: &mut [u32]) {
+    let mut pairs = Vec::new();
+    for (r, row) in rows.enumerate() {
+        pairs.resize(row.len() / 2, 0);
+        pack_row(row, &mut pairs);
+        for (p, &v) in pairs.iter().enumerate() {
+            out[p * width + r] = v;
+        }
+    }
+}
+
 /// [`pack_row`]'s vector part; returns the pairs written.
 ///
 /// # Safety
@@ -101,13 +115,7 @@ impl Bf16Rows {
         let kp = k / 2;
         let mut packed = vec![0u32; m.div_ceil(MR) * MR * kp];
         packed.par_chunks_mut(MR * kp).enumerate().for_each(|(ib, block)| {
-            let mut pairs = vec![0u32; kp];
-            for r in 0..MR.min(m - ib * MR) {
-                pack_row(&x[(ib * MR + r) * k..][..k], &mut pairs);
-                for (p, &v) in pairs.iter().enumerate() {
-                    block[p * MR + r] = v;
-                }
-            }
+            interleave(x[ib * MR * k..].chunks(k).take(MR.min(m - ib * MR)), MR, block);
         });
         Self { m, k, packed, rounded: Vec::new() }
     }
@@ -173,11 +181,7 @@ impl QMatrix {
                 self.dequantize_row(r0 + jb * NR + c, &mut w[c * k..(c + 1) * k]);
             }
             let mut panel = vec![0u32; kp * NR];
-            for c in 0..NR {
-                for p in 0..kp {
-                    panel[p * NR + c] = pair(w[c * k + 2 * p], w[c * k + 2 * p + 1]);
-                }
-            }
+            interleave(w.chunks(k), NR, &mut panel);
             let mut tile = [[0f32; NR]; MR];
             for ib in 0..m.div_ceil(MR) {
                 // SAFETY: the kernel's features were checked when `x` was
@@ -208,31 +212,7 @@ impl QMatrix {
         self.dequantize_rows(r0, &mut w);
         w.par_iter_mut().for_each(|v| *v = round_bf16(*v));
         let mut y = vec![0f32; m_eff * n];
-        // SAFETY: y is [m_eff, n], x.rounded is [m_eff, k], w is [n, k]
-        // read as its transpose.
-        unsafe {
-            gemm::gemm(
-                m_eff,
-                n,
-                k,
-                y.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                x.rounded.as_ptr(),
-                1,
-                k as isize,
-                w.as_ptr(),
-                k as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::Rayon(rayon::current_num_threads()),
-            );
-        }
+        super::gemm_xwt(&x.rounded, m_eff, &w, n, k, &mut y, n);
         out.copy_from_slice(&y[..m * n]);
     }
 }
